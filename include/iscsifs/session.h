@@ -1,0 +1,111 @@
+/*
+ * session.h - one iSCSI session (one TCP connection) to one target, owned by one
+ * event-loop thread, with keepalive, timeouts and recovery.
+ *
+ * libiscsi 1.19 is not thread-safe and its own reconnect cannot be trusted (command
+ * timeouts never fire while a reconnect is pending), so: every libiscsi call on a
+ * session's context is made on that session's thread; other threads hand commands over
+ * through session_submit() (a locked queue + eventfd); recovery is ours (see
+ * src/session.c for the state machine).
+ *
+ * A command is a CDB plus at most one data buffer. The session re-issues commands that
+ * were in flight when the connection was lost, after re-login and after checking that
+ * each registered LUN still has the same identity (VPD 0x83/0x80 page); a LUN whose
+ * identity changed is failed for good (its commands complete with -ENODEV).
+ */
+#ifndef ISCSIFS_SESSION_H
+#define ISCSIFS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iscsifs/config.h"
+
+struct session;
+
+enum session_dir { SESSION_DIR_NONE = 0, SESSION_DIR_READ = 1, SESSION_DIR_WRITE = 2 };
+
+struct session_cmd {
+	/* set by the submitter, unchanged by the session */
+	int lun;
+	uint8_t cdb[16];
+	uint8_t cdb_len;
+	enum session_dir dir;
+	void *buf;                   /* data in (READ) or out (WRITE); NULL when len 0 */
+	uint32_t len;
+	void (*done)(struct session_cmd *cmd);  /* exactly once, on the session thread,
+	                                           or in session_submit's caller when the
+	                                           session is stopped */
+	void *opaque;
+	uint64_t not_before_ms;      /* util_now_ms() time before which it is not sent
+	                                (retry backoff); 0 = at once */
+
+	/* results, valid in done() */
+	int result;          /* 0: the target answered (see scsi_status); -EIO: transport
+	                        failure past the replacement timeout or the command
+	                        timed out repeatedly; -ENODEV: LUN identity changed;
+	                        -ESHUTDOWN: session stopped */
+	int scsi_status;     /* SCSI status byte (0 GOOD, 2 CHECK CONDITION, 8 BUSY, ...) */
+	int sense_key, asc, ascq;
+	uint32_t residual;   /* bytes not transferred (underflow), for data-in */
+
+	/* private to session.c */
+	struct session_cmd *next, *prev;
+	void *task;          /* struct scsi_task while issued */
+	struct session *owner;
+	struct { void *base; size_t len; } iov;   /* layout of struct scsi_iovec */
+	uint64_t deadline_ms;
+	int attempts;        /* times issued */
+	bool internal;       /* the session's own (identity check): never re-queued */
+};
+
+/* Counters and state, for stats. */
+struct session_info {
+	const char *state;           /* "logged-in", "recovering", "connecting", "stopped" */
+	uint64_t reconnects, timeouts, nop_timeouts, commands, inflight, queued;
+	uint64_t down_since_ms;      /* 0 when logged in */
+};
+
+/* Everything needed to log in; strings are copied. */
+struct session_params {
+	const struct config *cfg;    /* timeouts, initiator, digests, secrets */
+	const char *portal;          /* "host:port" */
+	const char *target;          /* IQN */
+	int index;                   /* for log lines when sessions > 1 */
+};
+
+/*
+ * Connect and log in (bounded by cfg->login_timeout), then start the event thread.
+ * On failure returns -errno and writes a one-line reason to err: -ECONNREFUSED,
+ * -ETIMEDOUT, -EACCES (authentication failed: names the target and which side),
+ * -ENOENT (unknown target), -EHOSTUNREACH, -EIO (other).
+ */
+int session_create(const struct session_params *p, struct session **out, char *err,
+		   size_t errlen);
+
+/* Queue a command (any thread). Never blocks on the network. */
+void session_submit(struct session *s, struct session_cmd *cmd);
+
+/* Submit and wait (any thread but the session's own). Returns cmd->result. */
+int session_run(struct session *s, struct session_cmd *cmd);
+
+/* After a re-login, check that INQUIRY VPD `page` of `lun` still returns these bytes. */
+void session_set_identity(struct session *s, int lun, uint8_t page, const uint8_t *data,
+			  size_t len);
+
+void session_get_info(struct session *s, struct session_info *out);
+
+/* Stop: commands still queued complete with -ESHUTDOWN; logs out; joins the thread. */
+void session_destroy(struct session *s);
+
+/*
+ * SendTargets discovery on a portal (a discovery session, bounded by login_timeout).
+ * Calls fn(target, portal, opaque) for each target/portal pair. Returns 0 or -errno
+ * with a message in err, as session_create.
+ */
+int session_discover(const struct config *cfg, const char *portal,
+		     void (*fn)(const char *target, const char *portal, void *opaque),
+		     void *opaque, char *err, size_t errlen);
+
+#endif

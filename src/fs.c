@@ -1,0 +1,814 @@
+/*
+ * fs.c - the FUSE namespace: targets, LUN files, partition files, .iscsifs/ counters;
+ * byte ranges to block ranges; errno to FUSE.
+ *
+ * The namespace is fixed at mount time (LUNs, partitions found by libblkid), so nodes
+ * live in one array and the inode number is the index + 1. Every LUN or partition file
+ * is a window [off, off+size) onto its LUN's cache blkdev; all I/O goes through the
+ * cache (cache=none makes it a pass-through).
+ *
+ * NOTES ON THE THREAD MODEL
+ *   fs_run() runs libfuse's multi-threaded loop: up to FS_MAX_THREADS worker threads
+ *   call the op_* handlers concurrently. Handlers block in the cache (a miss, the
+ *   dirty bound, a flush) but never hold a lock of ours across that, except `rmw`,
+ *   the per-LUN rwlock that makes a read-modify-write of a partial logical block
+ *   atomic with respect to other writes to that LUN (unaligned writes take it
+ *   exclusively, aligned ones shared). Nodes are immutable after fs_run starts, except
+ *   the blkid attributes, protected by `probe_lock`.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "iscsifs/cache.h"
+#include "iscsifs/fs.h"
+#include "iscsifs/log.h"
+#include "iscsifs/util.h"
+
+#define FS_MAX_THREADS 16
+
+enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
+
+struct node {
+	fuse_ino_t parent;
+	char name[CONFIG_NAME_MAX + 16];
+	enum nkind kind;
+	struct fs_lun *lun;          /* N_LUN, N_PART */
+	uint64_t off, size;          /* window onto the LUN, bytes */
+	int part;                    /* index into lun->probe.parts, N_PART */
+};
+
+struct fs {
+	struct fs_model *m;
+	struct node *nodes;          /* immutable after build */
+	size_t nnodes;
+	time_t mount_time;
+	pthread_mutex_t probe_lock;  /* protects lun->probe after mount */
+	uint64_t *probe_writes;      /* per LUN: cache write_ops at the last probe; probe_lock */
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct node *node_get(struct fs *fs, fuse_ino_t ino)
+{
+	if (ino < 1 || ino > fs->nnodes)
+		return NULL;
+	return &fs->nodes[ino - 1];
+}
+
+static bool is_dir(const struct node *n)
+{
+	return n->kind == N_ROOT || n->kind == N_TDIR || n->kind == N_META;
+}
+
+static bool node_ro(struct fs *fs, const struct node *n)
+{
+	return fs->m->cfg->read_only || (n->lun && n->lun->cache->read_only);
+}
+
+static void fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
+{
+	struct node *n = node_get(fs, ino);
+	const struct config *cfg = fs->m->cfg;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = cfg->uid;
+	st->st_gid = cfg->gid;
+	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
+	st->st_blksize = 4096;
+	if (is_dir(n)) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return;
+	}
+	st->st_nlink = 1;
+	if (n->kind == N_STATS || n->kind == N_METRICS) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = 0; /* generated on open; read with direct I/O */
+		return;
+	}
+	st->st_mode = S_IFREG | (node_ro(fs, n) ? 0400 : 0600);
+	st->st_size = (off_t)n->size;
+	st->st_blksize = (blksize_t)MAX(n->lun->info.block_size, 512u);
+	st->st_blocks = (blkcnt_t)(n->size / 512);
+}
+
+static double attr_timeout(void)
+{
+	return 3600.0; /* sizes and modes never change while mounted */
+}
+
+/* ---------- namespace ---------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	for (size_t i = 0; i < fs->nnodes; i++) {
+		if (fs->nodes[i].parent == parent && strcmp(fs->nodes[i].name, name) == 0) {
+			struct fuse_entry_param e = { .ino = i + 1 };
+			fill_attr(fs, e.ino, &e.attr);
+			e.attr_timeout = e.entry_timeout = attr_timeout();
+			fuse_reply_entry(req, &e);
+			return;
+		}
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct stat st;
+	(void)fi;
+	if (!node_get(fs, ino)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fill_attr(fs, ino, &st);
+	fuse_reply_attr(req, &st, attr_timeout());
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	(void)fi;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* A LUN's size is fixed: only a no-op "truncate" to the current size works,
+		 * so tools that truncate to the size they are about to write still run. */
+		if (is_dir(n) || (uint64_t)attr->st_size != n->size) {
+			fuse_reply_err(req, is_dir(n) ? EISDIR : EPERM);
+			return;
+		}
+	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	/* times: accepted and ignored (touch works) */
+	op_getattr(req, ino, NULL);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node *n = node_get(fs_of(req), ino);
+	if (!n || !is_dir(n)) {
+		fuse_reply_err(req, n ? ENOTDIR : ENOENT);
+		return;
+	}
+	fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	char *buf = calloc(1, size);
+	size_t pos = 0;
+	(void)fi;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* entry k: 0 ".", 1 "..", then children in node order; `off` = next k */
+	size_t k = 0;
+	for (size_t i = 0; i < fs->nnodes + 2; i++) {
+		const char *name;
+		fuse_ino_t child;
+		if (i == 0) {
+			name = ".";
+			child = ino;
+		} else if (i == 1) {
+			name = "..";
+			child = ino == FUSE_ROOT_ID ? ino : node_get(fs, ino)->parent;
+		} else {
+			struct node *n = &fs->nodes[i - 2];
+			if (n->parent != ino || i - 2 == 0)
+				continue;
+			name = n->name;
+			child = i - 1;
+		}
+		k++;
+		if ((off_t)k <= off)
+			continue;
+		struct stat st = { .st_ino = child };
+		st.st_mode = is_dir(node_get(fs, child)) ? S_IFDIR : S_IFREG;
+		size_t need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)k);
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct statvfs sv = { 0 };
+	uint64_t total = 0;
+	(void)ino;
+	for (int i = 0; i < fs->m->nluns; i++)
+		total += fs->m->luns[i].cache->size;
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = total / 4096;
+	sv.f_files = fs->nnodes;
+	sv.f_namemax = 255;
+	if (fs->m->cfg->read_only)
+		sv.f_flag |= ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---------- open / close ---------- */
+
+struct meta_fh {
+	char *data;
+	size_t len;
+};
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (is_dir(n)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (n->kind == N_STATS || n->kind == N_METRICS) {
+		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		struct meta_fh *h = calloc(1, sizeof(*h));
+		if (!h || !(h->data = stats_render(fs->m, n->kind == N_METRICS, &h->len))) {
+			free(h);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		fi->fh = (uint64_t)(uintptr_t)h;
+		fi->direct_io = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && node_ro(fs, n)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
+		fi->direct_io = 1; /* shared LUN: no page cache either */
+	else
+		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
+	fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node *n = node_get(fs_of(req), ino);
+	if (n && (n->kind == N_STATS || n->kind == N_METRICS)) {
+		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
+		free(h->data);
+		free(h);
+	}
+	fuse_reply_err(req, 0);
+}
+
+/* close(2): the file's dirty data reaches the target before close returns (the
+ * close-to-open rule), so `dd ... && umount` never loses data. */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node *n = node_get(fs_of(req), ino);
+	int r = 0;
+	if (n && n->lun && (fi->flags & O_ACCMODE) != O_RDONLY)
+		r = blkdev_flush_sync(n->lun->cache, false);
+	fuse_reply_err(req, -r);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct node *n = node_get(fs_of(req), ino);
+	int r = 0;
+	(void)datasync;
+	(void)fi;
+	if (n && n->lun)
+		r = blkdev_flush_sync(n->lun->cache, true);
+	fuse_reply_err(req, -r);
+}
+
+/* ---------- data ---------- */
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	if (n->kind == N_STATS || n->kind == N_METRICS) {
+		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
+		if ((uint64_t)off >= h->len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, h->data + off, MIN(size, h->len - (size_t)off));
+		return;
+	}
+	if (off < 0 || (uint64_t)off >= n->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0); /* at or past the end: EOF */
+		return;
+	}
+	size = (size_t)MIN((uint64_t)size, n->size - (uint64_t)off);
+	struct blkdev *dev = n->lun->cache;
+	uint64_t bs = dev->block_size;
+	uint64_t abs = n->off + (uint64_t)off;
+	uint64_t a0 = abs / bs * bs, a1 = DIV_ROUND_UP(abs + size, bs) * bs;
+	uint8_t *buf = malloc(a1 - a0);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int r = blkdev_read_sync(dev, a0, a1 - a0, buf);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, (char *)buf + (abs - a0), size);
+	free(buf);
+}
+
+/* Write [abs, abs+len) of the LUN, any alignment. Returns 0 or -errno. */
+static int write_bytes(struct fs_lun *l, uint64_t abs, size_t len, const void *data)
+{
+	struct blkdev *dev = l->cache;
+	uint64_t bs = dev->block_size;
+	int r;
+	if (abs % bs == 0 && len % bs == 0) {
+		pthread_rwlock_rdlock(&l->rmw);
+		r = blkdev_write_sync(dev, abs, len, data);
+		pthread_rwlock_unlock(&l->rmw);
+		return r;
+	}
+	uint64_t a0 = abs / bs * bs, a1 = DIV_ROUND_UP(abs + len, bs) * bs;
+	uint8_t *buf = malloc(a1 - a0);
+	if (!buf)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&l->rmw);
+	r = 0;
+	if (abs != a0)
+		r = blkdev_read_sync(dev, a0, bs, buf);
+	if (r == 0 && (abs + len) % bs && (a1 - bs != a0 || abs == a0))
+		r = blkdev_read_sync(dev, a1 - bs, bs, buf + (a1 - bs - a0));
+	if (r == 0) {
+		memcpy(buf + (abs - a0), data, len);
+		r = blkdev_write_sync(dev, a0, a1 - a0, buf);
+	}
+	pthread_rwlock_unlock(&l->rmw);
+	free(buf);
+	return r;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	(void)fi;
+	if (!n->lun) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (node_ro(fs, n)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	if (off < 0 || (uint64_t)off >= n->size) {
+		fuse_reply_err(req, ENOSPC); /* a LUN does not grow */
+		return;
+	}
+	size = (size_t)MIN((uint64_t)size, n->size - (uint64_t)off); /* short write at the end */
+	int r = write_bytes(n->lun, n->off + (uint64_t)off, size, data);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Make [abs, abs+len) read as zeroes: partial blocks by writing zeroes, the aligned
+ * middle with `zero_fn` (write_zeroes, or discard on an LBPRZ LUN). */
+static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch)
+{
+	struct blkdev *dev = l->cache;
+	uint64_t bs = dev->block_size;
+	uint64_t m0 = DIV_ROUND_UP(abs, bs) * bs, m1 = (abs + len) / bs * bs;
+	int r = 0;
+	if (m0 >= m1) {
+		void *z = calloc(1, len);
+		if (!z)
+			return -ENOMEM;
+		r = write_bytes(l, abs, len, z);
+		free(z);
+		return r;
+	}
+	if (abs < m0) {
+		void *z = calloc(1, m0 - abs);
+		r = z ? write_bytes(l, abs, m0 - abs, z) : -ENOMEM;
+		free(z);
+	}
+	if (r == 0 && abs + len > m1) {
+		void *z = calloc(1, abs + len - m1);
+		r = z ? write_bytes(l, m1, abs + len - m1, z) : -ENOMEM;
+		free(z);
+	}
+	if (r == 0) {
+		pthread_rwlock_rdlock(&l->rmw);
+		r = punch && l->info.lbprz ? blkdev_discard_sync(dev, m0, m1 - m0)
+					   : blkdev_write_zeroes_sync(dev, m0, m1 - m0);
+		pthread_rwlock_unlock(&l->rmw);
+	}
+	return r;
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	(void)fi;
+	if (!n->lun) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (node_ro(fs, n)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	uint64_t end = (uint64_t)off + (uint64_t)len;
+	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
+		/* preallocation: every block of a LUN exists already; it cannot grow */
+		fuse_reply_err(req, end > n->size && !(mode & FALLOC_FL_KEEP_SIZE) ? EFBIG : 0);
+		return;
+	}
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !n->lun->cache->can_discard) {
+		fuse_reply_err(req, EOPNOTSUPP); /* the LUN cannot deallocate (no UNMAP) */
+		return;
+	}
+	if ((uint64_t)off >= n->size) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	end = MIN(end, n->size);
+	int r = zero_range(n->lun, n->off + (uint64_t)off, end - (uint64_t)off,
+			   mode & FALLOC_FL_PUNCH_HOLE);
+	fuse_reply_err(req, -r);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	(void)fi;
+	if (!n->lun || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0 || (uint64_t)off >= n->size) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	struct blkdev *dev = n->lun->cache;
+	uint64_t pos = (uint64_t)off, bs = dev->block_size;
+	for (int i = 0; i < 100000 && pos < n->size; i++) {
+		struct blkdev_extent ext;
+		uint64_t abs = (n->off + pos) / bs * bs;
+		int r = dev->ops->lba_status ? dev->ops->lba_status(dev, abs, &ext) : 0;
+		if (!dev->ops->lba_status) {
+			ext.mapped = true;
+			ext.len = dev->size - abs;
+		}
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		if (ext.mapped == (whence == SEEK_DATA)) {
+			fuse_reply_lseek(req, (off_t)pos);
+			return;
+		}
+		pos = abs + MAX(ext.len, bs) - n->off;
+	}
+	if (whence == SEEK_HOLE)
+		fuse_reply_lseek(req, (off_t)n->size);
+	else
+		fuse_reply_err(req, ENXIO);
+}
+
+/* ---------- extended attributes ---------- */
+
+struct xattr {
+	char name[40];
+	char value[300];
+};
+
+static void reprobe_if_written(struct fs *fs, struct fs_lun *l)
+{
+	struct cache_stats cs;
+	int idx = (int)(l - fs->m->luns);
+	cache_get_stats(l->cache, &cs);
+	if (cs.write_ops == fs->probe_writes[idx])
+		return;
+	struct probe_result *pr = malloc(sizeof(*pr));
+	if (pr && probe_blkdev(l->cache, true, pr) == 0) {
+		/* partitions stay as mounted; contents and the whole-LUN type refresh */
+		l->probe.content = pr->content;
+		snprintf(l->probe.pttype, sizeof(l->probe.pttype), "%s", pr->pttype);
+		for (int i = 0; i < l->probe.nparts; i++)
+			for (int j = 0; j < pr->nparts; j++)
+				if (pr->parts[j].start == l->probe.parts[i].start)
+					l->probe.parts[i].content = pr->parts[j].content;
+		fs->probe_writes[idx] = cs.write_ops;
+	}
+	free(pr);
+}
+
+static int xattrs_of(struct fs *fs, struct node *n, struct xattr *x, int max)
+{
+	int k = 0;
+	struct fs_lun *l = n->lun;
+	if (!l)
+		return 0;
+#define ADD(nm, ...)                                                             \
+	do {                                                                     \
+		if (k < max) {                                                   \
+			snprintf(x[k].name, sizeof(x[k].name), "%s", nm);        \
+			snprintf(x[k].value, sizeof(x[k].value), __VA_ARGS__);  \
+			if (x[k].value[0])                                       \
+				k++;                                             \
+		}                                                                \
+	} while (0)
+	ADD("user.iscsi.target", "%s", l->target->name);
+	ADD("user.iscsi.portal", "%s", l->target->portal);
+	ADD("user.iscsi.lun", "%d", l->info.lun);
+	ADD("user.iscsi.wwn", "%s", l->info.wwn);
+	ADD("user.iscsi.serial", "%s", l->info.serial);
+	ADD("user.iscsi.vendor", "%s", l->info.vendor);
+	ADD("user.iscsi.product", "%s", l->info.product);
+	ADD("user.iscsi.block_size", "%u", l->info.block_size);
+	pthread_mutex_lock(&fs->probe_lock);
+	reprobe_if_written(fs, l);
+	const struct probe_content *c =
+		n->kind == N_PART ? &l->probe.parts[n->part].content : &l->probe.content;
+	ADD("user.blkid.type", "%s", c->type);
+	ADD("user.blkid.label", "%s", c->label);
+	ADD("user.blkid.uuid", "%s", c->uuid);
+	if (n->kind == N_LUN)
+		ADD("user.blkid.pttype", "%s", l->probe.pttype);
+	else {
+		ADD("user.blkid.part_number", "%d", l->probe.parts[n->part].number);
+		ADD("user.blkid.part_offset", "%" PRIu64, n->off);
+	}
+	pthread_mutex_unlock(&fs->probe_lock);
+#undef ADD
+	return k;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct xattr x[20];
+	int k = xattrs_of(fs, node_get(fs, ino), x, 20);
+	for (int i = 0; i < k; i++) {
+		if (strcmp(x[i].name, name))
+			continue;
+		size_t len = strlen(x[i].value);
+		if (size == 0)
+			fuse_reply_xattr(req, len);
+		else if (size < len)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, x[i].value, len);
+		return;
+	}
+	fuse_reply_err(req, ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct xattr x[20];
+	char buf[20 * 40];
+	size_t len = 0;
+	int k = xattrs_of(fs, node_get(fs, ino), x, 20);
+	for (int i = 0; i < k; i++) {
+		size_t nl = strlen(x[i].name) + 1;
+		memcpy(buf + len, x[i].name, nl);
+		len += nl;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Large requests: fewer round trips for sequential I/O. */
+	conn->max_write = 1u << 20;
+	conn->max_readahead = MIN(conn->max_readahead, 1u << 20);
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.statfs = op_statfs,
+	.open = op_open,
+	.release = op_release,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.read = op_read,
+	.write = op_write,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+};
+
+/* ---------- building and running ---------- */
+
+static fuse_ino_t add_node(struct fs *fs, fuse_ino_t parent, const char *name, enum nkind kind)
+{
+	struct node *n = &fs->nodes[fs->nnodes++];
+	memset(n, 0, sizeof(*n));
+	n->parent = parent;
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->kind = kind;
+	return fs->nnodes;
+}
+
+static int build(struct fs *fs)
+{
+	struct fs_model *m = fs->m;
+	size_t max = 4 + (size_t)m->ntargets;
+	for (int i = 0; i < m->nluns; i++)
+		max += 1 + (size_t)m->luns[i].probe.nparts;
+	fs->nodes = calloc(max, sizeof(*fs->nodes));
+	fs->probe_writes = calloc((size_t)m->nluns + 1, sizeof(uint64_t));
+	if (!fs->nodes || !fs->probe_writes)
+		return -ENOMEM;
+	add_node(fs, 0, "", N_ROOT); /* ino 1 */
+	for (int t = 0; t < m->ntargets; t++) {
+		fuse_ino_t dir = FUSE_ROOT_ID;
+		if (m->target_dirs)
+			dir = add_node(fs, FUSE_ROOT_ID, m->targets[t].name, N_TDIR);
+		for (int i = 0; i < m->nluns; i++) {
+			struct fs_lun *l = &m->luns[i];
+			if (l->target != &m->targets[t])
+				continue;
+			fuse_ino_t ino = add_node(fs, dir, l->name, N_LUN);
+			struct node *n = node_get(fs, ino);
+			n->lun = l;
+			n->size = l->cache->size;
+			for (int p = 0; p < l->probe.nparts; p++) {
+				char name[64];
+				snprintf(name, sizeof(name), "%s-part%d", l->name, l->probe.parts[p].number);
+				struct node *pn = node_get(fs, add_node(fs, dir, name, N_PART));
+				pn->lun = l;
+				pn->off = l->probe.parts[p].start;
+				pn->size = l->probe.parts[p].size;
+				pn->part = p;
+			}
+			struct cache_stats cs;
+			cache_get_stats(l->cache, &cs);
+			fs->probe_writes[i] = cs.write_ops;
+		}
+	}
+	fuse_ino_t meta = add_node(fs, FUSE_ROOT_ID, ".iscsifs", N_META);
+	add_node(fs, meta, "stats.json", N_STATS);
+	add_node(fs, meta, "metrics", N_METRICS);
+	return 0;
+}
+
+int fs_run(struct fs_model *m, int ready_fd)
+{
+	const struct config *cfg = m->cfg;
+	struct fs fs = { .m = m, .mount_time = time(NULL) };
+	char opts[2048];
+	int ret = -EIO;
+
+	pthread_mutex_init(&fs.probe_lock, NULL);
+	if (build(&fs) < 0) {
+		log_err("out of memory");
+		goto out_free;
+	}
+	/* fsname shows in /proc/mounts and df: the URL (never a secret: refused earlier) */
+	snprintf(opts, sizeof(opts),
+		 "fsname=%s,subtype=iscsifs,default_permissions%s%s%s%s%s",
+		 cfg->url_text, cfg->allow_other ? ",allow_other" : "",
+		 cfg->read_only ? ",ro" : "",
+		 ",auto_unmount", /* a crashed daemon never leaves a wedged mountpoint */
+		 cfg->fuse_opts[0] ? "," : "", cfg->fuse_opts);
+	char *argv[] = { "iscsifs", "-o", opts, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct fuse_session *se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	if (!se) {
+		log_err("cannot create the FUSE session (options: %s)", opts);
+		goto out_free;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		log_err("cannot install signal handlers");
+		goto out_session;
+	}
+	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
+		log_err("cannot mount %s: see the message above (is /dev/fuse there, is "
+			"fusermount3 installed, is the mountpoint already in use?)",
+			cfg->mountpoint);
+		goto out_signals;
+	}
+	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
+		 m->nluns == 1 ? "" : "s");
+	if (ready_fd >= 0) {
+		char ok = 1;
+		ssize_t w = write(ready_fd, &ok, 1);
+		(void)w;
+		close(ready_fd);
+		/* daemonized: the terminal is the parent's; log to syslog from now on */
+		log_to_syslog();
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0) {
+			dup2(nul, STDIN_FILENO);
+			dup2(nul, STDOUT_FILENO);
+			dup2(nul, STDERR_FILENO);
+			close(nul);
+		}
+	}
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
+	fuse_loop_cfg_set_idle_threads(lc, 4);
+	ret = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	ret = ret < 0 ? ret : 0;
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_free:
+	free(fs.nodes);
+	free(fs.probe_writes);
+	pthread_mutex_destroy(&fs.probe_lock);
+	return ret;
+}

@@ -1,0 +1,1021 @@
+/*
+ * session.c - one iSCSI session: a libiscsi context, its event-loop thread, keepalive,
+ * command timeouts and recovery.
+ *
+ * NOTES ON THE THREAD MODEL
+ *   session_create() starts one thread per session (session_thread). That thread alone
+ *   calls libiscsi for the session's context: it polls the socket, an eventfd that
+ *   session_submit() writes after queueing a command under `qlock`, and a timer (the
+ *   poll timeout), because libiscsi only notices timeouts inside iscsi_service() and
+ *   iscsi_which_events() may be 0 while nothing is queued. Completion callbacks
+ *   (cmd->done) run on this thread and must not block.
+ *
+ * STATE MACHINE (event thread only)
+ *
+ *   state        meaning                              leaves to
+ *   CONNECTING   new context, TCP connect + login     VERIFYING / LOGGED_IN on success,
+ *                in progress, bounded by               BACKOFF on failure or login
+ *                login_timeout                         timeout (the first login: fails
+ *                                                      session_create instead)
+ *   VERIFYING    INQUIRY VPD of each registered LUN   LOGGED_IN (LUNs whose identity
+ *                compared with what it was             changed are failed: -ENODEV)
+ *   LOGGED_IN    commands flow; NOP-Out every          BACKOFF on socket error/hangup,
+ *                noop_interval                         NOP timeout, command timeout
+ *   BACKOFF      waiting 1 s, doubling to 30 s         CONNECTING
+ *   STOPPED      session_destroy                       -
+ *
+ *   Invariants: commands are sent only in LOGGED_IN; `inflight` holds exactly the
+ *   commands handed to libiscsi and not yet completed, oldest first; on connection loss
+ *   the context is destroyed (its callbacks are ignored while `tearing`) and `inflight`
+ *   goes back to the front of `pending` in order, to be re-issued after re-login. From
+ *   the moment the connection is lost, `down_since` is set; once replacement_timeout
+ *   has passed, pending commands and new ones fail with -EIO (recovery goes on in the
+ *   background, and I/O works again when it is back).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+
+#include "iscsifs/log.h"
+#include "iscsifs/session.h"
+#include "iscsifs/util.h"
+
+enum sstate { S_CONNECTING, S_VERIFYING, S_LOGGED_IN, S_BACKOFF, S_STOPPED };
+static const char *const state_names[] = { "connecting", "verifying", "logged-in",
+					   "recovering", "stopped" };
+
+#define MAX_INFLIGHT 256
+#define MAX_ATTEMPTS 6       /* a command that keeps killing the connection fails */
+
+struct ident {
+	int lun;
+	uint8_t page;
+	uint8_t *data;
+	size_t len;
+	bool failed;
+	struct session *owner;
+	struct ident *next;
+};
+
+struct session {
+	char portal[300];
+	char target[CONFIG_NAME_MAX];
+	char name[400];              /* "target@portal" (+ "#n"), for log lines */
+	const struct config *cfg;
+	int efd;
+	pthread_t thread;
+
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;        /* initial login result; session_run completions */
+	/* protected by qlock */
+	struct session_cmd *qhead, *qtail;
+	bool stopping;
+	bool expired;                /* replacement timeout passed while down */
+	struct ident *idents;
+	struct session_info info;
+	int init_result;             /* 1 = pending, 0 = logged in, <0 = failed */
+	char init_err[CONFIG_ERRLEN];
+
+	/* event thread only */
+	struct iscsi_context *ctx;
+	enum sstate state;
+	bool initial;                /* the first login: failures are reported, not retried */
+	bool tearing;                /* ignore callbacks of the context being destroyed */
+	bool lost;                   /* set by callbacks: recover after iscsi_service */
+	char lost_why[256];
+	struct session_cmd *pend_head, *pend_tail;    /* to issue, in order */
+	struct session_cmd *infl_head, *infl_tail;    /* issued, oldest first */
+	struct session_cmd *delay_head, *delay_tail;  /* waiting for not_before_ms */
+	uint32_t ninflight;
+	uint64_t deadline_ms;        /* CONNECTING: login deadline; BACKOFF: retry time */
+	uint64_t backoff_ms;
+	uint64_t down_since;         /* 0 when up */
+	uint64_t next_nop_ms;
+	bool nop_outstanding;
+	uint64_t nop_deadline_ms;
+	int verify_left;
+	struct session_cmd verify_cmds[8];
+	uint8_t verify_buf[8][256];
+};
+
+/* ---------- lists (event thread) ---------- */
+
+static void list_append(struct session_cmd **head, struct session_cmd **tail,
+			struct session_cmd *c)
+{
+	c->next = NULL;
+	c->prev = *tail;
+	if (*tail)
+		(*tail)->next = c;
+	else
+		*head = c;
+	*tail = c;
+}
+
+static void list_del(struct session_cmd **head, struct session_cmd **tail,
+		     struct session_cmd *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		*tail = c->prev;
+	c->next = c->prev = NULL;
+}
+
+static void complete(struct session_cmd *c, int result)
+{
+	c->result = result;
+	c->done(c);
+}
+
+/* ---------- context setup ---------- */
+
+static struct iscsi_context *new_context(const struct config *cfg, const char *target,
+					 bool discovery)
+{
+	struct iscsi_context *ctx = iscsi_create_context(cfg->initiator);
+	if (!ctx)
+		return NULL;
+	iscsi_set_session_type(ctx, discovery ? ISCSI_SESSION_DISCOVERY : ISCSI_SESSION_NORMAL);
+	if (!discovery)
+		iscsi_set_targetname(ctx, target);
+	iscsi_set_header_digest(ctx, (enum iscsi_header_digest)cfg->header_digest);
+	iscsi_set_noautoreconnect(ctx, 1);
+	if (cfg->chap) {
+		iscsi_set_initiator_username_pwd(ctx, cfg->secrets.username, cfg->secrets.password);
+		if (cfg->mutual_chap)
+			iscsi_set_target_username_pwd(ctx, cfg->secrets.target_username,
+						      cfg->secrets.target_password);
+	}
+	return ctx;
+}
+
+/* Classify a libiscsi connect/login error into -errno and a user-facing reason. */
+static int classify(const char *what, const char *portal, const char *target, bool mutual,
+		    char *err, size_t errlen)
+{
+	const char *t = target && *target ? target : "(discovery)";
+	if (strcasestr(what, "refused")) {
+		snprintf(err, errlen, "cannot connect to %s: connection refused (is the target "
+				      "running, is the port right?)", portal);
+		return -ECONNREFUSED;
+	}
+	if (strcasestr(what, "unreachable") || strcasestr(what, "no route")) {
+		snprintf(err, errlen, "cannot connect to %s: host unreachable", portal);
+		return -EHOSTUNREACH;
+	}
+	if (strcasestr(what, "authentication") || strcasestr(what, "authorization") ||
+	    strcasestr(what, "chap")) {
+		bool target_side = strcasestr(what, "target") && mutual &&
+				   !strcasestr(what, "Status: Authentication failure");
+		snprintf(err, errlen, "authentication failed for %s at %s: %s", t, portal,
+			 target_side ? "the target did not prove it knows target_password "
+				       "(mutual CHAP)"
+				     : "the target refused our CHAP credentials (check username "
+				       "and password in the secret file)");
+		return -EACCES;
+	}
+	if (strcasestr(what, "not found") || strcasestr(what, "removed")) {
+		snprintf(err, errlen, "target %s not found at %s (list targets with: iscsifs ls "
+				      "iscsi://%s)", t, portal, portal);
+		return -ENOENT;
+	}
+	snprintf(err, errlen, "login to %s at %s failed: %s", t, portal, what);
+	return -EIO;
+}
+
+/* ---------- event thread: connection management ---------- */
+
+static void connect_cb(struct iscsi_context *ctx, int status, void *data, void *priv);
+static void login_cb(struct iscsi_context *ctx, int status, void *data, void *priv);
+static void issue_pending(struct session *s);
+
+static void set_state(struct session *s, enum sstate st)
+{
+	s->state = st;
+	pthread_mutex_lock(&s->qlock);
+	s->info.state = state_names[st];
+	s->info.down_since_ms = s->down_since;
+	pthread_mutex_unlock(&s->qlock);
+}
+
+static void start_connect(struct session *s)
+{
+	s->ctx = new_context(s->cfg, s->target, false);
+	s->deadline_ms = util_now_ms() + (uint64_t)s->cfg->login_timeout * 1000;
+	set_state(s, S_CONNECTING);
+	if (!s->ctx || iscsi_connect_async(s->ctx, s->portal, connect_cb, s) != 0) {
+		s->lost = true;
+		snprintf(s->lost_why, sizeof(s->lost_why), "connect: %s",
+			 s->ctx ? iscsi_get_error(s->ctx) : "out of memory");
+	}
+}
+
+/* Tear down the context; move in-flight commands back to the front of pending. */
+static void drop_context(struct session *s)
+{
+	if (s->ctx) {
+		s->tearing = true;
+		iscsi_destroy_context(s->ctx);
+		s->tearing = false;
+		s->ctx = NULL;
+	}
+	/* requeue in original order, in front of what was never sent */
+	while (s->infl_tail) {
+		struct session_cmd *c = s->infl_tail;
+		list_del(&s->infl_head, &s->infl_tail, c);
+		if (c->task) {
+			scsi_free_scsi_task(c->task);
+			c->task = NULL;
+		}
+		if (c->internal)
+			continue; /* identity checks are redone after the next login */
+		c->next = s->pend_head;
+		c->prev = NULL;
+		if (s->pend_head)
+			s->pend_head->prev = c;
+		else
+			s->pend_tail = c;
+		s->pend_head = c;
+	}
+	s->ninflight = 0;
+	s->nop_outstanding = false;
+}
+
+static void enter_backoff(struct session *s, const char *why)
+{
+	uint64_t now = util_now_ms();
+	bool was_up = s->state == S_LOGGED_IN;
+	drop_context(s);
+	if (!s->down_since) {
+		s->down_since = now;
+		s->backoff_ms = 1000;
+	} else {
+		s->backoff_ms = MIN(s->backoff_ms * 2, 30000);
+	}
+	if (was_up) {
+		log_warn("%s: connection lost (%s); reconnecting", s->name, why);
+		pthread_mutex_lock(&s->qlock);
+		s->info.reconnects++;
+		pthread_mutex_unlock(&s->qlock);
+	} else {
+		log_debug("%s: reconnect failed (%s); next try in %" PRIu64 " ms", s->name, why,
+			  s->backoff_ms);
+	}
+	s->deadline_ms = now + s->backoff_ms;
+	set_state(s, S_BACKOFF);
+}
+
+static void initial_result(struct session *s, int result, const char *err)
+{
+	pthread_mutex_lock(&s->qlock);
+	s->init_result = result;
+	if (err)
+		snprintf(s->init_err, sizeof(s->init_err), "%s", err);
+	pthread_cond_broadcast(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+}
+
+static void login_failed(struct session *s, const char *what)
+{
+	if (s->initial) {
+		char err[CONFIG_ERRLEN];
+		int r = classify(what, s->portal, s->target, s->cfg->mutual_chap, err, sizeof(err));
+		drop_context(s);
+		s->initial = false;
+		set_state(s, S_STOPPED);
+		initial_result(s, r, err);
+		return;
+	}
+	s->lost = true;
+	snprintf(s->lost_why, sizeof(s->lost_why), "%s", what);
+}
+
+static void connect_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+{
+	struct session *s = priv;
+	(void)data;
+	if (s->tearing)
+		return;
+	if (status != SCSI_STATUS_GOOD) {
+		login_failed(s, iscsi_get_error(ctx));
+		return;
+	}
+	if (iscsi_login_async(ctx, login_cb, s) != 0)
+		login_failed(s, iscsi_get_error(ctx));
+}
+
+static void verify_done(struct session_cmd *c);
+
+static void logged_in(struct session *s)
+{
+	uint64_t now = util_now_ms();
+	if (s->down_since)
+		log_notice("%s: session re-established after %.1f s", s->name,
+			   (double)(now - s->down_since) / 1000.0);
+	s->down_since = 0;
+	s->backoff_ms = 0;
+	s->next_nop_ms = now + (uint64_t)s->cfg->noop_interval * 1000;
+	pthread_mutex_lock(&s->qlock);
+	s->expired = false;
+	pthread_mutex_unlock(&s->qlock);
+	set_state(s, S_LOGGED_IN);
+	if (s->initial) {
+		s->initial = false;
+		initial_result(s, 0, NULL);
+	}
+}
+
+static void issue(struct session *s, struct session_cmd *c);
+
+static void login_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+{
+	struct session *s = priv;
+	(void)data;
+	if (s->tearing)
+		return;
+	if (status != SCSI_STATUS_GOOD) {
+		login_failed(s, iscsi_get_error(ctx));
+		return;
+	}
+	/* Re-login: check every registered LUN is still the same disk before anything
+	 * queued for it is sent. */
+	int n = 0;
+	pthread_mutex_lock(&s->qlock);
+	for (struct ident *id = s->idents; id && n < (int)ARRAY_SIZE(s->verify_cmds); id = id->next) {
+		if (id->failed)
+			continue;
+		struct session_cmd *c = &s->verify_cmds[n];
+		memset(c, 0, sizeof(*c));
+		c->lun = id->lun;
+		c->cdb[0] = 0x12; /* INQUIRY, EVPD */
+		c->cdb[1] = 1;
+		c->cdb[2] = id->page;
+		c->cdb[4] = (uint8_t)sizeof(s->verify_buf[n]);
+		c->cdb_len = 6;
+		c->dir = SESSION_DIR_READ;
+		c->buf = s->verify_buf[n];
+		c->len = sizeof(s->verify_buf[n]);
+		c->done = verify_done;
+		c->opaque = id;
+		c->internal = true;
+		n++;
+	}
+	pthread_mutex_unlock(&s->qlock);
+	if (n == 0 || s->initial) {
+		logged_in(s);
+		return;
+	}
+	set_state(s, S_VERIFYING);
+	s->verify_left = n;
+	for (int i = 0; i < n; i++)
+		issue(s, &s->verify_cmds[i]);
+}
+
+static void verify_done(struct session_cmd *c)
+{
+	struct ident *id = c->opaque;
+	struct session *s = id->owner;
+	bool same = c->result == 0 && c->scsi_status == 0 &&
+		    c->len - c->residual >= id->len &&
+		    memcmp(c->buf, id->data, id->len) == 0;
+	if (c->result == 0 && c->scsi_status != 0 && c->sense_key == 6 /* UNIT ATTENTION */ &&
+	    c->attempts < 4) {
+		issue(s, c); /* INQUIRY may report a pending UA on some targets: once more */
+		return;
+	}
+	if (!same) {
+		pthread_mutex_lock(&s->qlock);
+		id->failed = true;
+		pthread_mutex_unlock(&s->qlock);
+		log_err("%s: LUN %d is no longer the same disk after reconnecting (VPD page "
+			"0x%02x changed); failing it rather than writing to another disk",
+			s->name, id->lun, id->page);
+	}
+	if (--s->verify_left == 0)
+		logged_in(s);
+}
+
+/* ---------- event thread: commands ---------- */
+
+static void cmd_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+{
+	struct session_cmd *c = priv;
+	struct scsi_task *task = c->task;
+	struct session *s = c->owner;
+	(void)data;
+
+	if (s->tearing)
+		return; /* drop_context requeues it */
+	if (status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_ERROR ||
+	    status == SCSI_STATUS_TIMEOUT) {
+		/* The transport failed under this command: recover, then re-issue it. */
+		s->lost = true;
+		snprintf(s->lost_why, sizeof(s->lost_why), "%s", iscsi_get_error(ctx));
+		return;
+	}
+	list_del(&s->infl_head, &s->infl_tail, c);
+	s->ninflight--;
+	c->scsi_status = status;
+	c->sense_key = c->asc = c->ascq = 0;
+	c->residual = 0;
+	if (status == SCSI_STATUS_CHECK_CONDITION) {
+		c->sense_key = task->sense.key;
+		c->asc = (task->sense.ascq >> 8) & 0xff;
+		c->ascq = task->sense.ascq & 0xff;
+	}
+	if (task->residual_status == SCSI_RESIDUAL_UNDERFLOW)
+		c->residual = (uint32_t)task->residual;
+	scsi_free_scsi_task(task);
+	c->task = NULL;
+	complete(c, 0);
+}
+
+static void issue(struct session *s, struct session_cmd *c)
+{
+	struct scsi_task *task = scsi_create_task(c->cdb_len, c->cdb,
+						  c->dir == SESSION_DIR_READ    ? SCSI_XFER_READ
+						  : c->dir == SESSION_DIR_WRITE ? SCSI_XFER_WRITE
+										: SCSI_XFER_NONE,
+						  (int)c->len);
+	if (!task) {
+		complete(c, -ENOMEM);
+		return;
+	}
+	if (c->len) {
+		/* lives in the command, which outlives the task */
+		struct scsi_iovec *iov = (struct scsi_iovec *)&c->iov;
+		iov->iov_base = c->buf;
+		iov->iov_len = c->len;
+		if (c->dir == SESSION_DIR_READ)
+			scsi_task_set_iov_in(task, iov, 1);
+		else
+			scsi_task_set_iov_out(task, iov, 1);
+	}
+	c->owner = s;
+	c->task = task;
+	c->attempts++;
+	c->deadline_ms = util_now_ms() + (uint64_t)s->cfg->cmd_timeout * 1000;
+	list_append(&s->infl_head, &s->infl_tail, c);
+	s->ninflight++;
+	pthread_mutex_lock(&s->qlock);
+	s->info.commands++;
+	pthread_mutex_unlock(&s->qlock);
+	if (iscsi_scsi_command_async(s->ctx, c->lun, task, cmd_cb, NULL, c) != 0) {
+		/* libiscsi refused to queue it: the context is unusable */
+		s->lost = true;
+		snprintf(s->lost_why, sizeof(s->lost_why), "submit: %s", iscsi_get_error(s->ctx));
+	}
+}
+
+static bool lun_failed(struct session *s, int lun)
+{
+	bool failed = false;
+	pthread_mutex_lock(&s->qlock);
+	for (struct ident *id = s->idents; id; id = id->next)
+		if (id->lun == lun && id->failed)
+			failed = true;
+	pthread_mutex_unlock(&s->qlock);
+	return failed;
+}
+
+static void issue_pending(struct session *s)
+{
+	while (s->state == S_LOGGED_IN && !s->lost && s->pend_head &&
+	       s->ninflight < MAX_INFLIGHT) {
+		struct session_cmd *c = s->pend_head;
+		list_del(&s->pend_head, &s->pend_tail, c);
+		if (lun_failed(s, c->lun)) {
+			complete(c, -ENODEV);
+			continue;
+		}
+		if (c->attempts >= MAX_ATTEMPTS) {
+			log_err("%s: LUN %d: command 0x%02x lost the connection %d times; failing it",
+				s->name, c->lun, c->cdb[0], c->attempts);
+			complete(c, -EIO);
+			continue;
+		}
+		issue(s, c);
+	}
+}
+
+static void nop_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+{
+	struct session *s = priv;
+	(void)data;
+	if (s->tearing)
+		return;
+	s->nop_outstanding = false;
+	if (status != SCSI_STATUS_GOOD) {
+		s->lost = true;
+		snprintf(s->lost_why, sizeof(s->lost_why), "NOP-Out failed: %s",
+			 iscsi_get_error(ctx));
+	}
+}
+
+/* Move commands handed over by other threads into the pending list. */
+static bool take_submitted(struct session *s)
+{
+	uint64_t v;
+	ssize_t r = read(s->efd, &v, sizeof(v));
+	(void)r;
+	pthread_mutex_lock(&s->qlock);
+	struct session_cmd *c = s->qhead;
+	bool stopping = s->stopping;
+	s->qhead = s->qtail = NULL;
+	pthread_mutex_unlock(&s->qlock);
+	uint64_t now = util_now_ms();
+	while (c) {
+		struct session_cmd *n = c->next;
+		if (c->not_before_ms > now)
+			list_append(&s->delay_head, &s->delay_tail, c);
+		else
+			list_append(&s->pend_head, &s->pend_tail, c);
+		c = n;
+	}
+	return stopping;
+}
+
+static void fail_all_pending(struct session *s, int err)
+{
+	while (s->delay_head) {
+		struct session_cmd *c = s->delay_head;
+		list_del(&s->delay_head, &s->delay_tail, c);
+		list_append(&s->pend_head, &s->pend_tail, c);
+	}
+	while (s->pend_head) {
+		struct session_cmd *c = s->pend_head;
+		list_del(&s->pend_head, &s->pend_tail, c);
+		complete(c, err);
+	}
+}
+
+/* Timers; returns the poll timeout in ms. */
+static int run_timers(struct session *s)
+{
+	uint64_t now = util_now_ms();
+	uint64_t next = now + 1000;
+
+	for (struct session_cmd *c = s->delay_head, *n; c; c = n) {
+		n = c->next;
+		if (c->not_before_ms <= now) {
+			list_del(&s->delay_head, &s->delay_tail, c);
+			list_append(&s->pend_head, &s->pend_tail, c);
+		} else {
+			next = MIN(next, c->not_before_ms);
+		}
+	}
+
+	switch (s->state) {
+	case S_CONNECTING:
+		if (now >= s->deadline_ms) {
+			if (s->initial) {
+				char err[CONFIG_ERRLEN];
+				snprintf(err, sizeof(err), "cannot log in to %s at %s: no answer within "
+					 "%d s (login_timeout); is the address right and the target "
+					 "up?", s->target, s->portal, s->cfg->login_timeout);
+				drop_context(s);
+				s->initial = false;
+				set_state(s, S_STOPPED);
+				initial_result(s, -ETIMEDOUT, err);
+				return 1000;
+			}
+			enter_backoff(s, "login timed out");
+		}
+		next = MIN(next, s->deadline_ms);
+		break;
+	case S_BACKOFF:
+		if (now >= s->deadline_ms) {
+			start_connect(s);
+			return 0;
+		}
+		next = MIN(next, s->deadline_ms);
+		break;
+	case S_LOGGED_IN:
+		if (s->cfg->noop_interval > 0) {
+			if (s->nop_outstanding && now >= s->nop_deadline_ms) {
+				pthread_mutex_lock(&s->qlock);
+				s->info.nop_timeouts++;
+				pthread_mutex_unlock(&s->qlock);
+				enter_backoff(s, "no answer to NOP-Out keepalive");
+				return 0;
+			}
+			if (!s->nop_outstanding && now >= s->next_nop_ms) {
+				if (iscsi_nop_out_async(s->ctx, nop_cb, NULL, 0, s) == 0) {
+					s->nop_outstanding = true;
+					s->nop_deadline_ms = now + (uint64_t)s->cfg->noop_timeout * 1000;
+				}
+				s->next_nop_ms = now + (uint64_t)s->cfg->noop_interval * 1000;
+			}
+			next = MIN(next, s->nop_outstanding ? s->nop_deadline_ms : s->next_nop_ms);
+		}
+		/* fallthrough */
+	case S_VERIFYING:
+		for (struct session_cmd *c = s->infl_head; c; c = c->next) {
+			if (now >= c->deadline_ms) {
+				pthread_mutex_lock(&s->qlock);
+				s->info.timeouts++;
+				pthread_mutex_unlock(&s->qlock);
+				char why[128];
+				snprintf(why, sizeof(why), "LUN %d: command 0x%02x timed out after %d s",
+					 c->lun, c->cdb[0], s->cfg->cmd_timeout);
+				enter_backoff(s, why);
+				return 0;
+			}
+			next = MIN(next, c->deadline_ms);
+		}
+		break;
+	case S_STOPPED:
+		break;
+	}
+
+	if (s->down_since && s->state != S_STOPPED) {
+		uint64_t limit = s->down_since + (uint64_t)s->cfg->replacement_timeout * 1000;
+		if (now >= limit) {
+			pthread_mutex_lock(&s->qlock);
+			bool was = s->expired;
+			s->expired = true;
+			pthread_mutex_unlock(&s->qlock);
+			if (!was)
+				log_err("%s: session down for %d s (replacement_timeout): failing I/O with "
+					"EIO until it is back; still trying to reconnect",
+					s->name, s->cfg->replacement_timeout);
+			fail_all_pending(s, -EIO);
+		} else {
+			next = MIN(next, limit);
+		}
+	}
+	return next > now ? (int)(next - now) : 0;
+}
+
+static void logout_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+{
+	(void)ctx;
+	(void)status;
+	(void)data;
+	*(bool *)priv = true;
+}
+
+static void *session_thread(void *arg)
+{
+	struct session *s = arg;
+	bool stopping = false;
+
+	start_connect(s);
+	while (!stopping) {
+		int timeout = run_timers(s);
+		if (s->state == S_STOPPED && !s->initial) {
+			/* the first login failed: wait for session_destroy */
+			pthread_mutex_lock(&s->qlock);
+			stopping = s->stopping;
+			pthread_mutex_unlock(&s->qlock);
+			if (stopping)
+				break;
+		}
+		if (s->state == S_LOGGED_IN)
+			issue_pending(s);
+		struct pollfd pfd[2] = { { .fd = s->efd, .events = POLLIN } };
+		int n = 1;
+		if (s->ctx && (s->state == S_CONNECTING || s->state == S_VERIFYING ||
+			       s->state == S_LOGGED_IN)) {
+			pfd[1].fd = iscsi_get_fd(s->ctx);
+			pfd[1].events = (short)(iscsi_which_events(s->ctx) | POLLRDHUP);
+			if (pfd[1].fd >= 0)
+				n = 2;
+		}
+		if (s->lost)
+			timeout = 0;
+		int r = poll(pfd, (nfds_t)n, timeout);
+		if (r < 0 && errno != EINTR) {
+			log_err("%s: poll: %m", s->name);
+			usleep(100000);
+			continue;
+		}
+		if (pfd[0].revents & POLLIN)
+			stopping = take_submitted(s);
+		if (n == 2 && pfd[1].revents) {
+			short rev = pfd[1].revents;
+			if (iscsi_service(s->ctx, rev & ~POLLRDHUP) < 0 && !s->lost) {
+				s->lost = true;
+				snprintf(s->lost_why, sizeof(s->lost_why), "%s", iscsi_get_error(s->ctx));
+			}
+			if ((rev & (POLLHUP | POLLERR | POLLRDHUP)) && !s->lost) {
+				s->lost = true;
+				snprintf(s->lost_why, sizeof(s->lost_why), "connection closed by target");
+			}
+		}
+		if (s->lost) {
+			s->lost = false;
+			if (s->initial && s->state != S_STOPPED) {
+				login_failed(s, s->lost_why);
+			} else if (s->state != S_STOPPED) {
+				enter_backoff(s, s->lost_why);
+			}
+		}
+		if (stopping) {
+			/* destroy: everything was flushed above us; drop what is left */
+			break;
+		}
+		if (s->state != S_LOGGED_IN) {
+			pthread_mutex_lock(&s->qlock);
+			bool expired = s->expired;
+			pthread_mutex_unlock(&s->qlock);
+			if (expired)
+				fail_all_pending(s, -EIO);
+		}
+	}
+	if (s->ctx && s->state == S_LOGGED_IN && !s->infl_head) {
+		/* polite logout, bounded */
+		bool done = false;
+		iscsi_logout_async(s->ctx, logout_cb, &done);
+		uint64_t dl = util_now_ms() + 2000;
+		while (!done && util_now_ms() < dl) {
+			struct pollfd p = { .fd = iscsi_get_fd(s->ctx),
+					    .events = (short)iscsi_which_events(s->ctx) };
+			if (poll(&p, 1, 100) > 0 && iscsi_service(s->ctx, p.revents) < 0)
+				break;
+		}
+	}
+	drop_context(s);
+	fail_all_pending(s, -ESHUTDOWN);
+	set_state(s, S_STOPPED);
+	return NULL;
+}
+
+/* ---------- public API ---------- */
+
+void session_submit(struct session *s, struct session_cmd *c)
+{
+	c->next = c->prev = NULL;
+	c->task = NULL;
+	c->owner = s;
+	c->attempts = 0;
+	c->internal = false;
+	pthread_mutex_lock(&s->qlock);
+	if (s->stopping || s->expired) {
+		int err = s->stopping ? -ESHUTDOWN : -EIO;
+		pthread_mutex_unlock(&s->qlock);
+		complete(c, err);
+		return;
+	}
+	if (s->qtail)
+		s->qtail->next = c;
+	else
+		s->qhead = c;
+	s->qtail = c;
+	pthread_mutex_unlock(&s->qlock);
+	uint64_t one = 1;
+	ssize_t r = write(s->efd, &one, sizeof(one));
+	(void)r;
+}
+
+struct run_wait {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool done;
+};
+
+static void run_done(struct session_cmd *c)
+{
+	struct run_wait *w = c->opaque;
+	pthread_mutex_lock(&w->m);
+	w->done = true;
+	pthread_cond_signal(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+int session_run(struct session *s, struct session_cmd *c)
+{
+	struct run_wait w = { .done = false };
+	pthread_mutex_init(&w.m, NULL);
+	pthread_cond_init(&w.c, NULL);
+	c->done = run_done;
+	c->opaque = &w;
+	session_submit(s, c);
+	pthread_mutex_lock(&w.m);
+	while (!w.done)
+		pthread_cond_wait(&w.c, &w.m);
+	pthread_mutex_unlock(&w.m);
+	pthread_mutex_destroy(&w.m);
+	pthread_cond_destroy(&w.c);
+	return c->result;
+}
+
+void session_set_identity(struct session *s, int lun, uint8_t page, const uint8_t *data,
+			  size_t len)
+{
+	struct ident *id = calloc(1, sizeof(*id));
+	if (!id)
+		return;
+	id->data = malloc(len);
+	if (!id->data) {
+		free(id);
+		return;
+	}
+	memcpy(id->data, data, len);
+	id->len = len;
+	id->lun = lun;
+	id->page = page;
+	id->owner = s;
+	pthread_mutex_lock(&s->qlock);
+	id->next = s->idents;
+	s->idents = id;
+	pthread_mutex_unlock(&s->qlock);
+}
+
+void session_get_info(struct session *s, struct session_info *out)
+{
+	pthread_mutex_lock(&s->qlock);
+	*out = s->info;
+	pthread_mutex_unlock(&s->qlock);
+}
+
+int session_create(const struct session_params *p, struct session **out, char *err,
+		   size_t errlen)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(s->portal, sizeof(s->portal), "%s", p->portal);
+	snprintf(s->target, sizeof(s->target), "%s", p->target);
+	if (p->cfg->sessions > 1)
+		snprintf(s->name, sizeof(s->name), "%s@%s#%d", p->target, p->portal, p->index);
+	else
+		snprintf(s->name, sizeof(s->name), "%s@%s", p->target, p->portal);
+	s->cfg = p->cfg;
+	s->initial = true;
+	s->init_result = 1;
+	s->info.state = state_names[S_CONNECTING];
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		free(s);
+		return -errno;
+	}
+	int r = pthread_create(&s->thread, NULL, session_thread, s);
+	if (r) {
+		snprintf(err, errlen, "cannot start session thread: %s", strerror(r));
+		close(s->efd);
+		free(s);
+		return -r;
+	}
+	pthread_mutex_lock(&s->qlock);
+	while (s->init_result == 1)
+		pthread_cond_wait(&s->qcond, &s->qlock);
+	r = s->init_result;
+	pthread_mutex_unlock(&s->qlock);
+	if (r < 0) {
+		snprintf(err, errlen, "%s", s->init_err);
+		session_destroy(s);
+		return r;
+	}
+	log_debug("%s: logged in", s->name);
+	*out = s;
+	return 0;
+}
+
+void session_destroy(struct session *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->qlock);
+	s->stopping = true;
+	struct session_cmd *c = s->qhead;
+	s->qhead = s->qtail = NULL;
+	pthread_mutex_unlock(&s->qlock);
+	uint64_t one = 1;
+	ssize_t w = write(s->efd, &one, sizeof(one));
+	(void)w;
+	pthread_join(s->thread, NULL);
+	while (c) {
+		struct session_cmd *n = c->next;
+		complete(c, -ESHUTDOWN);
+		c = n;
+	}
+	for (struct ident *id = s->idents, *n; id; id = n) {
+		n = id->next;
+		free(id->data);
+		free(id);
+	}
+	close(s->efd);
+	pthread_mutex_destroy(&s->qlock);
+	pthread_cond_destroy(&s->qcond);
+	free(s);
+}
+
+/* ---------- SendTargets discovery (caller's thread, own context) ---------- */
+
+struct disc {
+	int phase;       /* 0 connecting, 1 logging in, 2 discovering, 3 done, -1 failed */
+	char why[512];
+	void (*fn)(const char *, const char *, void *);
+	void *opaque;
+};
+
+static void disc_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+{
+	struct disc *d = priv;
+	if (status != SCSI_STATUS_GOOD) {
+		snprintf(d->why, sizeof(d->why), "%s", iscsi_get_error(ctx));
+		d->phase = -1;
+		return;
+	}
+	switch (d->phase) {
+	case 0:
+		d->phase = 1;
+		if (iscsi_login_async(ctx, disc_cb, d) != 0) {
+			snprintf(d->why, sizeof(d->why), "%s", iscsi_get_error(ctx));
+			d->phase = -1;
+		}
+		break;
+	case 1:
+		d->phase = 2;
+		if (iscsi_discovery_async(ctx, disc_cb, d) != 0) {
+			snprintf(d->why, sizeof(d->why), "%s", iscsi_get_error(ctx));
+			d->phase = -1;
+		}
+		break;
+	case 2:
+		for (struct iscsi_discovery_address *a = data; a; a = a->next)
+			for (struct iscsi_target_portal *tp = a->portals; tp; tp = tp->next)
+				d->fn(a->target_name, tp->portal, d->opaque);
+		d->phase = 3;
+		break;
+	}
+}
+
+int session_discover(const struct config *cfg, const char *portal,
+		     void (*fn)(const char *target, const char *portal, void *opaque),
+		     void *opaque, char *err, size_t errlen)
+{
+	struct disc d = { .phase = 0, .fn = fn, .opaque = opaque };
+	struct iscsi_context *ctx = new_context(cfg, NULL, true);
+	if (!ctx) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	uint64_t deadline = util_now_ms() + (uint64_t)cfg->login_timeout * 1000;
+	if (iscsi_connect_async(ctx, portal, disc_cb, &d) != 0) {
+		snprintf(d.why, sizeof(d.why), "%s", iscsi_get_error(ctx));
+		d.phase = -1;
+	}
+	while (d.phase >= 0 && d.phase < 3) {
+		uint64_t now = util_now_ms();
+		if (now >= deadline) {
+			snprintf(err, errlen, "cannot discover targets at %s: no answer within %d s "
+				 "(login_timeout); is the address right and the target up?",
+				 portal, cfg->login_timeout);
+			iscsi_destroy_context(ctx);
+			return -ETIMEDOUT;
+		}
+		struct pollfd p = { .fd = iscsi_get_fd(ctx),
+				    .events = (short)(iscsi_which_events(ctx) | POLLRDHUP) };
+		int r = poll(&p, 1, (int)MIN(deadline - now, 200));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r > 0 && iscsi_service(ctx, p.revents & ~POLLRDHUP) < 0 && d.phase >= 0) {
+			snprintf(d.why, sizeof(d.why), "%s", iscsi_get_error(ctx));
+			d.phase = -1;
+		}
+		if (r > 0 && (p.revents & (POLLHUP | POLLERR)) && d.phase >= 0 && d.phase < 3) {
+			snprintf(d.why, sizeof(d.why), "%s", iscsi_get_error(ctx));
+			if (!d.why[0])
+				snprintf(d.why, sizeof(d.why), "connection closed");
+			d.phase = -1;
+		}
+	}
+	int ret = 0;
+	if (d.phase != 3)
+		ret = classify(d.why, portal, NULL, cfg->mutual_chap, err, errlen);
+	else {
+		bool done = false;
+		if (iscsi_logout_async(ctx, logout_cb, &done) == 0) {
+			uint64_t dl = util_now_ms() + 1000;
+			while (!done && util_now_ms() < dl) {
+				struct pollfd p = { .fd = iscsi_get_fd(ctx),
+						    .events = (short)iscsi_which_events(ctx) };
+				if (poll(&p, 1, 100) > 0 && iscsi_service(ctx, p.revents) < 0)
+					break;
+			}
+		}
+	}
+	iscsi_destroy_context(ctx);
+	return ret;
+}
