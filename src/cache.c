@@ -141,6 +141,7 @@ struct cache {
 	int wb_error;                 /* sticky -errno of a failed write-back, for flush */
 	uint64_t wb_error_gen;        /* bumped on every write-back failure */
 	bool failing;                 /* write_retries exceeded on some block */
+	int space_waiters;            /* threads waiting for a block to become evictable */
 	bool stop;
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
@@ -328,18 +329,14 @@ static void release_block(struct cache *c, struct cblk *b)
 	c->free_list = b;
 }
 
-/* One S3-FIFO eviction step; returns true when a block was freed. */
-static bool evict_one(struct cache *c)
+/* Try to evict from one queue: rotate past blocks that cannot go (pinned, dirty, in
+ * write-back), promote re-referenced small-queue blocks to main, age main-queue blocks.
+ * Bounded: a main block's frequency (at most 3) drops by one per lap. */
+static bool evict_from(struct cache *c, bool from_small)
 {
-	/* Bounded: every block can be looked at twice (a reinsertion clears its freq). */
-	for (uint64_t tries = 0; tries < 2 * (c->small.len + c->main.len) + 2; tries++) {
-		/* After a full lap over main without a victim, take from small regardless. */
-		bool from_small = c->small.len > 0 &&
-				  (c->small.len >= c->small_target || !c->main.len || tries > 2 * c->main.len);
-		struct qlist *q = from_small ? &c->small : &c->main;
+	struct qlist *q = from_small ? &c->small : &c->main;
+	for (uint64_t tries = 4 * q->len + 1; tries > 0 && q->head; tries--) {
 		struct cblk *b = q->head;
-		if (!b)
-			return false;
 		q_remove(q, b);
 		if (!evictable(b)) {
 			q_push(q, b);
@@ -358,11 +355,19 @@ static bool evict_one(struct cache *c)
 			q_push(q, b);
 			continue;
 		}
-		q_push(q, b); /* release_block removes it from its queue */
+		q_push(q, b); /* release_block takes it off its queue */
 		release_block(c, b);
 		return true;
 	}
 	return false;
+}
+
+/* One S3-FIFO eviction: from small while it is over its share, else from main; the
+ * other queue when the first has nothing that can go. */
+static bool evict_one(struct cache *c)
+{
+	bool small_first = c->small.len >= c->small_target || !c->main.len;
+	return evict_from(c, small_first) || evict_from(c, !small_first);
 }
 
 static struct cblk *new_block_mem(struct cache *c)
@@ -676,6 +681,17 @@ static void kick_flusher(struct cache *c)
 	pthread_cond_signal(&c->flusher_cond);
 }
 
+/* Every block is pinned or dirty: have the flusher write back the oldest dirty data
+ * now (not at dirty_expire), and wait a while. Caller holds the lock and no pins. */
+static void wait_for_space(struct cache *c)
+{
+	c->space_waiters++;
+	kick_flusher(c);
+	struct timespec dl = util_deadline_ms(100);
+	pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+	c->space_waiters--;
+}
+
 static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t *buf,
 			    uint64_t *done_len)
 {
@@ -694,13 +710,11 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 		if (!b) {
 			if (got > 0)
 				break; /* serve what we have, unpinned, then come back */
-			kick_flusher(c);
 			if (c->failing) {
 				ret = -EIO;
 				goto out;
 			}
-			struct timespec dl = util_deadline_ms(100);
-			pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+			wait_for_space(c);
 			continue;
 		}
 		b->pins++;
@@ -855,9 +869,7 @@ static int copy_in(struct cache *c, uint64_t off, uint64_t len, const uint8_t *b
 		if (!b) {
 			if (c->failing)
 				return -EIO;
-			kick_flusher(c);
-			struct timespec dl = util_deadline_ms(100);
-			pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+			wait_for_space(c);
 			continue;
 		}
 		uint32_t s = (uint32_t)((pos - base) / c->bs), es = (uint32_t)((e - base) / c->bs);
@@ -1210,7 +1222,7 @@ static void *flusher_main(void *arg)
 				break;
 			bool want = c->stop || b->dirty_seq <= c->flush_seq ||
 				    now >= b->dirty_ms + c->cc.dirty_expire_ms ||
-				    c->st.dirty_bytes > c->cc.dirty_max / 2;
+				    c->st.dirty_bytes > c->cc.dirty_max / 2 || c->space_waiters > 0;
 			if (!want) {
 				next_wake = MIN(next_wake, b->dirty_ms + c->cc.dirty_expire_ms);
 				break; /* the list is ordered by age */
