@@ -272,6 +272,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	fi->fh = (fi->flags & O_ACCMODE) != O_RDONLY; /* flush() does not get the flags */
 	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
 		fi->direct_io = 1; /* shared LUN: no page cache either */
 	else
@@ -296,7 +297,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct node *n = node_get(fs_of(req), ino);
 	int r = 0;
-	if (n && n->lun && (fi->flags & O_ACCMODE) != O_RDONLY)
+	if (n && n->lun && fi->fh)
 		r = blkdev_flush_sync(n->lun->cache, false);
 	fuse_reply_err(req, -r);
 }
@@ -771,6 +772,7 @@ int fs_run(struct fs_model *m, int ready_fd)
 	char *argv[] = { "iscsifs", "-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 	struct fuse_session *se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	fuse_opt_free_args(&args);
 	if (!se) {
 		log_err("cannot create the FUSE session (options: %s)", opts);
 		goto out_free;

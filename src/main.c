@@ -81,16 +81,30 @@ static void add_discovered(const char *target, const char *portal, void *opaque)
 	snprintf(t->name, sizeof(t->name), "%s", target);
 	snprintf(t->portal, sizeof(t->portal), "%s", portal);
 	strip_tpgt(t->portal);
-	if (port_of(t->portal) != CONFIG_DEFAULT_PORT)
-		log_notice("target %s: using port %d of portal %s (from SendTargets)", t->name,
-			   port_of(t->portal), t->portal);
+}
+
+/* A port other than 3260 is worth one notice (860 in particular is the iSCSI *system*
+ * port: whoever reads the log should see where it came from). Logged once the work
+ * succeeded, so that an error stays the only line on stderr. */
+static void log_port_notices(const struct target_list *tl)
+{
+	if (cfg.url.target[0]) {
+		if (cfg.url.port != CONFIG_DEFAULT_PORT)
+			log_notice("connected to %s: port %d instead of 3260 (from the URL)",
+				   cfg.url.portal, cfg.url.port);
+		return;
+	}
+	if (cfg.url.port != CONFIG_DEFAULT_PORT)
+		log_notice("discovery at %s: port %d instead of 3260 (from the URL)", cfg.url.portal,
+			   cfg.url.port);
+	for (int i = 0; i < tl->n; i++)
+		if (port_of(tl->v[i].portal) != CONFIG_DEFAULT_PORT)
+			log_notice("target %s: port %d of portal %s instead of 3260 (from SendTargets)",
+				   tl->v[i].name, port_of(tl->v[i].portal), tl->v[i].portal);
 }
 
 static int find_targets(struct target_list *tl, char *err, size_t errlen)
 {
-	if (cfg.url.port != CONFIG_DEFAULT_PORT)
-		log_notice("connecting to %s: port %d instead of 3260 (from the URL)", cfg.url.portal,
-			   cfg.url.port);
 	if (cfg.url.target[0]) {
 		tl->v = calloc(1, sizeof(*tl->v));
 		if (!tl->v)
@@ -350,6 +364,7 @@ static int do_mount(void)
 		teardown(&m, &tl);
 		return 1;
 	}
+	log_port_notices(&tl);
 	r = fs_run(&m, ready_fd);
 	teardown(&m, &tl);
 	config_wipe_secrets(&cfg);
@@ -426,6 +441,7 @@ static int do_ls(void)
 		}
 		free(infos);
 	}
+	log_port_notices(&tl);
 	close_sessions(&tl);
 	free(tl.v);
 	config_wipe_secrets(&cfg);

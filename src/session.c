@@ -104,7 +104,7 @@ struct session {
 	uint64_t nop_deadline_ms;
 	int verify_left;
 	struct session_cmd verify_cmds[8];
-	uint8_t verify_buf[8][256];
+	uint8_t verify_buf[8][255];   /* INQUIRY allocation length is one byte */
 };
 
 /* ---------- lists (event thread) ---------- */
@@ -289,19 +289,24 @@ static void initial_result(struct session *s, int result, const char *err)
 	pthread_mutex_unlock(&s->qlock);
 }
 
+/* Called from libiscsi callbacks: only records the failure. The context must not be
+ * destroyed while iscsi_service() is running; the loop acts on `lost` afterwards. */
 static void login_failed(struct session *s, const char *what)
 {
-	if (s->initial) {
-		char err[CONFIG_ERRLEN];
-		int r = classify(what, s->portal, s->target, s->cfg->mutual_chap, err, sizeof(err));
-		drop_context(s);
-		s->initial = false;
-		set_state(s, S_STOPPED);
-		initial_result(s, r, err);
-		return;
-	}
+	if (!s->lost)
+		snprintf(s->lost_why, sizeof(s->lost_why), "%s", what);
 	s->lost = true;
-	snprintf(s->lost_why, sizeof(s->lost_why), "%s", what);
+}
+
+/* The first login failed: report it to session_create and stop. Loop only. */
+static void initial_failed(struct session *s, const char *what)
+{
+	char err[CONFIG_ERRLEN];
+	int r = classify(what, s->portal, s->target, s->cfg->mutual_chap, err, sizeof(err));
+	drop_context(s);
+	s->initial = false;
+	set_state(s, S_STOPPED);
+	initial_result(s, r, err);
 }
 
 static void connect_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
@@ -720,7 +725,7 @@ static void *session_thread(void *arg)
 		if (s->lost) {
 			s->lost = false;
 			if (s->initial && s->state != S_STOPPED) {
-				login_failed(s, s->lost_why);
+				initial_failed(s, s->lost_why);
 			} else if (s->state != S_STOPPED) {
 				enter_backoff(s, s->lost_why);
 			}
