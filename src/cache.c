@@ -142,6 +142,8 @@ struct cache {
 	uint64_t wb_error_gen;        /* bumped on every write-back failure */
 	bool failing;                 /* write_retries exceeded on some block */
 	int space_waiters;            /* threads waiting for a block to become evictable */
+	uint64_t zero_gen;            /* bumped when a discard/write_zeroes starts and ends */
+	int zeroing;                  /* discards/write_zeroes in flight */
 	bool stop;
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
@@ -470,6 +472,7 @@ struct fetch {
 	int ret;
 	bool done;
 	bool readahead;
+	uint64_t zero_gen;            /* cache zero_gen when issued */
 	int refs;                     /* issuer (if it waits) + completion */
 };
 
@@ -488,6 +491,10 @@ static void fetch_done(void *opaque, int ret)
 	uint64_t cb = c->cc.cache_block;
 
 	pthread_mutex_lock(&c->lock);
+	/* Data read while a discard/write_zeroes was in flight may predate it: drop it;
+	 * whoever waits for these sectors fetches them again. */
+	if (ret == 0 && (c->zeroing || c->zero_gen != f->zero_gen))
+		ret = 1;
 	for (uint64_t pos = f->off; pos < f->off + f->len;) {
 		uint64_t idx = pos / cb;
 		uint64_t bend = MIN((idx + 1) * cb, f->off + f->len);
@@ -508,7 +515,7 @@ static void fetch_done(void *opaque, int ret)
 		b->pins--;
 		pos = bend;
 	}
-	f->ret = ret;
+	f->ret = ret > 0 ? 0 : ret;
 	f->done = true;
 	if (ret < 0)
 		log_debug("%s: read of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s", c->name,
@@ -546,6 +553,7 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 	f->len = len;
 	f->buf = buf;
 	f->readahead = readahead;
+	f->zero_gen = c->zero_gen;
 	f->refs = wait_ref ? 2 : 1;
 	c->st.fetch_ops++;
 	c->st.fetch_bytes += len;
@@ -725,6 +733,7 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 	/* 2. Fetch what is missing. Another round is needed when a fetch by another thread
 	 *    that we waited for failed, or when there were more runs than one round takes;
 	 *    our own failed fetch ends the loop with its error. */
+	bool missed[32] = { false };
 	for (int round = 0; ret == 0; round++) {
 		struct runs r = { .n = 0 };
 		struct fetch *mine[ARRAY_SIZE(r.off)];
@@ -741,8 +750,10 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 			if (all_valid)
 				continue;
 			need_wait = true;
-			if (round == 0)
+			if (round == 0) {
 				c->st.misses++;
+				missed[i] = true;
+			}
 			collect_missing(c, b, &r, max_io(c));
 		}
 		if (!need_wait)
@@ -792,7 +803,8 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 				break;
 			memcpy(buf + (s - off), b->data + (s - base), e - s);
 			touch(b, ss, es);
-			c->st.hits++;
+			if (!missed[i])
+				c->st.hits++;
 		}
 	}
 	for (uint64_t i = 0; i < got; i++)
@@ -909,22 +921,6 @@ static void invalidate(struct cache *c, uint64_t off, uint64_t len)
 			if (b->ndirty == 0)
 				dirty_unlink(c, b);
 		}
-		pos = e;
-	}
-}
-
-/* Clear valid for clean sectors in [off, off+len). Caller holds the lock. */
-static void invalidate_clean(struct cache *c, uint64_t off, uint64_t len)
-{
-	uint64_t cb = c->cc.cache_block;
-	for (uint64_t pos = off; pos < off + len;) {
-		uint64_t idx = pos / cb, base = idx * cb;
-		uint64_t e = MIN(off + len, base + cb);
-		struct cblk *b = lookup(c, idx);
-		for (uint32_t k = (uint32_t)((pos - base) / c->bs);
-		     b && k < (uint32_t)((e - base) / c->bs); k++)
-			if (!bit_test(b->dirty, k))
-				bit_clear(b->valid, k);
 		pos = e;
 	}
 }
@@ -1300,13 +1296,14 @@ static int cache_zero_common(struct blkdev *dev, uint64_t off, uint64_t len, boo
 	wait_writing(c, off, len);
 	guard_enter(c, &f, off, len);
 	invalidate(c, off, len);
+	c->zeroing++;
+	c->zero_gen++;
 	pthread_mutex_unlock(&c->lock);
 	ret = discard ? blkdev_discard_sync(c->inner, off, len)
 		      : blkdev_write_zeroes_sync(c->inner, off, len);
 	pthread_mutex_lock(&c->lock);
-	if (ret != -EOPNOTSUPP)
-		invalidate_clean(c, off, len); /* a fetch that raced with it may predate it;
-						  writes made meanwhile are newer: kept */
+	c->zeroing--;
+	c->zero_gen++;
 	guard_leave(c, &f);
 	pthread_mutex_unlock(&c->lock);
 	cb(opaque, ret);
