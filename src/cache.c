@@ -19,8 +19,11 @@
  *     none is issued over another (libiscsi re-sends in-flight commands after a
  *     reconnect, so an old write could otherwise land after a newer one).
  *   - a block with pins, dirty sectors or a write-back in flight is never evicted.
- *   - dirty_bytes = bytes of dirty sectors + bytes of write-backs in flight; writers wait
- *     while it would exceed dirty_max.
+ *   - dirty_bytes = bytes of dirty sectors + bytes of write-backs in flight (reported);
+ *     nunclean = blocks with dirty sectors or a write-back in flight. Writers wait while
+ *     nunclean * cache_block would exceed dirty_max: the bound is on the memory that
+ *     cannot be evicted, so scattered 4 KiB writes cannot fill the cache with blocks
+ *     that each hold a little dirty data.
  *   - allocated blocks <= cache_size / cache_block: the byte budget is never exceeded.
  *
  * Eviction is S3-FIFO (Yang et al., SOSP'23): new blocks enter a small FIFO (10% of the
@@ -74,6 +77,7 @@ struct cblk {
 	uint8_t queue;                /* Q_* */
 	uint8_t freq;                 /* 0..3 */
 	bool writing;                 /* a write-back of this block is in flight */
+	bool unclean;                 /* counted in nunclean: ndirty || writing */
 	bool in_dirty_list;
 	uint64_t dirty_seq;           /* flush sequence number when it became dirty */
 	uint64_t wb_seq;              /* dirty_seq of the data in the write-back in flight */
@@ -142,6 +146,8 @@ struct cache {
 	uint64_t wb_error_gen;        /* bumped on every write-back failure */
 	bool failing;                 /* write_retries exceeded on some block */
 	int space_waiters;            /* threads waiting for a block to become evictable */
+	bool flusher_busy;            /* the flusher is scanning: no need to signal it */
+	uint64_t nunclean;            /* blocks with dirty data or a write-back in flight */
 	uint64_t zero_gen;            /* bumped when a discard/write_zeroes starts and ends */
 	int zeroing;                  /* discards/write_zeroes in flight */
 	bool stop;
@@ -290,6 +296,24 @@ static void dirty_link(struct cache *c, struct cblk *b)
 	b->in_dirty_list = true;
 }
 
+/* Keep nunclean in step after a change of b->ndirty or b->writing. */
+static void recount(struct cache *c, struct cblk *b)
+{
+	bool now = b->ndirty || b->writing;
+	if (now != b->unclean) {
+		b->unclean = now;
+		if (now)
+			c->nunclean++;
+		else
+			c->nunclean--;
+	}
+}
+
+static uint64_t unclean_bytes(const struct cache *c)
+{
+	return c->nunclean * c->cc.cache_block;
+}
+
 /* Mark sectors [s, e) of b valid+dirty. */
 static void mark_dirty(struct cache *c, struct cblk *b, uint32_t s, uint32_t e)
 {
@@ -310,6 +334,7 @@ static void mark_dirty(struct cache *c, struct cblk *b, uint32_t s, uint32_t e)
 	}
 	b->ndirty += added;
 	c->st.dirty_bytes += (uint64_t)added * c->bs;
+	recount(c, b);
 }
 
 /* ---------- allocation and eviction ---------- */
@@ -686,7 +711,8 @@ static void stream_update(struct cache *c, uint64_t off, uint64_t len, uint64_t 
  * cache is failing writes and cannot make space). */
 static void kick_flusher(struct cache *c)
 {
-	pthread_cond_signal(&c->flusher_cond);
+	if (!c->flusher_busy)
+		pthread_cond_signal(&c->flusher_cond);
 }
 
 /* Every block is pinned or dirty: have the flusher write back the oldest dirty data
@@ -862,8 +888,11 @@ static int copy_in(struct cache *c, uint64_t off, uint64_t len, const uint8_t *b
 		uint64_t e = MIN(off + len, base + cb);
 		if (dirty) {
 			/* Dirty bound: block (not fail) until write-back makes room. */
-			uint64_t add = e - pos;
-			while (c->st.dirty_bytes + add > c->cc.dirty_max && c->st.dirty_bytes > 0) {
+			for (;;) {
+				struct cblk *x = lookup(c, idx);
+				uint64_t add = x && x->unclean ? 0 : c->cc.cache_block;
+				if (unclean_bytes(c) + add <= c->cc.dirty_max || c->nunclean == 0)
+					break;
 				if (c->failing)
 					return -EIO;
 				kick_flusher(c);
@@ -895,7 +924,7 @@ static int copy_in(struct cache *c, uint64_t off, uint64_t len, const uint8_t *b
 		touch(b, s, es);
 		pos = e;
 	}
-	if (dirty && c->st.dirty_bytes > c->cc.dirty_max / 2)
+	if (dirty && unclean_bytes(c) > c->cc.dirty_max / 4)
 		kick_flusher(c);
 	return 0;
 }
@@ -920,6 +949,7 @@ static void invalidate(struct cache *c, uint64_t off, uint64_t len)
 			}
 			if (b->ndirty == 0)
 				dirty_unlink(c, b);
+			recount(c, b);
 		}
 		pos = e;
 	}
@@ -1025,6 +1055,7 @@ static void wb_done(void *opaque, int ret)
 		b->pins--;
 		if (ret == 0) {
 			b->fails = 0;
+			recount(c, b);
 			continue;
 		}
 		/* Keep the data: re-mark the sectors we tried to write as dirty, with the
@@ -1046,6 +1077,7 @@ static void wb_done(void *opaque, int ret)
 			b->dirty_ms = util_now_ms();
 		if (b->ndirty)
 			dirty_link(c, b);
+		recount(c, b);
 		b->fails++;
 		b->retry_ms = util_now_ms() + backoff_ms(b->fails);
 		if (b->fails >= c->cc.write_retries && !c->failing) {
@@ -1079,7 +1111,7 @@ static void wb_done(void *opaque, int ret)
 	c->inflight_wb_ops--;
 	inflight_del(c, &w->f);
 	pthread_cond_broadcast(&c->cond);
-	pthread_cond_signal(&c->flusher_cond);
+	kick_flusher(c);
 	pthread_mutex_unlock(&c->lock);
 	free(w->buf);
 	free(w);
@@ -1106,15 +1138,16 @@ static void dirty_span(struct cache *c, struct cblk *b, uint32_t *s, uint32_t *e
 	*e = j;
 }
 
-/* Build and issue one coalesced WRITE starting from dirty block b. Caller holds the
- * lock; drops it around the submission. Returns true when something was issued. */
-static bool writeback_from(struct cache *c, struct cblk *b)
+/* Prepare one coalesced WRITE starting from dirty block b: snapshot the data into a
+ * bounce buffer, move its sectors from dirty to in flight. Caller holds the lock and
+ * submits the result (wb_submit) after dropping it. NULL when nothing can go now. */
+static struct wb *writeback_from(struct cache *c, struct cblk *b)
 {
 	uint64_t cb = c->cc.cache_block;
 	uint32_t s, e;
 	dirty_span(c, b, &s, &e);
 	if (s >= e)
-		return false;
+		return NULL;
 	uint64_t off = b->idx * cb + (uint64_t)s * c->bs;
 	uint64_t end = b->idx * cb + (uint64_t)e * c->bs;
 	uint64_t first = b->idx, last = b->idx;
@@ -1142,13 +1175,13 @@ static bool writeback_from(struct cache *c, struct cblk *b)
 			break;
 	}
 	if (overlaps_inflight(c, off, end - off))
-		return false;
+		return NULL;
 
 	struct wb *w = calloc(1, sizeof(*w));
 	uint8_t *buf = w ? malloc(end - off) : NULL;
 	if (!buf) {
 		free(w);
-		return false;
+		return NULL;
 	}
 	w->c = c;
 	w->buf = buf;
@@ -1178,17 +1211,24 @@ static bool writeback_from(struct cache *c, struct cblk *b)
 			dirty_unlink(c, x);
 		x->writing = true;
 		x->pins++;
+		recount(c, x);
 	}
 	c->st.dirty_bytes += w->f.len;
 	c->inflight_wb_bytes += w->f.len;
 	c->inflight_wb_ops++;
 	inflight_add(c, &w->f);
-	pthread_mutex_unlock(&c->lock);
-	int r = c->inner->ops->write(c->inner, off, end - off, buf, wb_done, w);
-	if (r < 0)
-		wb_done(w, r);
-	pthread_mutex_lock(&c->lock);
-	return true;
+	return w;
+}
+
+/* Submit prepared write-backs; the caller does not hold the lock. */
+static void wb_submit(struct wb **v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct cache *c = v[i]->c;
+		int r = c->inner->ops->write(c->inner, v[i]->f.off, v[i]->f.len, v[i]->buf, wb_done, v[i]);
+		if (r < 0)
+			wb_done(v[i], r);
+	}
 }
 
 /* Lowest dirty_seq still unwritten (dirty or in flight), or UINT64_MAX. */
@@ -1202,7 +1242,7 @@ static uint64_t oldest_unwritten(struct cache *c)
 }
 
 #define WB_MAX_OPS 32
-#define WB_MAX_BYTES (32u << 20)
+#define WB_MAX_BYTES (8u << 20)   /* bounce buffers in flight count against RSS */
 
 static void *flusher_main(void *arg)
 {
@@ -1211,14 +1251,16 @@ static void *flusher_main(void *arg)
 	while (!c->stop || c->dirty_head || c->inflight_wb_ops) {
 		uint64_t now = util_now_ms();
 		uint64_t next_wake = now + MAX(c->cc.dirty_expire_ms / 2, 10);
-		bool issued = false;
+		struct wb *batch[WB_MAX_OPS];
+		int nbatch = 0;
+		c->flusher_busy = true;
 		for (struct cblk *b = c->dirty_head, *nb; b; b = nb) {
 			nb = b->dnext;
 			if (c->inflight_wb_ops >= WB_MAX_OPS || c->inflight_wb_bytes >= WB_MAX_BYTES)
 				break;
 			bool want = c->stop || b->dirty_seq <= c->flush_seq ||
 				    now >= b->dirty_ms + c->cc.dirty_expire_ms ||
-				    c->st.dirty_bytes > c->cc.dirty_max / 2 || c->space_waiters > 0;
+				    unclean_bytes(c) > c->cc.dirty_max / 4 || c->space_waiters > 0;
 			if (!want) {
 				next_wake = MIN(next_wake, b->dirty_ms + c->cc.dirty_expire_ms);
 				break; /* the list is ordered by age */
@@ -1229,13 +1271,23 @@ static void *flusher_main(void *arg)
 				next_wake = MIN(next_wake, b->retry_ms);
 				continue;
 			}
-			if (writeback_from(c, b)) {
-				issued = true;
-				break; /* the list may have changed while unlocked: rescan */
+			/* b and its coalesced neighbours leave the dirty list; nb may be one of
+			 * them, so continue from the first block that stays */
+			struct wb *w = writeback_from(c, b);
+			if (w) {
+				batch[nbatch++] = w;
+				nb = b->in_dirty_list ? b->dnext : c->dirty_head;
+				while (nb && nb->writing)
+					nb = nb->dnext;
 			}
 		}
-		if (issued)
+		if (nbatch) {
+			pthread_mutex_unlock(&c->lock);
+			wb_submit(batch, nbatch);
+			pthread_mutex_lock(&c->lock);
 			continue;
+		}
+		c->flusher_busy = false;
 		if (c->stop && c->dirty_head && c->failing && !c->inflight_wb_ops) {
 			/* Unmounting and the target keeps refusing: give up after the retries
 			 * (each bounded by the session's replacement timeout), say so. */

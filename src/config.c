@@ -287,12 +287,23 @@ int config_parse_url(const char *text, struct config_url *url, char *err, size_t
 	static const char scheme[] = "iscsi://";
 	char shown[1100];
 	struct config_url u;
-	const char *auth, *at, *host, *auth_end, *host_end, *port_s = NULL, *p, *seg;
+	const char *auth, *at, *host, *auth_end, *host_end, *port_s = NULL, *p, *seg, *q;
 	size_t n;
 	uint64_t v;
 
 	if (!text)
 		text = "";
+	/* libiscsi's own URL form takes "?target_user=..&target_password=.." (and
+	 * header_digest=); nothing here echoes such a URL, since its parts may be secret */
+	q = strchr(text, '?');
+	if (q) {
+		if (strcasestr(q, "passw") || strcasestr(q, "secret"))
+			return fail(err, errlen, -EINVAL,
+				    "password in the URL is not allowed: %s", SECRET_HINT);
+		return fail(err, errlen, -EINVAL,
+			    "URL parameters (\"?...\") are not supported: use -o options "
+			    "(see iscsifs --help) and -o secret_file=PATH for CHAP");
+	}
 	redact(text, shown, sizeof shown);
 	memset(&u, 0, sizeof u);
 	u.port = CONFIG_DEFAULT_PORT;
@@ -997,11 +1008,12 @@ static int parse_secret_lines(const char *path, char *buf, struct config_secrets
 		for (size_t i = 0; i < ARRAY_SIZE(secret_keys); i++)
 			if (strcmp(key, secret_keys[i].key) == 0)
 				k = &secret_keys[i];
+		/* the key is not echoed: a bare "s3cr=t" line would put half a password
+		 * on the terminal */
 		if (!k)
 			return fail(err, errlen, -EINVAL,
-				    "secret file %s line %d: unknown key \"%.64s\": expected "
-				    "username, password, target_username or target_password",
-				    path, lineno, key);
+				    "secret file %s line %d: unknown key: expected username, "
+				    "password, target_username or target_password", path, lineno);
 		field = secret_field(s, k);
 		if (*value == '\0')
 			return fail(err, errlen, -EINVAL,

@@ -34,7 +34,7 @@
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
 
-#define FS_MAX_THREADS 16
+#define FS_MAX_THREADS 10
 
 enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
 

@@ -327,6 +327,8 @@ static int daemonize_early(void)
 	}
 	if (pid > 0) {
 		char ok;
+		/* the parent only waits for the verdict: it has no use for the secrets */
+		config_wipe_secrets(&cfg);
 		close(p[1]);
 		if (read(p[0], &ok, 1) == 1)
 			exit(0);
@@ -350,9 +352,12 @@ static int do_mount(void)
 
 	if (config_load_secrets(&cfg, err, sizeof(err)) < 0 ||
 	    config_resolve_initiator(&cfg, NULL, err, sizeof(err)) < 0) {
+		config_wipe_secrets(&cfg);
 		die_msg(err);
 		return 1;
 	}
+	/* From here on cfg.secrets stay set while mounted: every re-login after a lost
+	 * connection builds a new libiscsi context from them (session.c new_context). */
 	if (!cfg.foreground)
 		ready_fd = daemonize_early();
 	/* A daemon that serves block I/O must not wait on its own memory reclaim. */
@@ -362,6 +367,7 @@ static int do_mount(void)
 	if (r < 0) {
 		die_msg(err[0] ? err : strerror(-r));
 		teardown(&m, &tl);
+		config_wipe_secrets(&cfg);
 		return 1;
 	}
 	log_port_notices(&tl);
@@ -394,6 +400,7 @@ static int do_ls(void)
 	if (config_load_secrets(&cfg, err, sizeof(err)) < 0 ||
 	    config_resolve_initiator(&cfg, NULL, err, sizeof(err)) < 0 ||
 	    find_targets(&tl, err, sizeof(err)) < 0) {
+		config_wipe_secrets(&cfg);
 		die_msg(err);
 		free(tl.v);
 		return 1;

@@ -45,6 +45,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "iscsifs-config.h"
 #include "iscsifs/log.h"
 #include "iscsifs/session.h"
 #include "iscsifs/util.h"
@@ -153,7 +154,15 @@ static struct iscsi_context *new_context(const struct config *cfg, const char *t
 	if (!discovery)
 		iscsi_set_targetname(ctx, target);
 	iscsi_set_header_digest(ctx, (enum iscsi_header_digest)cfg->header_digest);
+#if HAVE_ISCSI_SET_DATA_DIGEST
+	/* Offered as "None,CRC32C": used only when the target insists. libiscsi 1.19
+	 * (Debian 12) has no data digest at all; this is compiled only where it does. */
+	iscsi_set_data_digest(ctx, ISCSI_DATA_DIGEST_NONE_CRC32C);
+#endif
 	iscsi_set_noautoreconnect(ctx, 1);
+	/* libiscsi copies the secrets into the context (and zeroes the context when it
+	 * is destroyed); cfg->secrets stay set while mounted because every re-login
+	 * builds a new context from them. Neither is ever logged. */
 	if (cfg->chap) {
 		iscsi_set_initiator_username_pwd(ctx, cfg->secrets.username, cfg->secrets.password);
 		if (cfg->mutual_chap)
@@ -163,11 +172,34 @@ static struct iscsi_context *new_context(const struct config *cfg, const char *t
 	return ctx;
 }
 
-/* Classify a libiscsi connect/login error into -errno and a user-facing reason. */
-static int classify(const char *what, const char *portal, const char *target, bool mutual,
-		    char *err, size_t errlen)
+/*
+ * Classify a libiscsi connect/login error into -errno and a user-facing reason.
+ *
+ * What libiscsi 1.19 reports (iscsi_get_error), checked against tgtd 1.0.85:
+ *   "Failed to log in to target. Status: Authentication failure(513)"
+ *       the target refused us: no credentials where it wants CHAP, unknown user,
+ *       wrong password, or (mutual CHAP) the target has no outgoing account
+ *   "Authentication failed. Invalid CHAP_R response from the target"
+ *       mutual CHAP: the target does not know our target_password
+ *   "Failed to log in to target. Wrong CHAP targetname received: NAME"
+ *       mutual CHAP: the target answered with another user name than target_username
+ *   "Failed to log in to target. It did not return CHAP_N during SECNEG." (or CHAP_R,
+ *   or "Wrong size of CHAP_R received from target.")
+ *       mutual CHAP: the target did not authenticate itself at all
+ *   "Failed to log in to target. Status: Authorization failure(514)"
+ *   "Failed to log in to target. Status: Target not found(515)"
+ *       tgtd also answers 515 when an initiator-name ACL does not admit us
+ * The raw text goes to the debug log only (it never holds one of our secrets: libiscsi
+ * names at most the user name the target sent).
+ */
+static int classify(const char *what, const char *portal, const char *target,
+		    const struct config *cfg, char *err, size_t errlen)
 {
-	const char *t = target && *target ? target : "(discovery)";
+	const char *t = target && *target ? target : "discovery";
+	const char *src = cfg->secret_file[0] ? "in the secret file"
+					      : "in LIBISCSI_CHAP_USERNAME/_PASSWORD";
+
+	log_debug("login to %s at %s failed; libiscsi says: %s", t, portal, what);
 	if (strcasestr(what, "refused")) {
 		snprintf(err, errlen, "cannot connect to %s: connection refused (is the target "
 				      "running, is the port right?)", portal);
@@ -177,20 +209,42 @@ static int classify(const char *what, const char *portal, const char *target, bo
 		snprintf(err, errlen, "cannot connect to %s: host unreachable", portal);
 		return -EHOSTUNREACH;
 	}
-	if (strcasestr(what, "authentication") || strcasestr(what, "authorization") ||
+	/* the target failed our challenge (mutual CHAP): checked first, the texts also
+	 * say "authentication" or "CHAP" */
+	if (strcasestr(what, "Invalid CHAP_R") || strcasestr(what, "Wrong CHAP targetname") ||
+	    strcasestr(what, "did not return CHAP") || strcasestr(what, "size of CHAP_R")) {
+		snprintf(err, errlen, "authentication failed for %s at %s: the target did not "
+			 "prove it knows target_password (mutual CHAP)%s", t, portal,
+			 strcasestr(what, "targetname") ? "; it answered as another user than "
+							  "target_username"
+			 : strcasestr(what, "did not return") ? "; it did not answer our "
+								"challenge at all"
+							      : "");
+		return -EACCES;
+	}
+	if (strcasestr(what, "Authentication failure") || strcasestr(what, "authentication") ||
 	    strcasestr(what, "chap")) {
-		bool target_side = strcasestr(what, "target") && mutual &&
-				   !strcasestr(what, "Status: Authentication failure");
-		snprintf(err, errlen, "authentication failed for %s at %s: %s", t, portal,
-			 target_side ? "the target did not prove it knows target_password "
-				       "(mutual CHAP)"
-				     : "the target refused our CHAP credentials (check username "
-				       "and password in the secret file)");
+		if (!cfg->chap)
+			snprintf(err, errlen, "authentication failed for %s at %s: the target "
+				 "requires CHAP and no credentials were given: put username and "
+				 "password in a secret file and pass -o secret_file=PATH", t, portal);
+		else
+			snprintf(err, errlen, "authentication failed for %s at %s: the target "
+				 "refused our CHAP credentials (check username and password %s%s)",
+				 t, portal, src,
+				 cfg->mutual_chap ? "; for mutual CHAP the target also needs an "
+						    "outgoing account" : "");
+		return -EACCES;
+	}
+	if (strcasestr(what, "Authorization failure")) {
+		snprintf(err, errlen, "authorization failed for %s at %s: the target does not "
+			 "admit initiator %s", t, portal, cfg->initiator);
 		return -EACCES;
 	}
 	if (strcasestr(what, "not found") || strcasestr(what, "removed")) {
-		snprintf(err, errlen, "target %s not found at %s (list targets with: iscsifs ls "
-				      "iscsi://%s)", t, portal, portal);
+		snprintf(err, errlen, "target %s not found at %s, or it does not admit initiator "
+			 "%s (list targets with: iscsifs ls iscsi://%s)", t, portal,
+			 cfg->initiator, portal);
 		return -ENOENT;
 	}
 	snprintf(err, errlen, "login to %s at %s failed: %s", t, portal, what);
@@ -302,7 +356,7 @@ static void login_failed(struct session *s, const char *what)
 static void initial_failed(struct session *s, const char *what)
 {
 	char err[CONFIG_ERRLEN];
-	int r = classify(what, s->portal, s->target, s->cfg->mutual_chap, err, sizeof(err));
+	int r = classify(what, s->portal, s->target, s->cfg, err, sizeof(err));
 	drop_context(s);
 	s->initial = false;
 	set_state(s, S_STOPPED);
@@ -776,15 +830,20 @@ void session_submit(struct session *s, struct session_cmd *c)
 		complete(c, err);
 		return;
 	}
+	/* Wake the thread only for the first command of a batch: it drains the whole
+	 * queue after reading the eventfd, so later ones are seen without a wake-up. */
+	bool wake = s->qhead == NULL;
 	if (s->qtail)
 		s->qtail->next = c;
 	else
 		s->qhead = c;
 	s->qtail = c;
 	pthread_mutex_unlock(&s->qlock);
-	uint64_t one = 1;
-	ssize_t r = write(s->efd, &one, sizeof(one));
-	(void)r;
+	if (wake) {
+		uint64_t one = 1;
+		ssize_t r = write(s->efd, &one, sizeof(one));
+		(void)r;
+	}
 }
 
 struct run_wait {
@@ -1008,7 +1067,7 @@ int session_discover(const struct config *cfg, const char *portal,
 	}
 	int ret = 0;
 	if (d.phase != 3)
-		ret = classify(d.why, portal, NULL, cfg->mutual_chap, err, errlen);
+		ret = classify(d.why, portal, NULL, cfg, err, errlen);
 	else {
 		bool done = false;
 		if (iscsi_logout_async(ctx, logout_cb, &done) == 0) {

@@ -369,6 +369,23 @@ static void test_parse_url(void)
 	CHECK_INT(rc, -EINVAL);
 	CHECK_HAS(err, "secret_file");
 	CHECK_HASNT(err, "Hunter2xyz");
+	/* libiscsi's "?target_password=" URL parameters: refused, never echoed */
+	rc = config_parse_url("iscsi://nas/iqn.2003-01.org.example:d?target_user=t&"
+			      "target_password=Hunter2xyz", &u, err, sizeof err);
+	CHECK_INT(rc, -EINVAL);
+	CHECK_STR(err, "password in the URL is not allowed: put it in a secret file and "
+		  "pass -o secret_file=PATH");
+	rc = config_parse_url("iscsi://nas/iqn.2003-01.org.example:d/1?Password=Hunter2xyz",
+			      &u, err, sizeof err);
+	CHECK_INT(rc, -EINVAL);
+	CHECK_HAS(err, "password in the URL is not allowed");
+	CHECK_HASNT(err, "Hunter2xyz");
+	rc = config_parse_url("iscsi://nas/iqn.2003-01.org.example:d/1?header_digest=crc32c",
+			      &u, err, sizeof err);
+	CHECK_INT(rc, -EINVAL);
+	CHECK_HAS(err, "URL parameters (\"?...\") are not supported");
+	CHECK_HASNT(err, "crc32c");
+	check_one_line(err, __LINE__);
 	rc = config_parse_url("iscsi://@nas/", &u, err, sizeof err);
 	CHECK_INT(rc, -EINVAL);
 	CHECK_HAS(err, "empty user name");
@@ -849,10 +866,19 @@ static void test_load_secrets(void)
 	snprintf(c.secret_file, sizeof c.secret_file, "%s", path);
 	rc = config_load_secrets(&c, err, sizeof err);
 	CHECK_INT(rc, -EINVAL);
-	CHECK_HAS(err, "line 4: unknown key \"foo\"");
+	CHECK_HAS(err, "line 4: unknown key: expected username, password");
 	CHECK_HASNT(err, "Hunter2xyz");
 	CHECK_STR(c.secrets.password, "");      /* wiped on error */
 	check_one_line(err, __LINE__);
+
+	/* a bare password that contains '=' is an unknown key, and no part of it shows */
+	path = write_file("bare.secret", 0600, "username = a\nHunt3r=2xyz\n");
+	config_init(&c);
+	snprintf(c.secret_file, sizeof c.secret_file, "%s", path);
+	CHECK_INT(config_load_secrets(&c, err, sizeof err), -EINVAL);
+	CHECK_HAS(err, "line 2: unknown key");
+	CHECK_HASNT(err, "Hunt3r");
+	CHECK_HASNT(err, "2xyz");
 
 	/* malformed line: the line text (maybe a bare password) is not echoed */
 	path = write_file("malformed.secret", 0600, "username = a\n#\nHunter2xyz\n");
