@@ -157,7 +157,40 @@ struct cache {
 
 	pthread_t flusher;
 	bool flusher_started;
+
+	/* Bounce buffers of max_io bytes, kept for reuse: a fresh mmap'ed megabyte per
+	 * I/O costs page faults and zeroing. protected by pool_lock */
+	pthread_mutex_t pool_lock;
+	void *pool[16];
+	int npool;
 };
+
+static uint64_t max_io(struct cache *c);
+
+static void *bounce_get(struct cache *c, uint64_t len)
+{
+	if (len == max_io(c)) {
+		pthread_mutex_lock(&c->pool_lock);
+		void *b = c->npool ? c->pool[--c->npool] : NULL;
+		pthread_mutex_unlock(&c->pool_lock);
+		if (b)
+			return b;
+	}
+	return malloc(len);
+}
+
+static void bounce_put(struct cache *c, void *buf, uint64_t len)
+{
+	if (buf && len == max_io(c)) {
+		pthread_mutex_lock(&c->pool_lock);
+		if (c->npool < (int)ARRAY_SIZE(c->pool)) {
+			c->pool[c->npool++] = buf;
+			buf = NULL;
+		}
+		pthread_mutex_unlock(&c->pool_lock);
+	}
+	free(buf);
+}
 
 static struct cache *to_cache(struct blkdev *dev)
 {
@@ -504,7 +537,7 @@ struct fetch {
 static void fetch_put(struct fetch *f)
 {
 	if (--f->refs == 0) {
-		free(f->buf);
+		bounce_put(f->c, f->buf, f->len);
 		free(f);
 	}
 }
@@ -558,7 +591,7 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 				 bool readahead)
 {
 	struct fetch *f = calloc(1, sizeof(*f));
-	uint8_t *buf = malloc(len);
+	uint8_t *buf = bounce_get(c, len);
 	if (!f || !buf) {
 		free(buf);
 		if (f) {
@@ -1113,7 +1146,7 @@ static void wb_done(void *opaque, int ret)
 	pthread_cond_broadcast(&c->cond);
 	kick_flusher(c);
 	pthread_mutex_unlock(&c->lock);
-	free(w->buf);
+	bounce_put(c, w->buf, w->f.len);
 	free(w);
 }
 
@@ -1178,7 +1211,7 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b)
 		return NULL;
 
 	struct wb *w = calloc(1, sizeof(*w));
-	uint8_t *buf = w ? malloc(end - off) : NULL;
+	uint8_t *buf = w ? bounce_get(c, end - off) : NULL;
 	if (!buf) {
 		free(w);
 		return NULL;
@@ -1422,6 +1455,9 @@ static void cache_destroy(struct blkdev *dev)
 	free(c->hash);
 	free(c->ghosts);
 	free(c->ghash);
+	while (c->npool)
+		free(c->pool[--c->npool]);
+	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->flusher_cond);
@@ -1496,6 +1532,7 @@ struct blkdev *cache_create(const struct cache_config *cc, struct blkdev *inner)
 	for (uint64_t i = 0; i < c->nghosts; i++)
 		c->ghosts[i].idx = UINT64_MAX;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
 	util_cond_init(&c->cond);
 	util_cond_init(&c->flusher_cond);
 	c->dev.ops = &cache_ops;

@@ -34,7 +34,7 @@
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
 
-#define FS_MAX_THREADS 10
+#define FS_MAX_THREADS 8
 
 enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
 
@@ -315,6 +315,38 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 /* ---------- data ---------- */
 
+/* One read buffer per FUSE worker thread, grown to the largest request and kept (a
+ * fresh mmap'ed megabyte per read costs page faults). */
+static __thread uint8_t *tbuf;
+static __thread size_t tbuf_len;
+
+static void tbuf_free(void *p)
+{
+	free(p);
+}
+
+static pthread_key_t tbuf_key;
+static pthread_once_t tbuf_once = PTHREAD_ONCE_INIT;
+
+static void tbuf_key_init(void)
+{
+	pthread_key_create(&tbuf_key, tbuf_free);
+}
+
+static uint8_t *thread_buf(size_t len)
+{
+	if (len > tbuf_len) {
+		uint8_t *nb = realloc(tbuf, len);
+		if (!nb)
+			return NULL;
+		tbuf = nb;
+		tbuf_len = len;
+		pthread_once(&tbuf_once, tbuf_key_init);
+		pthread_setspecific(tbuf_key, tbuf); /* freed when the thread exits */
+	}
+	return tbuf;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -337,7 +369,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t bs = dev->block_size;
 	uint64_t abs = n->off + (uint64_t)off;
 	uint64_t a0 = abs / bs * bs, a1 = DIV_ROUND_UP(abs + size, bs) * bs;
-	uint8_t *buf = malloc(a1 - a0);
+	uint8_t *buf = thread_buf(a1 - a0);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -347,7 +379,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_buf(req, (char *)buf + (abs - a0), size);
-	free(buf);
 }
 
 /* Write [abs, abs+len) of the LUN, any alignment. Returns 0 or -errno. */
