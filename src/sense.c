@@ -69,6 +69,7 @@ struct sense_verdict sense_decide(int scsi_status, int key, int asc, int ascq)
 	case 0x08: /* BUSY */
 	case 0x28: /* TASK SET FULL */
 		v.action = SENSE_RETRY;
+		v.err = -EIO; /* what the caller reports when retries run out */
 		return v;
 	case 0x18: /* RESERVATION CONFLICT */
 		v.err = -EBUSY;

@@ -1,0 +1,68 @@
+/* test_sense: the one sense table (src/sense.c) maps every class of SCSI status and
+ * sense data to the errno and retry decision DESIGN.md §5 asks for. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "iscsifs/sense.h"
+
+static int failures;
+
+static void expect(const char *what, int status, int key, int asc, int ascq, int err,
+		   enum sense_action action)
+{
+	struct sense_verdict v = sense_decide(status, key, asc, ascq);
+	if (v.err != err || v.action != action) {
+		printf("FAIL %s: status 0x%x key 0x%x asc 0x%02x ascq 0x%02x: expected err %d "
+		       "action %d, got err %d action %d\n",
+		       what, status, key, asc, ascq, err, action, v.err, v.action);
+		failures++;
+	}
+}
+
+int main(void)
+{
+	expect("good", 0, 0, 0, 0, 0, SENSE_DONE);
+	expect("condition met", 4, 0, 0, 0, 0, SENSE_DONE);
+	expect("busy", 8, 0, 0, 0, -EIO, SENSE_RETRY);
+	expect("task set full", 0x28, 0, 0, 0, -EIO, SENSE_RETRY);
+	expect("reservation conflict", 0x18, 0, 0, 0, -EBUSY, SENSE_DONE);
+	expect("unit attention: power on/reset", 2, 6, 0x29, 0x00, -EIO, SENSE_RETRY_NOW);
+	expect("unit attention: capacity changed", 2, 6, 0x2a, 0x09, -EIO, SENSE_RETRY_NOW);
+	expect("unit attention: other", 2, 6, 0x3f, 0x0e, -EIO, SENSE_RETRY_NOW);
+	expect("not ready: becoming ready", 2, 2, 0x04, 0x01, -EIO, SENSE_RETRY);
+	expect("not ready: ALUA transition", 2, 2, 0x04, 0x0a, -EIO, SENSE_RETRY);
+	expect("not ready: medium not present", 2, 2, 0x3a, 0x00, -ENOMEDIUM, SENSE_DONE);
+	expect("not ready: manual intervention", 2, 2, 0x04, 0x03, -EIO, SENSE_DONE);
+	expect("medium error", 2, 3, 0x11, 0x00, -EIO, SENSE_DONE);
+	expect("hardware error", 2, 4, 0x44, 0x00, -EIO, SENSE_DONE);
+	expect("LBA out of range", 2, 5, 0x21, 0x00, -ENOSPC, SENSE_DONE);
+	expect("invalid opcode", 2, 5, 0x20, 0x00, -EOPNOTSUPP, SENSE_DONE);
+	expect("invalid field in CDB", 2, 5, 0x24, 0x00, -EINVAL, SENSE_DONE);
+	expect("LU not supported", 2, 5, 0x25, 0x00, -ENODEV, SENSE_DONE);
+	expect("write protected", 2, 7, 0x27, 0x00, -EROFS, SENSE_DONE);
+	expect("space allocation failed", 2, 7, 0x27, 0x07, -ENOSPC, SENSE_DONE);
+	expect("aborted command", 2, 0xb, 0x47, 0x00, -EIO, SENSE_RETRY);
+	expect("miscompare", 2, 0xe, 0x1d, 0x00, -EILSEQ, SENSE_DONE);
+	expect("recovered error", 2, 1, 0x17, 0x00, 0, SENSE_DONE);
+	expect("unknown status", 0x40, 0, 0, 0, -EIO, SENSE_DONE);
+
+	struct sense_verdict v = sense_decide(2, 6, 0x2a, 0x09);
+	if (!v.capacity_changed) {
+		printf("FAIL capacity changed is not flagged\n");
+		failures++;
+	}
+	v = sense_decide(2, 7, 0x27, 0x00);
+	if (!v.write_protected) {
+		printf("FAIL write protect is not flagged\n");
+		failures++;
+	}
+	char buf[128];
+	sense_describe(2, 3, 0x11, 0, buf, sizeof(buf));
+	if (!strstr(buf, "medium error") || !strstr(buf, "0x11")) {
+		printf("FAIL describe: got \"%s\"\n", buf);
+		failures++;
+	}
+	printf(failures ? "test_sense: %d failed\n" : "test_sense: all passed\n", failures);
+	return failures != 0;
+}
