@@ -162,10 +162,15 @@ static struct iscsi_context *new_context(const struct config *cfg, const char *t
 	iscsi_set_noautoreconnect(ctx, 1);
 	/* libiscsi copies the secrets into the context (and zeroes the context when it
 	 * is destroyed); cfg->secrets stay set while mounted because every re-login
-	 * builds a new context from them. Neither is ever logged. */
+	 * builds a new context from them. Neither is ever logged.
+	 * Discovery sends our CHAP credentials but does not ask the portal to prove
+	 * itself: libiscsi 1.19 then insists on the portal's CHAP_N/CHAP_R, and most
+	 * portals (tgt, LIO by default) run discovery without CHAP, so mutual CHAP would
+	 * make every portal-only URL fail. Nothing is lost: a SendTargets answer only
+	 * names portals, and each target login there is mutually authenticated. */
 	if (cfg->chap) {
 		iscsi_set_initiator_username_pwd(ctx, cfg->secrets.username, cfg->secrets.password);
-		if (cfg->mutual_chap)
+		if (cfg->mutual_chap && !discovery)
 			iscsi_set_target_username_pwd(ctx, cfg->secrets.target_username,
 						      cfg->secrets.target_password);
 	}
@@ -222,8 +227,7 @@ static int classify(const char *what, const char *portal, const char *target,
 							      : "");
 		return -EACCES;
 	}
-	if (strcasestr(what, "Authentication failure") || strcasestr(what, "authentication") ||
-	    strcasestr(what, "chap")) {
+	if (strcasestr(what, "authentication") || strcasestr(what, "chap")) {
 		if (!cfg->chap)
 			snprintf(err, errlen, "authentication failed for %s at %s: the target "
 				 "requires CHAP and no credentials were given: put username and "
@@ -232,8 +236,8 @@ static int classify(const char *what, const char *portal, const char *target,
 			snprintf(err, errlen, "authentication failed for %s at %s: the target "
 				 "refused our CHAP credentials (check username and password %s%s)",
 				 t, portal, src,
-				 cfg->mutual_chap ? "; for mutual CHAP the target also needs an "
-						    "outgoing account" : "");
+				 cfg->mutual_chap && target ? "; for mutual CHAP the target also "
+							      "needs an outgoing account" : "");
 		return -EACCES;
 	}
 	if (strcasestr(what, "Authorization failure")) {
