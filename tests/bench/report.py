@@ -190,11 +190,13 @@ def build(rawdir, outdir):
             met_count += row["met"]
         else:
             row["met"] = None
+        job_id = row["id"].replace("_vs_ref", "")
         for who, r in (("ramref" if row["ref"] else "qsd", row["qsd"]), ("iscsifs", row["ours"])):
-            if r and r.get("rerun") and (who, row["id"]) not in reruns:
-                reruns.append((who, row["id"].replace("_vs_ref", "")))
-            if r and r.get("error"):
-                errors.append("%s / %s: %s" % (who, row["id"], r["error"]))
+            if r and r.get("rerun") and (who, job_id) not in reruns:
+                reruns.append((who, job_id))
+            msg = "%s / %s: %s" % (who, job_id, r.get("error")) if r else None
+            if r and r.get("error") and msg not in errors:
+                errors.append(msg)
 
     def cell(r):
         if r is None:
@@ -383,11 +385,12 @@ def chart(rows, outdir, meta):
         gp.append('set ylabel "iscsifs / qsd (IOPS)"')
         gp.append('set boxwidth 0.6')
         gp.append('set style fill solid 0.85 border -1')
+        gp.append('set style textbox opaque noborder')
         gp.append('set arrow 1 from -0.6,1 to %.1f,1 nohead dt 2 lc rgb "black"' % (len(rows) - 0.4))
         gp.append("plot '%s' using 1:($5==1?$3:1/0):xtic(2) with boxes lc rgb '#2ca02c' title 'ratio (goal met)', "
                   "'' using 1:($5==0?$3:1/0) with boxes lc rgb '#d62728' title 'ratio (goal missed)', "
                   "'' using ($1-0.4):4:(0.8):(0) with vectors nohead lw 3 lc rgb 'black' title 'goal', "
-                  "'' using 1:3:(sprintf('%%.2f',$3)) with labels offset 0,0.8 notitle" % ratio_dat)
+                  "'' using 1:3:(sprintf('%%.2f',$3)) with labels boxed offset 0,1 notitle" % ratio_dat)
         gp.append('unset multiplot')
     gp_path = os.path.join(datadir, "bench.gp")
     with open(gp_path, "w") as f:
