@@ -940,6 +940,9 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 	if (mp_arg) {
 		rc = check_mountpoint(mp_arg, cfg->mountpoint, sizeof cfg->mountpoint, err,
 				      errlen);
+		if (rc < 0 && cfg->command == CONFIG_CMD_STAT)
+			return fail(err, errlen, rc, "%s is not an iscsifs mount (%s)", mp_arg,
+				    strerror(-rc));
 		if (rc < 0)
 			return rc;
 	}

@@ -275,8 +275,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (fi->flags & O_ACCMODE) != O_RDONLY; /* flush() does not get the flags */
 	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
 		fi->direct_io = 1; /* shared LUN: no page cache either */
-	else
+	else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
+	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
+	 * page caches, so a write through one leaves stale pages in the other; without
+	 * keep_cache every open drops the file's pages (close-to-open coherence across
+	 * the aliases, as for close() flushing). Files open at the same time are not kept
+	 * coherent, as with /dev/sda and /dev/sda1. */
 	fuse_reply_open(req, fi);
 }
 
@@ -535,6 +540,16 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	}
 	struct blkdev *dev = n->lun->cache;
 	uint64_t pos = (uint64_t)off, bs = dev->block_size;
+	if (n->lun->info.thin && n->lun->info.lbprz) {
+		/* GET LBA STATUS knows only what the target has: data still dirty in the
+		 * cache would look like a hole (SEEK_DATA would skip it, and `cp --sparse`
+		 * lose it). Write it back first, as NFS does before SEEK. */
+		int r = blkdev_flush_sync(dev, false);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
 	for (int i = 0; i < 100000 && pos < n->size; i++) {
 		struct blkdev_extent ext;
 		uint64_t abs = (n->off + pos) / bs * bs;
@@ -693,6 +708,53 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, ENOTSUP);
 }
 
+/* The namespace is fixed: creating, removing or renaming anything is refused with
+ * EPERM (clearer than the ENOSYS an unimplemented op gives). */
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EPERM);
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -724,6 +786,14 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.listxattr = op_listxattr,
 	.setxattr = op_setxattr,
 	.removexattr = op_removexattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.rename = op_rename,
+	.symlink = op_symlink,
+	.link = op_link,
+	.create = op_create,
 };
 
 /* ---------- building and running ---------- */

@@ -416,6 +416,15 @@ static int lun_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_extent
 	struct lun *l = dev->priv;
 	uint8_t buf[8 + 16 * 4];
 	struct session_cmd c = { .lun = l->info.lun };
+	if (!l->info.thin || !l->info.lbprz) {
+		/* GET LBA STATUS belongs to logical block provisioning (LBPME), and only
+		 * with LBPRZ do unmapped blocks read as zeroes, as a hole must: without
+		 * both, every block is data. (tgtd answers it on any LUN, from the holes of
+		 * the backing file.) */
+		ext->mapped = true;
+		ext->len = l->dev.size - off;
+		return 0;
+	}
 	c.cdb[0] = 0x9e; /* SERVICE ACTION IN(16) */
 	c.cdb[1] = 0x12; /* GET LBA STATUS */
 	put_be64(c.cdb + 2, off / l->bs);

@@ -412,9 +412,23 @@ static int do_ls(void)
 		int n = 0;
 		if (open_sessions(tg, 1, err, sizeof(err)) < 0 ||
 		    probe_target(tg, true, &infos, &n, err, sizeof(err)) < 0) {
-			printf("  error: %s\n", err);
+			fflush(stdout);
+			die_msg(err);
 			status = 1;
 			continue;
+		}
+		if (cfg.url.lun >= 0) { /* the URL names one LUN: list just that one */
+			int k = 0;
+			for (int i = 0; i < n; i++)
+				if (infos[i].lun == cfg.url.lun)
+					infos[k++] = infos[i];
+			if (k == 0) {
+				fflush(stdout);
+				fprintf(stderr, "iscsifs: target %s has no LUN %d\n", tg->name,
+					cfg.url.lun);
+				status = 1;
+			}
+			n = k;
 		}
 		printf("  %-4s %-10s %10s %6s %-3s %-8s %-16s %-24s %s\n", "LUN", "TYPE", "SIZE",
 		       "BLOCK", "RO", "VENDOR", "PRODUCT", "WWN", "CONTENT");
@@ -448,7 +462,8 @@ static int do_ls(void)
 		}
 		free(infos);
 	}
-	log_port_notices(&tl);
+	if (status == 0)
+		log_port_notices(&tl);
 	close_sessions(&tl);
 	free(tl.v);
 	config_wipe_secrets(&cfg);
