@@ -104,8 +104,9 @@ struct session {
 	bool nop_outstanding;
 	uint64_t nop_deadline_ms;
 	int verify_left;
-	struct session_cmd verify_cmds[8];
-	uint8_t verify_buf[8][255];   /* INQUIRY allocation length is one byte */
+	int verify_cap;               /* entries in verify_cmds and verify_buf */
+	struct session_cmd *verify_cmds;   /* one per identity checked after a re-login */
+	uint8_t (*verify_buf)[255];   /* INQUIRY allocation length is one byte */
 };
 
 /* ---------- lists (event thread) ---------- */
@@ -415,10 +416,29 @@ static void login_cb(struct iscsi_context *ctx, int status, void *data, void *pr
 		return;
 	}
 	/* Re-login: check every registered LUN is still the same disk before anything
-	 * queued for it is sent. */
-	int n = 0;
+	 * queued for it is sent - all of them: a LUN left unchecked could be another disk.
+	 * No verify command of an earlier login is referenced any more (drop_context
+	 * destroyed its context), so the arrays may move. */
+	int n = 0, want = 0;
 	pthread_mutex_lock(&s->qlock);
-	for (struct ident *id = s->idents; id && n < (int)ARRAY_SIZE(s->verify_cmds); id = id->next) {
+	for (struct ident *id = s->idents; id; id = id->next)
+		want += !id->failed;
+	if (want > s->verify_cap) {
+		struct session_cmd *cmds = realloc(s->verify_cmds, sizeof(*cmds) * (size_t)want);
+		if (cmds)
+			s->verify_cmds = cmds;
+		uint8_t(*bufs)[255] = cmds ? realloc(s->verify_buf, sizeof(*bufs) * (size_t)want) :
+					     NULL;
+		if (bufs)
+			s->verify_buf = bufs;
+		if (!cmds || !bufs) {
+			pthread_mutex_unlock(&s->qlock);
+			login_failed(s, "out of memory for the LUN identity checks");
+			return;
+		}
+		s->verify_cap = want;
+	}
+	for (struct ident *id = s->idents; id && n < want; id = id->next) {
 		if (id->failed)
 			continue;
 		struct session_cmd *c = &s->verify_cmds[n];
@@ -485,9 +505,17 @@ static void cmd_cb(struct iscsi_context *ctx, int status, void *data, void *priv
 		return; /* drop_context requeues it */
 	if (status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_ERROR ||
 	    status == SCSI_STATUS_TIMEOUT) {
-		/* The transport failed under this command: recover, then re-issue it. */
+		/* The transport failed under this command: recover, then re-issue it.
+		 * When the target closes the socket, libiscsi 1.19 cancels every in-flight
+		 * command without setting an error text, so iscsi_get_error() still holds an
+		 * older message (e.g. the sense of an earlier UNIT ATTENTION): name the
+		 * cause from the status instead. The first cause of this loss wins. */
+		if (!s->lost)
+			snprintf(s->lost_why, sizeof(s->lost_why), "%s",
+				 status == SCSI_STATUS_CANCELLED ?
+					 "connection closed; in-flight commands cancelled" :
+					 iscsi_get_error(ctx));
 		s->lost = true;
-		snprintf(s->lost_why, sizeof(s->lost_why), "%s", iscsi_get_error(ctx));
 		return;
 	}
 	list_del(&s->infl_head, &s->infl_tail, c);
@@ -982,6 +1010,8 @@ void session_destroy(struct session *s)
 		free(id->data);
 		free(id);
 	}
+	free(s->verify_cmds);
+	free(s->verify_buf);
 	close(s->efd);
 	pthread_mutex_destroy(&s->qlock);
 	pthread_cond_destroy(&s->qcond);
