@@ -148,6 +148,7 @@ struct cache {
 	int space_waiters;            /* threads waiting for a block to become evictable */
 	bool flusher_busy;            /* the flusher is scanning: no need to signal it */
 	uint64_t nunclean;            /* blocks with dirty data or a write-back in flight */
+	uint32_t inflight_fetches;    /* READs to inner not completed (read-ahead too) */
 	uint64_t zero_gen;            /* bumped when a discard/write_zeroes starts and ends */
 	int zeroing;                  /* discards/write_zeroes in flight */
 	bool stop;
@@ -575,6 +576,7 @@ static void fetch_done(void *opaque, int ret)
 	}
 	f->ret = ret > 0 ? 0 : ret;
 	f->done = true;
+	c->inflight_fetches--;
 	if (ret < 0)
 		log_debug("%s: read of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s", c->name,
 			  f->len, f->off, strerror(-ret));
@@ -599,6 +601,7 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 			f->off = off;
 			f->len = len;
 			f->refs = wait_ref ? 2 : 1;
+			c->inflight_fetches++;
 			pthread_mutex_unlock(&c->lock);
 			fetch_done(f, -ENOMEM);
 			pthread_mutex_lock(&c->lock);
@@ -613,6 +616,7 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 	f->readahead = readahead;
 	f->zero_gen = c->zero_gen;
 	f->refs = wait_ref ? 2 : 1;
+	c->inflight_fetches++;
 	c->st.fetch_ops++;
 	c->st.fetch_bytes += len;
 	if (readahead)
@@ -633,16 +637,18 @@ struct runs {
 	int n;
 };
 
-static void collect_missing(struct cache *c, struct cblk *b, struct runs *r, uint64_t max_len)
+static void collect_missing(struct cache *c, struct cblk *b, struct runs *r, uint64_t max_len,
+			    uint32_t lo, uint32_t hi)
 {
 	uint64_t base = b->idx * c->cc.cache_block;
-	for (uint32_t i = 0; i < b->nsect;) {
+	hi = MIN(hi, b->nsect);
+	for (uint32_t i = lo; i < hi;) {
 		if (bit_test(b->valid, i) || bit_test(b->fetching, i)) {
 			i++;
 			continue;
 		}
 		uint32_t j = i;
-		while (j < b->nsect && !bit_test(b->valid, j) && !bit_test(b->fetching, j)) {
+		while (j < hi && !bit_test(b->valid, j) && !bit_test(b->fetching, j)) {
 			bit_set(b->fetching, j);
 			j++;
 		}
@@ -688,7 +694,7 @@ static void readahead(struct cache *c, uint64_t from, uint64_t to)
 		b = alloc_block(c, idx);
 		if (!b)
 			break;
-		collect_missing(c, b, &r, max_io(c));
+		collect_missing(c, b, &r, max_io(c), 0, UINT32_MAX);
 		if (r.n >= (int)ARRAY_SIZE(r.off) - 1)
 			break;
 	}
@@ -793,6 +799,7 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 	 *    that we waited for failed, or when there were more runs than one round takes;
 	 *    our own failed fetch ends the loop with its error. */
 	bool missed[32] = { false };
+	bool narrow = false; /* after a failed fetch: only the sectors asked for */
 	for (int round = 0; ret == 0; round++) {
 		struct runs r = { .n = 0 };
 		struct fetch *mine[ARRAY_SIZE(r.off)];
@@ -813,7 +820,10 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 				c->st.misses++;
 				missed[i] = true;
 			}
-			collect_missing(c, b, &r, max_io(c));
+			if (narrow)
+				collect_missing(c, b, &r, max_io(c), s, e);
+			else
+				collect_missing(c, b, &r, max_io(c), 0, UINT32_MAX);
 		}
 		if (!need_wait)
 			break;
@@ -841,6 +851,12 @@ static int cache_read_chunk(struct cache *c, uint64_t off, uint64_t len, uint8_t
 			if (mine[i]->ret < 0 && ret == 0)
 				ret = mine[i]->ret;
 			fetch_put(mine[i]);
+		}
+		/* A whole-block fetch failed (say, one bad sector): retry just what was asked
+		 * for, so a read of good sectors next to a bad one still works. */
+		if (ret < 0 && !narrow) {
+			narrow = true;
+			ret = 0;
 		}
 		if (round > 1000 && ret == 0)
 			ret = -EIO; /* cannot happen; never spin forever */
@@ -1326,6 +1342,7 @@ static void *flusher_main(void *arg)
 			 * (each bounded by the session's replacement timeout), say so. */
 			log_err("%s: %" PRIu64 " dirty bytes could not be written back and are lost",
 				c->name, c->st.dirty_bytes);
+			c->st.lost_bytes = c->st.dirty_bytes;
 			break;
 		}
 		now = util_now_ms();
@@ -1426,7 +1443,7 @@ static int cache_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_exte
 	return c->inner->ops->lba_status(c->inner, off, ext);
 }
 
-static void cache_destroy(struct blkdev *dev)
+uint64_t cache_stop(struct blkdev *dev)
 {
 	struct cache *c = to_cache(dev);
 
@@ -1434,12 +1451,24 @@ static void cache_destroy(struct blkdev *dev)
 	c->stop = true;
 	pthread_cond_signal(&c->flusher_cond);
 	pthread_mutex_unlock(&c->lock);
-	if (c->flusher_started)
+	if (c->flusher_started) {
 		pthread_join(c->flusher, NULL);
+		c->flusher_started = false;
+	}
 	pthread_mutex_lock(&c->lock);
-	while (c->inflight_wb_ops)
+	/* read-ahead may still be in flight: its completion must not find us gone */
+	while (c->inflight_wb_ops || c->inflight_fetches)
 		pthread_cond_wait(&c->cond, &c->lock);
+	uint64_t lost = c->st.lost_bytes;
 	pthread_mutex_unlock(&c->lock);
+	return lost;
+}
+
+static void cache_destroy(struct blkdev *dev)
+{
+	struct cache *c = to_cache(dev);
+
+	cache_stop(dev);
 	for (uint64_t i = 0; i <= c->hash_mask; i++) {
 		for (struct cblk *b = c->hash[i], *n; b; b = n) {
 			n = b->hnext;

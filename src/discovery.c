@@ -201,9 +201,8 @@ int discovery_probe_lun(struct session *s, const char *target, int lun, struct l
 		n = datain(s, target, lun, cdb, 6, buf, 255, NULL);
 		if (n > 4) {
 			copy_trim(info->serial, sizeof(info->serial), buf + 4, (size_t)MIN(n - 4, buf[3]));
-			info->ident_page = 0x80;
-			info->ident_len = (size_t)n;
-			memcpy(info->ident, buf, (size_t)n);
+			info->vpd80_len = (size_t)MIN(n, (int)sizeof(info->vpd80));
+			memcpy(info->vpd80, buf, info->vpd80_len);
 		}
 	}
 	if (have83) {
@@ -211,9 +210,8 @@ int discovery_probe_lun(struct session *s, const char *target, int lun, struct l
 		n = datain(s, target, lun, cdb, 6, buf, 255, NULL);
 		if (n > 4) {
 			parse_vpd83(info, buf, n);
-			info->ident_page = 0x83;
-			info->ident_len = (size_t)n;
-			memcpy(info->ident, buf, (size_t)n);
+			info->vpd83_len = (size_t)MIN(n, (int)sizeof(info->vpd83));
+			memcpy(info->vpd83, buf, info->vpd83_len);
 		}
 	}
 	if (haveb0) {

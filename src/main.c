@@ -262,10 +262,14 @@ static int build_model(struct fs_model *m, struct target_list *tl, char *err, si
 			l->info = infos[i];
 			snprintf(l->name, sizeof(l->name), "lun%d", infos[i].lun);
 			for (int s = 0; s < tl->v[t].nsess; s++)
-				if (l->info.ident_len)
-					session_set_identity(tl->v[t].sess[s], l->info.lun,
-							     l->info.ident_page, l->info.ident,
-							     l->info.ident_len);
+			{
+				if (l->info.vpd83_len)
+					session_set_identity(tl->v[t].sess[s], l->info.lun, 0x83,
+							     l->info.vpd83, l->info.vpd83_len);
+				if (l->info.vpd80_len)
+					session_set_identity(tl->v[t].sess[s], l->info.lun, 0x80,
+							     l->info.vpd80, l->info.vpd80_len);
+			}
 			l->lundev = lun_create(tl->v[t].sess, tl->v[t].nsess, tl->v[t].name, &l->info,
 					       cfg.read_only);
 			if (!l->lundev) {
@@ -299,8 +303,12 @@ static int build_model(struct fs_model *m, struct target_list *tl, char *err, si
 	return 0;
 }
 
-static void teardown(struct fs_model *m, struct target_list *tl)
+/* Returns the number of LUNs whose dirty data could not all be written. */
+static int teardown(struct fs_model *m, struct target_list *tl)
 {
+	int lost = 0;
+	for (int i = 0; i < m->nluns; i++)
+		lost += cache_stop(m->luns[i].cache) > 0; /* in parallel would be faster; rare */
 	for (int i = 0; i < m->nluns; i++) {
 		/* the cache writes back what it holds, bounded by the session timeouts */
 		m->luns[i].cache->ops->destroy(m->luns[i].cache);
@@ -310,6 +318,7 @@ static void teardown(struct fs_model *m, struct target_list *tl)
 	free(m->luns);
 	close_sessions(tl);
 	free(tl->v);
+	return lost;
 }
 
 /* Daemon mode: fork now; the parent returns only to exit with the child's verdict. */
@@ -372,9 +381,12 @@ static int do_mount(void)
 	}
 	log_port_notices(&tl);
 	r = fs_run(&m, ready_fd);
-	teardown(&m, &tl);
+	int lost = teardown(&m, &tl);
 	config_wipe_secrets(&cfg);
-	return r < 0 ? 1 : 0;
+	if (lost)
+		log_err("exiting with an error: dirty data of %d LUN%s could not be written (see "
+			"above)", lost, lost == 1 ? "" : "s");
+	return r < 0 || lost ? 1 : 0;
 }
 
 /* ---------- ls ---------- */

@@ -472,12 +472,22 @@ static void verify_done(struct session_cmd *c)
 {
 	struct ident *id = c->opaque;
 	struct session *s = id->owner;
-	bool same = c->result == 0 && c->scsi_status == 0 &&
-		    c->len - c->residual >= id->len &&
+	if (s->lost)
+		return; /* this login is being torn down; the next one checks again */
+	bool answered = c->result == 0 && c->scsi_status == 0;
+	bool same = answered && c->len - c->residual >= id->len &&
 		    memcmp(c->buf, id->data, id->len) == 0;
-	if (c->result == 0 && c->scsi_status != 0 && c->sense_key == 6 /* UNIT ATTENTION */ &&
-	    c->attempts < 4) {
-		issue(s, c); /* INQUIRY may report a pending UA on some targets: once more */
+	/* ILLEGAL REQUEST (e.g. logical unit not supported): the LUN is not there. */
+	bool gone = c->result == 0 && c->scsi_status == 2 && c->sense_key == 5;
+	if (!answered && !gone) {
+		/* BUSY, TASK SET FULL, a pending UNIT ATTENTION, becoming ready: not an
+		 * answer about identity. Ask again; if it stays so, log in again later
+		 * rather than fail a disk that may well be the same. */
+		if (c->attempts < 6) {
+			issue(s, c);
+			return;
+		}
+		login_failed(s, "the identity check after login got no answer");
 		return;
 	}
 	if (!same) {

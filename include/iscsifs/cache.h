@@ -41,11 +41,18 @@ struct cache_stats {
 	uint64_t evictions;
 	uint64_t cached_bytes;                 /* current */
 	uint64_t dirty_bytes;                  /* current */
+	uint64_t lost_bytes;                   /* dirty bytes given up at shutdown because
+	                                          the target kept refusing them */
 };
 
 /* Returns the cache, or NULL with errno set (EINVAL for a bad config, ENOMEM).
  * Does not take ownership of `inner`: destroy the cache first, then inner. */
 struct blkdev *cache_create(const struct cache_config *cc, struct blkdev *inner);
+
+/* Write back everything (bounded by the write retries, each bounded by the session's
+ * replacement timeout), then stop the flusher. Returns the bytes that could not be
+ * written and were given up (0 = nothing lost). Idempotent; destroy calls it too. */
+uint64_t cache_stop(struct blkdev *cache);
 
 /* Snapshot of the counters (thread-safe). */
 void cache_get_stats(struct blkdev *cache, struct cache_stats *out);

@@ -28,9 +28,10 @@ struct lun_info {
 	char vendor[9], product[17], revision[5];
 	char serial[256];             /* VPD 0x80, "" when absent */
 	char wwn[256];                /* VPD 0x83 first NAA/EUI/name designator, "" when absent */
-	uint8_t ident_page;           /* 0x83 or 0x80: what identity checks compare */
-	uint8_t ident[256];
-	size_t ident_len;
+	/* Identity, compared after every re-login: the raw VPD pages as first read (a
+	 * different disk may differ in only one of them). Length 0 = page absent. */
+	uint8_t vpd80[255], vpd83[255];
+	size_t vpd80_len, vpd83_len;
 };
 
 /*

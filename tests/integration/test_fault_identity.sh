@@ -18,7 +18,7 @@ source "$(dirname "$0")/lib.sh"
 requires python3 sha256sum getfattr
 
 IQN=iqn.2026-11.org.iscsifs.test:identity
-: "${IDENTITY_VARIANTS:=id_and_sn lun_gone many_luns}"
+: "${IDENTITY_VARIANTS:=id_and_sn sn_only lun_gone many_luns}"
 OPTS=noop_interval=1,noop_timeout=2,replacement_timeout=60,login_timeout=5
 OLD=$T/old.img NEW=$T/new.img L2=$T/lun2.img
 WB=$T/wb NC=$T/nc
