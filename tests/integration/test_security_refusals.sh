@@ -116,7 +116,7 @@ refused "ls with a wrong password (discovery)" \
 	"authentication failed for discovery at $P: the target refused our CHAP credentials" \
 	- ls "${O[@]}" -o "secret_file=$F" "iscsi://$P"
 refused "ls of one target with a wrong password" \
-	"error: authentication failed for $IQN at $P: the target refused our CHAP credentials" \
+	"iscsifs: authentication failed for $IQN at $P: the target refused our CHAP credentials" \
 	- ls "${O[@]}" -o "secret_file=$F" "$URL"
 refused "ls with a password in the URL" "password in the URL is not allowed" \
 	- ls "${O[@]}" "iscsi://alice:$PW_IN@$P"
@@ -128,7 +128,7 @@ refused "portal URL, wrong target secret (mutual)" \
 	"authentication failed for $IQN at $P: the target did not prove it knows target_password (mutual CHAP)" \
 	"$M" "${O[@]}" -o "secret_file=$F" "iscsi://$P" "$M"
 refused "ls of the portal, wrong target secret (mutual)" \
-	"error: authentication failed for $IQN at $P: the target did not prove it knows target_password" \
+	"iscsifs: authentication failed for $IQN at $P: the target did not prove it knows target_password" \
 	- ls "${O[@]}" -o "secret_file=$F" "iscsi://$P"
 
 # None of the refused logins left a session behind on the target.
