@@ -87,21 +87,25 @@ char *stats_render(const struct fs_model *m, bool prom, size_t *len)
 			"read_bytes_total", "write_bytes_total", "fetch_bytes_total", "readahead_bytes_total",
 			"writeback_bytes_total", "write_errors_total", "evictions_total", "cached_bytes",
 			"dirty_bytes", "scsi_retries_total", "scsi_errors_total" };
-		for (size_t k = 0; k < ARRAY_SIZE(names); k++) {
-			fprintf(f, "# TYPE iscsifs_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
-			for (int i = 0; i < m->nluns; i++) {
-				const struct fs_lun *l = &m->luns[i];
-				struct cache_stats cs;
-				struct lun_stats ls;
-				cache_get_stats(l->cache, &cs);
-				lun_get_stats(l->lundev, &ls);
-				uint64_t v[] = { cs.hits, cs.misses, cs.read_bytes, cs.write_bytes, cs.fetch_bytes,
-						 cs.readahead_bytes, cs.writeback_bytes, cs.write_errors, cs.evictions,
-						 cs.cached_bytes, cs.dirty_bytes, ls.retries, ls.errors };
-				fprintf(f, "iscsifs_%s{target=\"%s\",lun=\"%d\"} %" PRIu64 "\n", names[k],
-					l->target->name, l->info.lun, v[k]);
-			}
+		/* one snapshot per LUN, so every metric of a LUN is from the same moment */
+		uint64_t (*v)[ARRAY_SIZE(names)] = calloc((size_t)m->nluns + 1, sizeof(*v));
+		for (int i = 0; v && i < m->nluns; i++) {
+			struct cache_stats cs;
+			struct lun_stats ls;
+			cache_get_stats(m->luns[i].cache, &cs);
+			lun_get_stats(m->luns[i].lundev, &ls);
+			uint64_t row[] = { cs.hits, cs.misses, cs.read_bytes, cs.write_bytes, cs.fetch_bytes,
+					   cs.readahead_bytes, cs.writeback_bytes, cs.write_errors, cs.evictions,
+					   cs.cached_bytes, cs.dirty_bytes, ls.retries, ls.errors };
+			memcpy(v[i], row, sizeof(row));
 		}
+		for (size_t k = 0; v && k < ARRAY_SIZE(names); k++) {
+			fprintf(f, "# TYPE iscsifs_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
+			for (int i = 0; i < m->nluns; i++)
+				fprintf(f, "iscsifs_%s{target=\"%s\",lun=\"%d\"} %" PRIu64 "\n", names[k],
+					m->luns[i].target->name, m->luns[i].info.lun, v[i][k]);
+		}
+		free(v);
 	}
 	fclose(f);
 	*len = size;
