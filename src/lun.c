@@ -36,7 +36,67 @@ struct lun {
 	uint32_t bs;
 	uint64_t max_xfer;           /* bytes per READ/WRITE command */
 	struct lun_stats st;         /* atomic adds */
+	int cap_check;               /* atomic: a capacity re-read is in flight */
 };
+
+struct cap_cmd {
+	struct session_cmd cmd;
+	struct lun *l;
+	uint8_t buf[32];
+};
+
+/* The size of a mounted file cannot change under FUSE's attribute cache and the
+ * cache's block layout, so a new capacity is read, logged and counted, and the file
+ * keeps its size until remounted (I/O past the new end fails with ENOSPC from the
+ * target's LBA check). */
+static void cap_done(struct session_cmd *c)
+{
+	struct cap_cmd *cc = (struct cap_cmd *)c;
+	struct lun *l = cc->l;
+	if (c->result == 0 && c->scsi_status == 0 && c->len - c->residual >= 12) {
+		uint64_t nb = ((uint64_t)cc->buf[0] << 56 | (uint64_t)cc->buf[1] << 48 |
+			       (uint64_t)cc->buf[2] << 40 | (uint64_t)cc->buf[3] << 32 |
+			       (uint64_t)cc->buf[4] << 24 | (uint64_t)cc->buf[5] << 16 |
+			       (uint64_t)cc->buf[6] << 8 | cc->buf[7]) + 1;
+		__atomic_store_n(&l->st.capacity_blocks, nb, __ATOMIC_RELAXED);
+		if (nb != l->info.nblocks)
+			log_warn("%s LUN %d: capacity changed from %" PRIu64 " to %" PRIu64
+				 " blocks; %s keeps its size (%" PRIu64 " bytes) until remounted",
+				 l->target, l->info.lun, l->info.nblocks, nb, "the file",
+				 l->info.nblocks * l->bs);
+		else
+			log_notice("%s LUN %d: the target reported a capacity change; the "
+				   "capacity is unchanged (%" PRIu64 " blocks)",
+				   l->target, l->info.lun, nb);
+	} else {
+		log_warn("%s LUN %d: the target reported a capacity change, and reading the "
+			 "new capacity failed", l->target, l->info.lun);
+	}
+	__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
+	free(cc);
+}
+
+static void recheck_capacity(struct lun *l, struct session *s)
+{
+	if (__atomic_exchange_n(&l->cap_check, 1, __ATOMIC_ACQ_REL))
+		return; /* one at a time */
+	struct cap_cmd *cc = calloc(1, sizeof(*cc));
+	if (!cc) {
+		__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	cc->l = l;
+	cc->cmd.lun = l->info.lun;
+	cc->cmd.cdb[0] = 0x9e; /* SERVICE ACTION IN(16): READ CAPACITY(16) */
+	cc->cmd.cdb[1] = 0x10;
+	cc->cmd.cdb[13] = sizeof(cc->buf);
+	cc->cmd.cdb_len = 16;
+	cc->cmd.dir = SESSION_DIR_READ;
+	cc->cmd.buf = cc->buf;
+	cc->cmd.len = sizeof(cc->buf);
+	cc->cmd.done = cap_done;
+	session_submit(s, &cc->cmd);
+}
 
 struct lun_req {
 	struct lun *l;
@@ -112,7 +172,7 @@ static uint64_t backoff_ms(int tries)
 
 /* Decide what a finished command means: 0, -errno, or 1 = retry (cmd re-armed). */
 static int judge(struct session_cmd *c, int *tries, const char *target, const char *what,
-		 uint64_t lba)
+		 uint64_t lba, bool *cap_changed)
 {
 	if (c->result < 0) {
 		if (what)
@@ -122,8 +182,8 @@ static int judge(struct session_cmd *c, int *tries, const char *target, const ch
 		return c->result == -ENODEV ? -EIO : c->result;
 	}
 	struct sense_verdict v = sense_decide(c->scsi_status, c->sense_key, c->asc, c->ascq);
-	if (v.capacity_changed)
-		log_notice("%s LUN %d: the target reports that the capacity changed", target, c->lun);
+	if (v.capacity_changed && cap_changed)
+		*cap_changed = true;
 	if (v.action != SENSE_DONE && *tries < MAX_TRIES) {
 		c->not_before_ms = v.action == SENSE_RETRY ? util_now_ms() + backoff_ms(*tries) : 0;
 		(*tries)++;
@@ -152,7 +212,7 @@ int lun_command(struct session *s, struct session_cmd *c, const char *target, co
 	for (;;) {
 		c->not_before_ms = 0;
 		session_run(s, c);
-		int r = judge(c, &tries, target, what, 0);
+		int r = judge(c, &tries, target, what, 0, NULL);
 		if (r != 1)
 			return r;
 		uint64_t wait = c->not_before_ms ? c->not_before_ms - MIN(c->not_before_ms, util_now_ms()) : 0;
@@ -179,7 +239,10 @@ static void chunk_done(struct session_cmd *c)
 	char what[64];
 
 	snprintf(what, sizeof(what), "%s of %u blocks", ch->op, ch->nblocks);
-	int res = judge(c, &ch->tries, l->target, what, ch->lba);
+	bool cap_changed = false;
+	int res = judge(c, &ch->tries, l->target, what, ch->lba, &cap_changed);
+	if (cap_changed)
+		recheck_capacity(l, ch->s);
 	if (res == 1) {
 		__atomic_fetch_add(&l->st.retries, 1, __ATOMIC_RELAXED);
 		session_submit(ch->s, c);
@@ -508,4 +571,5 @@ void lun_get_stats(struct blkdev *dev, struct lun_stats *out)
 	out->errors = __atomic_load_n(&l->st.errors, __ATOMIC_RELAXED);
 	out->read_lat_us = __atomic_load_n(&l->st.read_lat_us, __ATOMIC_RELAXED);
 	out->write_lat_us = __atomic_load_n(&l->st.write_lat_us, __ATOMIC_RELAXED);
+	out->capacity_blocks = __atomic_load_n(&l->st.capacity_blocks, __ATOMIC_RELAXED);
 }

@@ -52,6 +52,8 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
 struct lun_stats {
 	uint64_t reads, writes, read_bytes, write_bytes, retries, errors;
 	uint64_t read_lat_us, write_lat_us;   /* sums, for averages */
+	uint64_t capacity_blocks;             /* last re-read after a CAPACITY DATA HAS
+	                                         CHANGED unit attention; 0 = never */
 };
 void lun_get_stats(struct blkdev *dev, struct lun_stats *out);
 
