@@ -1,13 +1,14 @@
 /*
- * session.c - one iSCSI session: a libiscsi context, its event-loop thread, keepalive,
- * command timeouts and recovery.
+ * session.c - one iSCSI session: a transport connection (transport.h: libiscsi, or a
+ * fake in the unit tests), its event-loop thread, keepalive, command timeouts and
+ * recovery.
  *
  * NOTES ON THE THREAD MODEL
  *   session_create() starts one thread per session (session_thread). That thread alone
- *   calls libiscsi for the session's context: it polls the socket, an eventfd that
- *   session_submit() writes after queueing a command under `qlock`, and a timer (the
- *   poll timeout), because libiscsi only notices timeouts inside iscsi_service() and
- *   iscsi_which_events() may be 0 while nothing is queued. Completion callbacks
+ *   calls the transport for the session's connection: it polls the socket, an eventfd
+ *   that session_submit() writes after queueing a command under `qlock`, and a timer
+ *   (the poll timeout), because libiscsi only notices timeouts inside iscsi_service()
+ *   and iscsi_which_events() may be 0 while nothing is queued. Completion callbacks
  *   (cmd->done) run on this thread and must not block.
  *
  * STATE MACHINE (event thread only)
@@ -21,11 +22,12 @@
  *                compared with what it was             changed are failed: -ENODEV)
  *   LOGGED_IN    commands flow; NOP-Out every          BACKOFF on socket error/hangup,
  *                noop_interval                         NOP timeout, command timeout
- *   BACKOFF      waiting 1 s, doubling to 30 s         CONNECTING
+ *   BACKOFF      waiting 1 s (initial_backoff_ms),     CONNECTING
+ *                doubling to 30 s
  *   STOPPED      session_destroy                       -
  *
  *   Invariants: commands are sent only in LOGGED_IN; `inflight` holds exactly the
- *   commands handed to libiscsi and not yet completed, oldest first; on connection loss
+ *   commands handed to the transport and not yet completed, oldest first; on connection loss
  *   the context is destroyed (its callbacks are ignored while `tearing`) and `inflight`
  *   goes back to the front of `pending` in order, to be re-issued after re-login. From
  *   the moment the connection is lost, `down_since` is set; once replacement_timeout
@@ -42,12 +44,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <iscsi/iscsi.h>
-#include <iscsi/scsi-lowlevel.h>
-
-#include "iscsifs-config.h"
 #include "iscsifs/log.h"
 #include "iscsifs/session.h"
+#include "iscsifs/transport.h"
 #include "iscsifs/util.h"
 
 enum sstate { S_CONNECTING, S_VERIFYING, S_LOGGED_IN, S_BACKOFF, S_STOPPED };
@@ -86,12 +85,16 @@ struct session {
 	int init_result;             /* 1 = pending, 0 = logged in, <0 = failed */
 	char init_err[CONFIG_ERRLEN];
 
+	const struct session_transport *tr;
+	void *tr_opaque;
+	uint64_t initial_backoff_ms;
+
 	/* event thread only */
-	struct iscsi_context *ctx;
+	struct transport_conn *ctx;  /* NULL between connections */
 	enum sstate state;
 	bool initial;                /* the first login: failures are reported, not retried */
 	bool tearing;                /* ignore callbacks of the context being destroyed */
-	bool lost;                   /* set by callbacks: recover after iscsi_service */
+	bool lost;                   /* set by callbacks: recover after tr->service */
 	char lost_why[256];
 	struct session_cmd *pend_head, *pend_tail;    /* to issue, in order */
 	struct session_cmd *infl_head, *infl_tail;    /* issued, oldest first */
@@ -145,121 +148,10 @@ static void complete(struct session_cmd *c, int result)
 
 /* ---------- context setup ---------- */
 
-static struct iscsi_context *new_context(const struct config *cfg, const char *target,
-					 bool discovery)
-{
-	struct iscsi_context *ctx = iscsi_create_context(cfg->initiator);
-	if (!ctx)
-		return NULL;
-	iscsi_set_session_type(ctx, discovery ? ISCSI_SESSION_DISCOVERY : ISCSI_SESSION_NORMAL);
-	if (!discovery)
-		iscsi_set_targetname(ctx, target);
-	iscsi_set_header_digest(ctx, (enum iscsi_header_digest)cfg->header_digest);
-#if HAVE_ISCSI_SET_DATA_DIGEST
-	/* Offered as "None,CRC32C": used only when the target insists. libiscsi 1.19
-	 * (Debian 12) has no data digest at all; this is compiled only where it does. */
-	iscsi_set_data_digest(ctx, ISCSI_DATA_DIGEST_NONE_CRC32C);
-#endif
-	iscsi_set_noautoreconnect(ctx, 1);
-	/* libiscsi copies the secrets into the context (and zeroes the context when it
-	 * is destroyed); cfg->secrets stay set while mounted because every re-login
-	 * builds a new context from them. Neither is ever logged.
-	 * Discovery sends our CHAP credentials but does not ask the portal to prove
-	 * itself: libiscsi 1.19 then insists on the portal's CHAP_N/CHAP_R, and most
-	 * portals (tgt, LIO by default) run discovery without CHAP, so mutual CHAP would
-	 * make every portal-only URL fail. Nothing is lost: a SendTargets answer only
-	 * names portals, and each target login there is mutually authenticated. */
-	if (cfg->chap) {
-		iscsi_set_initiator_username_pwd(ctx, cfg->secrets.username, cfg->secrets.password);
-		if (cfg->mutual_chap && !discovery)
-			iscsi_set_target_username_pwd(ctx, cfg->secrets.target_username,
-						      cfg->secrets.target_password);
-	}
-	return ctx;
-}
-
-/*
- * Classify a libiscsi connect/login error into -errno and a user-facing reason.
- *
- * What libiscsi 1.19 reports (iscsi_get_error), checked against tgtd 1.0.85:
- *   "Failed to log in to target. Status: Authentication failure(513)"
- *       the target refused us: no credentials where it wants CHAP, unknown user,
- *       wrong password, or (mutual CHAP) the target has no outgoing account
- *   "Authentication failed. Invalid CHAP_R response from the target"
- *       mutual CHAP: the target does not know our target_password
- *   "Failed to log in to target. Wrong CHAP targetname received: NAME"
- *       mutual CHAP: the target answered with another user name than target_username
- *   "Failed to log in to target. It did not return CHAP_N during SECNEG." (or CHAP_R,
- *   or "Wrong size of CHAP_R received from target.")
- *       mutual CHAP: the target did not authenticate itself at all
- *   "Failed to log in to target. Status: Authorization failure(514)"
- *   "Failed to log in to target. Status: Target not found(515)"
- *       tgtd also answers 515 when an initiator-name ACL does not admit us
- * The raw text goes to the debug log only (it never holds one of our secrets: libiscsi
- * names at most the user name the target sent).
- */
-static int classify(const char *what, const char *portal, const char *target,
-		    const struct config *cfg, char *err, size_t errlen)
-{
-	const char *t = target && *target ? target : "discovery";
-	const char *src = cfg->secret_file[0] ? "in the secret file"
-					      : "in LIBISCSI_CHAP_USERNAME/_PASSWORD";
-
-	log_debug("login to %s at %s failed; libiscsi says: %s", t, portal, what);
-	if (strcasestr(what, "refused")) {
-		snprintf(err, errlen, "cannot connect to %s: connection refused (is the target "
-				      "running, is the port right?)", portal);
-		return -ECONNREFUSED;
-	}
-	if (strcasestr(what, "unreachable") || strcasestr(what, "no route")) {
-		snprintf(err, errlen, "cannot connect to %s: host unreachable", portal);
-		return -EHOSTUNREACH;
-	}
-	/* the target failed our challenge (mutual CHAP): checked first, the texts also
-	 * say "authentication" or "CHAP" */
-	if (strcasestr(what, "Invalid CHAP_R") || strcasestr(what, "Wrong CHAP targetname") ||
-	    strcasestr(what, "did not return CHAP") || strcasestr(what, "size of CHAP_R")) {
-		snprintf(err, errlen, "authentication failed for %s at %s: the target did not "
-			 "prove it knows target_password (mutual CHAP)%s", t, portal,
-			 strcasestr(what, "targetname") ? "; it answered as another user than "
-							  "target_username"
-			 : strcasestr(what, "did not return") ? "; it did not answer our "
-								"challenge at all"
-							      : "");
-		return -EACCES;
-	}
-	if (strcasestr(what, "authentication") || strcasestr(what, "chap")) {
-		if (!cfg->chap)
-			snprintf(err, errlen, "authentication failed for %s at %s: the target "
-				 "requires CHAP and no credentials were given: put username and "
-				 "password in a secret file and pass -o secret_file=PATH", t, portal);
-		else
-			snprintf(err, errlen, "authentication failed for %s at %s: the target "
-				 "refused our CHAP credentials (check username and password %s%s)",
-				 t, portal, src,
-				 cfg->mutual_chap && target ? "; for mutual CHAP the target also "
-							      "needs an outgoing account" : "");
-		return -EACCES;
-	}
-	if (strcasestr(what, "Authorization failure")) {
-		snprintf(err, errlen, "authorization failed for %s at %s: the target does not "
-			 "admit initiator %s", t, portal, cfg->initiator);
-		return -EACCES;
-	}
-	if (strcasestr(what, "not found") || strcasestr(what, "removed")) {
-		snprintf(err, errlen, "target %s not found at %s, or it does not admit initiator "
-			 "%s (list targets with: iscsifs ls iscsi://%s)", t, portal,
-			 cfg->initiator, portal);
-		return -ENOENT;
-	}
-	snprintf(err, errlen, "login to %s at %s failed: %s", t, portal, what);
-	return -EIO;
-}
-
 /* ---------- event thread: connection management ---------- */
 
-static void connect_cb(struct iscsi_context *ctx, int status, void *data, void *priv);
-static void login_cb(struct iscsi_context *ctx, int status, void *data, void *priv);
+static void connect_cb(struct transport_conn *ctx, int status, void *priv);
+static void login_cb(struct transport_conn *ctx, int status, void *priv);
 static void issue_pending(struct session *s);
 
 static void set_state(struct session *s, enum sstate st)
@@ -273,13 +165,13 @@ static void set_state(struct session *s, enum sstate st)
 
 static void start_connect(struct session *s)
 {
-	s->ctx = new_context(s->cfg, s->target, false);
+	s->ctx = s->tr->create(s->tr_opaque, s->cfg, s->target, TRANSPORT_SESSION_NORMAL);
 	s->deadline_ms = util_now_ms() + (uint64_t)s->cfg->login_timeout * 1000;
 	set_state(s, S_CONNECTING);
-	if (!s->ctx || iscsi_connect_async(s->ctx, s->portal, connect_cb, s) != 0) {
+	if (!s->ctx || s->tr->connect_async(s->ctx, s->portal, connect_cb, s) != 0) {
 		s->lost = true;
 		snprintf(s->lost_why, sizeof(s->lost_why), "connect: %s",
-			 s->ctx ? iscsi_get_error(s->ctx) : "out of memory");
+			 s->ctx ? s->tr->get_error(s->ctx) : "out of memory");
 	}
 }
 
@@ -288,7 +180,7 @@ static void drop_context(struct session *s)
 {
 	if (s->ctx) {
 		s->tearing = true;
-		iscsi_destroy_context(s->ctx);
+		s->tr->destroy(s->ctx);
 		s->tearing = false;
 		s->ctx = NULL;
 	}
@@ -296,10 +188,6 @@ static void drop_context(struct session *s)
 	while (s->infl_tail) {
 		struct session_cmd *c = s->infl_tail;
 		list_del(&s->infl_head, &s->infl_tail, c);
-		if (c->task) {
-			scsi_free_scsi_task(c->task);
-			c->task = NULL;
-		}
 		if (c->internal)
 			continue; /* identity checks are redone after the next login */
 		c->next = s->pend_head;
@@ -321,7 +209,7 @@ static void enter_backoff(struct session *s, const char *why)
 	drop_context(s);
 	if (!s->down_since) {
 		s->down_since = now;
-		s->backoff_ms = 1000;
+		s->backoff_ms = s->initial_backoff_ms;
 	} else {
 		s->backoff_ms = MIN(s->backoff_ms * 2, 30000);
 	}
@@ -348,8 +236,8 @@ static void initial_result(struct session *s, int result, const char *err)
 	pthread_mutex_unlock(&s->qlock);
 }
 
-/* Called from libiscsi callbacks: only records the failure. The context must not be
- * destroyed while iscsi_service() is running; the loop acts on `lost` afterwards. */
+/* Called from transport callbacks: only records the failure. The connection must not
+ * be destroyed while its service() is running; the loop acts on `lost` afterwards. */
 static void login_failed(struct session *s, const char *what)
 {
 	if (!s->lost)
@@ -361,25 +249,24 @@ static void login_failed(struct session *s, const char *what)
 static void initial_failed(struct session *s, const char *what)
 {
 	char err[CONFIG_ERRLEN];
-	int r = classify(what, s->portal, s->target, s->cfg, err, sizeof(err));
+	int r = transport_classify_error(what, s->portal, s->target, s->cfg, err, sizeof(err));
 	drop_context(s);
 	s->initial = false;
 	set_state(s, S_STOPPED);
 	initial_result(s, r, err);
 }
 
-static void connect_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+static void connect_cb(struct transport_conn *ctx, int status, void *priv)
 {
 	struct session *s = priv;
-	(void)data;
 	if (s->tearing)
 		return;
-	if (status != SCSI_STATUS_GOOD) {
-		login_failed(s, iscsi_get_error(ctx));
+	if (status != TRANSPORT_STATUS_GOOD) {
+		login_failed(s, s->tr->get_error(ctx));
 		return;
 	}
-	if (iscsi_login_async(ctx, login_cb, s) != 0)
-		login_failed(s, iscsi_get_error(ctx));
+	if (s->tr->login_async(ctx, login_cb, s) != 0)
+		login_failed(s, s->tr->get_error(ctx));
 }
 
 static void verify_done(struct session_cmd *c);
@@ -405,14 +292,13 @@ static void logged_in(struct session *s)
 
 static void issue(struct session *s, struct session_cmd *c);
 
-static void login_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+static void login_cb(struct transport_conn *ctx, int status, void *priv)
 {
 	struct session *s = priv;
-	(void)data;
 	if (s->tearing)
 		return;
-	if (status != SCSI_STATUS_GOOD) {
-		login_failed(s, iscsi_get_error(ctx));
+	if (status != TRANSPORT_STATUS_GOOD) {
+		login_failed(s, s->tr->get_error(ctx));
 		return;
 	}
 	/* Re-login: check every registered LUN is still the same disk before anything
@@ -504,81 +390,66 @@ static void verify_done(struct session_cmd *c)
 
 /* ---------- event thread: commands ---------- */
 
-static void cmd_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+static void cmd_cb(struct transport_conn *ctx, const struct transport_result *res, void *priv)
 {
 	struct session_cmd *c = priv;
-	struct scsi_task *task = c->task;
 	struct session *s = c->owner;
-	(void)data;
+	int status = res->status;
 
 	if (s->tearing)
 		return; /* drop_context requeues it */
-	if (status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_ERROR ||
-	    status == SCSI_STATUS_TIMEOUT) {
+	if (status == TRANSPORT_STATUS_CANCELLED || status == TRANSPORT_STATUS_ERROR ||
+	    status == TRANSPORT_STATUS_TIMEOUT) {
 		/* The transport failed under this command: recover, then re-issue it.
 		 * When the target closes the socket, libiscsi 1.19 cancels every in-flight
-		 * command without setting an error text, so iscsi_get_error() still holds an
+		 * command without setting an error text, so get_error() still holds an
 		 * older message (e.g. the sense of an earlier UNIT ATTENTION): name the
 		 * cause from the status instead. The first cause of this loss wins. */
 		if (!s->lost)
 			snprintf(s->lost_why, sizeof(s->lost_why), "%s",
-				 status == SCSI_STATUS_CANCELLED ?
+				 status == TRANSPORT_STATUS_CANCELLED ?
 					 "connection closed; in-flight commands cancelled" :
-					 iscsi_get_error(ctx));
+					 s->tr->get_error(ctx));
 		s->lost = true;
 		return;
 	}
 	list_del(&s->infl_head, &s->infl_tail, c);
 	s->ninflight--;
 	c->scsi_status = status;
-	c->sense_key = c->asc = c->ascq = 0;
-	c->residual = 0;
-	if (status == SCSI_STATUS_CHECK_CONDITION) {
-		c->sense_key = task->sense.key;
-		c->asc = (task->sense.ascq >> 8) & 0xff;
-		c->ascq = task->sense.ascq & 0xff;
-	}
-	if (task->residual_status == SCSI_RESIDUAL_UNDERFLOW)
-		c->residual = (uint32_t)task->residual;
-	scsi_free_scsi_task(task);
-	c->task = NULL;
+	c->sense_key = res->sense_key;
+	c->asc = res->asc;
+	c->ascq = res->ascq;
+	c->residual = res->residual;
 	complete(c, 0);
 }
 
 static void issue(struct session *s, struct session_cmd *c)
 {
-	struct scsi_task *task = scsi_create_task(c->cdb_len, c->cdb,
-						  c->dir == SESSION_DIR_READ    ? SCSI_XFER_READ
-						  : c->dir == SESSION_DIR_WRITE ? SCSI_XFER_WRITE
-										: SCSI_XFER_NONE,
-						  (int)c->len);
-	if (!task) {
-		complete(c, -ENOMEM);
-		return;
-	}
-	if (c->len) {
-		/* lives in the command, which outlives the task */
-		struct scsi_iovec *iov = (struct scsi_iovec *)&c->iov;
-		iov->iov_base = c->buf;
-		iov->iov_len = c->len;
-		if (c->dir == SESSION_DIR_READ)
-			scsi_task_set_iov_in(task, iov, 1);
-		else
-			scsi_task_set_iov_out(task, iov, 1);
-	}
 	c->owner = s;
-	c->task = task;
 	c->attempts++;
 	c->deadline_ms = util_now_ms() + (uint64_t)s->cfg->cmd_timeout * 1000;
 	list_append(&s->infl_head, &s->infl_tail, c);
 	s->ninflight++;
+	int r = s->tr->command_async(s->ctx, c->lun, c->cdb, c->cdb_len,
+				     c->dir == SESSION_DIR_READ    ? TRANSPORT_DIR_READ
+				     : c->dir == SESSION_DIR_WRITE ? TRANSPORT_DIR_WRITE
+								   : TRANSPORT_DIR_NONE,
+				     c->len ? c->buf : NULL, c->len, cmd_cb, c);
+	if (r == -ENOMEM) {
+		/* nothing was sent and the connection is fine: fail only this command */
+		list_del(&s->infl_head, &s->infl_tail, c);
+		s->ninflight--;
+		c->attempts--;
+		complete(c, -ENOMEM);
+		return;
+	}
 	pthread_mutex_lock(&s->qlock);
 	s->info.commands++;
 	pthread_mutex_unlock(&s->qlock);
-	if (iscsi_scsi_command_async(s->ctx, c->lun, task, cmd_cb, NULL, c) != 0) {
-		/* libiscsi refused to queue it: the context is unusable */
+	if (r != 0) {
+		/* the transport refused to queue it: the connection is unusable */
 		s->lost = true;
-		snprintf(s->lost_why, sizeof(s->lost_why), "submit: %s", iscsi_get_error(s->ctx));
+		snprintf(s->lost_why, sizeof(s->lost_why), "submit: %s", s->tr->get_error(s->ctx));
 	}
 }
 
@@ -613,17 +484,16 @@ static void issue_pending(struct session *s)
 	}
 }
 
-static void nop_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+static void nop_cb(struct transport_conn *ctx, int status, void *priv)
 {
 	struct session *s = priv;
-	(void)data;
 	if (s->tearing)
 		return;
 	s->nop_outstanding = false;
-	if (status != SCSI_STATUS_GOOD) {
+	if (status != TRANSPORT_STATUS_GOOD) {
 		s->lost = true;
 		snprintf(s->lost_why, sizeof(s->lost_why), "NOP-Out failed: %s",
-			 iscsi_get_error(ctx));
+			 s->tr->get_error(ctx));
 	}
 }
 
@@ -715,7 +585,7 @@ static int run_timers(struct session *s)
 				return 0;
 			}
 			if (!s->nop_outstanding && now >= s->next_nop_ms) {
-				if (iscsi_nop_out_async(s->ctx, nop_cb, NULL, 0, s) == 0) {
+				if (s->tr->nop_out_async(s->ctx, nop_cb, s) == 0) {
 					s->nop_outstanding = true;
 					s->nop_deadline_ms = now + (uint64_t)s->cfg->noop_timeout * 1000;
 				}
@@ -762,11 +632,10 @@ static int run_timers(struct session *s)
 	return next > now ? (int)(next - now) : 0;
 }
 
-static void logout_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+static void logout_cb(struct transport_conn *ctx, int status, void *priv)
 {
 	(void)ctx;
 	(void)status;
-	(void)data;
 	*(bool *)priv = true;
 }
 
@@ -792,8 +661,8 @@ static void *session_thread(void *arg)
 		int n = 1;
 		if (s->ctx && (s->state == S_CONNECTING || s->state == S_VERIFYING ||
 			       s->state == S_LOGGED_IN)) {
-			pfd[1].fd = iscsi_get_fd(s->ctx);
-			pfd[1].events = (short)(iscsi_which_events(s->ctx) | POLLRDHUP);
+			pfd[1].fd = s->tr->get_fd(s->ctx);
+			pfd[1].events = (short)(s->tr->which_events(s->ctx) | POLLRDHUP);
 			if (pfd[1].fd >= 0)
 				n = 2;
 		}
@@ -809,9 +678,9 @@ static void *session_thread(void *arg)
 			stopping = take_submitted(s);
 		if (n == 2 && pfd[1].revents) {
 			short rev = pfd[1].revents;
-			if (iscsi_service(s->ctx, rev & ~POLLRDHUP) < 0 && !s->lost) {
+			if (s->tr->service(s->ctx, rev & ~POLLRDHUP) < 0 && !s->lost) {
 				s->lost = true;
-				snprintf(s->lost_why, sizeof(s->lost_why), "%s", iscsi_get_error(s->ctx));
+				snprintf(s->lost_why, sizeof(s->lost_why), "%s", s->tr->get_error(s->ctx));
 			}
 			if ((rev & (POLLHUP | POLLERR | POLLRDHUP)) && !s->lost) {
 				s->lost = true;
@@ -841,12 +710,12 @@ static void *session_thread(void *arg)
 	if (s->ctx && s->state == S_LOGGED_IN && !s->infl_head) {
 		/* polite logout, bounded */
 		bool done = false;
-		iscsi_logout_async(s->ctx, logout_cb, &done);
+		s->tr->logout_async(s->ctx, logout_cb, &done);
 		uint64_t dl = util_now_ms() + 2000;
 		while (!done && util_now_ms() < dl) {
-			struct pollfd p = { .fd = iscsi_get_fd(s->ctx),
-					    .events = (short)iscsi_which_events(s->ctx) };
-			if (poll(&p, 1, 100) > 0 && iscsi_service(s->ctx, p.revents) < 0)
+			struct pollfd p = { .fd = s->tr->get_fd(s->ctx),
+					    .events = (short)s->tr->which_events(s->ctx) };
+			if (poll(&p, 1, 100) > 0 && s->tr->service(s->ctx, p.revents) < 0)
 				break;
 		}
 	}
@@ -861,7 +730,6 @@ static void *session_thread(void *arg)
 void session_submit(struct session *s, struct session_cmd *c)
 {
 	c->next = c->prev = NULL;
-	c->task = NULL;
 	c->owner = s;
 	c->attempts = 0;
 	c->internal = false;
@@ -952,6 +820,12 @@ void session_get_info(struct session *s, struct session_info *out)
 int session_create(const struct session_params *p, struct session **out, char *err,
 		   size_t errlen)
 {
+	return session_create_with(p, &transport_libiscsi, NULL, out, err, errlen);
+}
+
+int session_create_with(const struct session_params *p, const struct session_transport *tr,
+			void *tr_opaque, struct session **out, char *err, size_t errlen)
+{
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -964,6 +838,9 @@ int session_create(const struct session_params *p, struct session **out, char *e
 	else
 		snprintf(s->name, sizeof(s->name), "%s@%s", p->target, p->portal);
 	s->cfg = p->cfg;
+	s->tr = tr;
+	s->tr_opaque = tr_opaque;
+	s->initial_backoff_ms = p->initial_backoff_ms > 0 ? (uint64_t)p->initial_backoff_ms : 1000;
 	s->initial = true;
 	s->init_result = 1;
 	s->info.state = state_names[S_CONNECTING];
@@ -1028,102 +905,3 @@ void session_destroy(struct session *s)
 	free(s);
 }
 
-/* ---------- SendTargets discovery (caller's thread, own context) ---------- */
-
-struct disc {
-	int phase;       /* 0 connecting, 1 logging in, 2 discovering, 3 done, -1 failed */
-	char why[512];
-	void (*fn)(const char *, const char *, void *);
-	void *opaque;
-};
-
-static void disc_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
-{
-	struct disc *d = priv;
-	if (status != SCSI_STATUS_GOOD) {
-		snprintf(d->why, sizeof(d->why), "%s", iscsi_get_error(ctx));
-		d->phase = -1;
-		return;
-	}
-	switch (d->phase) {
-	case 0:
-		d->phase = 1;
-		if (iscsi_login_async(ctx, disc_cb, d) != 0) {
-			snprintf(d->why, sizeof(d->why), "%s", iscsi_get_error(ctx));
-			d->phase = -1;
-		}
-		break;
-	case 1:
-		d->phase = 2;
-		if (iscsi_discovery_async(ctx, disc_cb, d) != 0) {
-			snprintf(d->why, sizeof(d->why), "%s", iscsi_get_error(ctx));
-			d->phase = -1;
-		}
-		break;
-	case 2:
-		for (struct iscsi_discovery_address *a = data; a; a = a->next)
-			for (struct iscsi_target_portal *tp = a->portals; tp; tp = tp->next)
-				d->fn(a->target_name, tp->portal, d->opaque);
-		d->phase = 3;
-		break;
-	}
-}
-
-int session_discover(const struct config *cfg, const char *portal,
-		     void (*fn)(const char *target, const char *portal, void *opaque),
-		     void *opaque, char *err, size_t errlen)
-{
-	struct disc d = { .phase = 0, .fn = fn, .opaque = opaque };
-	struct iscsi_context *ctx = new_context(cfg, NULL, true);
-	if (!ctx) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	uint64_t deadline = util_now_ms() + (uint64_t)cfg->login_timeout * 1000;
-	if (iscsi_connect_async(ctx, portal, disc_cb, &d) != 0) {
-		snprintf(d.why, sizeof(d.why), "%s", iscsi_get_error(ctx));
-		d.phase = -1;
-	}
-	while (d.phase >= 0 && d.phase < 3) {
-		uint64_t now = util_now_ms();
-		if (now >= deadline) {
-			snprintf(err, errlen, "cannot discover targets at %s: no answer within %d s "
-				 "(login_timeout); is the address right and the target up?",
-				 portal, cfg->login_timeout);
-			iscsi_destroy_context(ctx);
-			return -ETIMEDOUT;
-		}
-		struct pollfd p = { .fd = iscsi_get_fd(ctx),
-				    .events = (short)(iscsi_which_events(ctx) | POLLRDHUP) };
-		int r = poll(&p, 1, (int)MIN(deadline - now, 200));
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r > 0 && iscsi_service(ctx, p.revents & ~POLLRDHUP) < 0 && d.phase >= 0) {
-			snprintf(d.why, sizeof(d.why), "%s", iscsi_get_error(ctx));
-			d.phase = -1;
-		}
-		if (r > 0 && (p.revents & (POLLHUP | POLLERR)) && d.phase >= 0 && d.phase < 3) {
-			snprintf(d.why, sizeof(d.why), "%s", iscsi_get_error(ctx));
-			if (!d.why[0])
-				snprintf(d.why, sizeof(d.why), "connection closed");
-			d.phase = -1;
-		}
-	}
-	int ret = 0;
-	if (d.phase != 3)
-		ret = classify(d.why, portal, NULL, cfg, err, errlen);
-	else {
-		bool done = false;
-		if (iscsi_logout_async(ctx, logout_cb, &done) == 0) {
-			uint64_t dl = util_now_ms() + 1000;
-			while (!done && util_now_ms() < dl) {
-				struct pollfd p = { .fd = iscsi_get_fd(ctx),
-						    .events = (short)iscsi_which_events(ctx) };
-				if (poll(&p, 1, 100) > 0 && iscsi_service(ctx, p.revents) < 0)
-					break;
-			}
-		}
-	}
-	iscsi_destroy_context(ctx);
-	return ret;
-}

@@ -3,10 +3,11 @@
  * event-loop thread, with keepalive, timeouts and recovery.
  *
  * libiscsi 1.19 is not thread-safe and its own reconnect cannot be trusted (command
- * timeouts never fire while a reconnect is pending), so: every libiscsi call on a
- * session's context is made on that session's thread; other threads hand commands over
+ * timeouts never fire while a reconnect is pending), so: every call on a session's
+ * connection is made on that session's thread; other threads hand commands over
  * through session_submit() (a locked queue + eventfd); recovery is ours (see
- * src/session.c for the state machine).
+ * src/session.c for the state machine). The session reaches libiscsi only through a
+ * struct session_transport (transport.h), so tests can give it a fake target.
  *
  * A command is a CDB plus at most one data buffer. The session re-issues commands that
  * were in flight when the connection was lost, after re-login and after checking that
@@ -52,9 +53,7 @@ struct session_cmd {
 
 	/* private to session.c */
 	struct session_cmd *next, *prev;
-	void *task;          /* struct scsi_task while issued */
 	struct session *owner;
-	struct { void *base; size_t len; } iov;   /* layout of struct scsi_iovec */
 	uint64_t deadline_ms;
 	int attempts;        /* times issued */
 	bool internal;       /* the session's own (identity check): never re-queued */
@@ -73,6 +72,7 @@ struct session_params {
 	const char *portal;          /* "host:port" */
 	const char *target;          /* IQN */
 	int index;                   /* for log lines when sessions > 1 */
+	int initial_backoff_ms;      /* first reconnect delay, doubling to 30 s; 0 = 1000 */
 };
 
 /*
@@ -83,6 +83,13 @@ struct session_params {
  */
 int session_create(const struct session_params *p, struct session **out, char *err,
 		   size_t errlen);
+
+struct session_transport;
+
+/* session_create over another transport (tests: a fake target); `tr_opaque` is passed
+ * to tr->create. session_create is this with transport_libiscsi. */
+int session_create_with(const struct session_params *p, const struct session_transport *tr,
+			void *tr_opaque, struct session **out, char *err, size_t errlen);
 
 /* Queue a command (any thread). Never blocks on the network. */
 void session_submit(struct session *s, struct session_cmd *cmd);

@@ -1,0 +1,990 @@
+/*
+ * test_session.c - proves the session state machine (src/session.c) over a fake
+ * transport: login and its refusal, reconnect with backoff and in-order re-issue,
+ * identity verification (changed identity fails only that LUN; BUSY / UNIT ATTENTION
+ * on the check is retried), the replacement timeout, NOP-Out and command timeouts, and
+ * shutdown with commands queued.
+ *
+ * The fake (struct model + fake_transport) is a scripted target held in this file: two
+ * LUNs of in-memory disk, INQUIRY VPD 0x80/0x83, READ(10)/WRITE(10)/TEST UNIT READY, and
+ * knobs to refuse connects, refuse logins, drop the connection, stop answering, change
+ * the identity pages and answer BUSY / UNIT ATTENTION. Its descriptor is one end of a
+ * socketpair: a byte written to the other end makes it readable when a request waits,
+ * and closing the other end makes the session's poll see a hang-up, as with TCP.
+ *
+ * A plain program: every check prints what it expected and what it got on failure;
+ * the exit status is 1 if any check failed.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "iscsifs/config.h"
+#include "iscsifs/log.h"
+#include "iscsifs/session.h"
+#include "iscsifs/transport.h"
+#include "iscsifs/util.h"
+
+static int failures;
+
+#define CHECK_EQ(what, expected, got)                                                   \
+	do {                                                                            \
+		long long e_ = (long long)(expected), g_ = (long long)(got);             \
+		if (e_ != g_) {                                                         \
+			fprintf(stderr, "FAIL %s:%d: %s: expected %lld, got %lld\n",    \
+				__FILE__, __LINE__, (what), e_, g_);                    \
+			failures++;                                                     \
+		}                                                                       \
+	} while (0)
+
+#define CHECK(what, cond)                                                               \
+	do {                                                                            \
+		if (!(cond)) {                                                          \
+			fprintf(stderr, "FAIL %s:%d: %s: expected %s\n", __FILE__,      \
+				__LINE__, (what), #cond);                               \
+			failures++;                                                     \
+		}                                                                       \
+	} while (0)
+
+/* Wait up to `ms` for `cond` (polled every 5 ms); false on timeout. */
+#define WAIT_FOR(cond, ms)                                                              \
+	({                                                                              \
+		uint64_t dl_ = util_now_ms() + (ms);                                     \
+		bool ok_;                                                               \
+		while (!(ok_ = (cond)) && util_now_ms() < dl_)                           \
+			usleep(5000);                                                   \
+		ok_;                                                                    \
+	})
+
+/* ---------- the scripted target ---------- */
+
+#define NLUNS 2
+#define BS 512
+#define BLOCKS 64
+#define MAX_LOG 1024
+
+enum op_kind { OP_CONNECT, OP_LOGIN, OP_CMD, OP_NOP, OP_LOGOUT };
+
+struct op {
+	enum op_kind kind;
+	transport_cb cb;
+	transport_cmd_cb ccb;
+	void *priv;
+	int lun;
+	uint8_t cdb[16];
+	enum transport_dir dir;
+	void *buf;
+	uint32_t len;
+	struct op *next;
+};
+
+struct model;
+
+struct transport_conn {
+	struct model *m;
+	int id;                /* 1, 2, ...: one per create */
+	int fd, peer;          /* socketpair; peer -1 once dropped */
+	bool hung, dropped;    /* protected by m->lock */
+	struct op *head, *tail;   /* protected by m->lock */
+	char err[256];
+};
+
+struct logged {
+	int conn, lun;
+	uint8_t op;
+	uint32_t lba;
+};
+
+struct model {
+	pthread_mutex_t lock;   /* everything below */
+	/* knobs, set by the test */
+	int fail_connects;      /* refuse the next N connects */
+	bool down;              /* refuse every connect */
+	const char *login_error;   /* refuse logins with this (libiscsi's) text */
+	int busy_inquiry;       /* answer the next N INQUIRYs with BUSY ... */
+	int ua_inquiry;         /* ... then N with UNIT ATTENTION */
+	int ua_next;            /* answer the next N other commands with UNIT ATTENTION */
+	uint8_t vpd80[NLUNS][16], vpd83[NLUNS][16];   /* identity pages (16 bytes each) */
+	uint8_t disk[NLUNS][BLOCKS * BS];
+	/* what happened */
+	struct transport_conn *conn;   /* the newest connection, NULL once destroyed */
+	int conns, live;        /* connections created / not yet destroyed */
+	int connects;           /* connect attempts */
+	uint64_t connect_ms[64];
+	int nops;
+	struct logged log[MAX_LOG];
+	int nlog;
+};
+
+static struct model M;
+
+static void model_reset(void)
+{
+	pthread_mutex_lock(&M.lock);
+	CHECK_EQ("fake connections left open by the previous test", 0, M.live);
+	M.fail_connects = 0;
+	M.down = false;
+	M.login_error = NULL;
+	M.busy_inquiry = M.ua_inquiry = M.ua_next = 0;
+	memset(M.disk, 0, sizeof(M.disk));
+	for (int l = 0; l < NLUNS; l++) {
+		uint8_t *p = M.vpd80[l];
+		memset(p, 0, 16);
+		p[1] = 0x80;
+		p[3] = 12;
+		snprintf((char *)p + 4, 12, "SERIAL%05d", l);
+		p = M.vpd83[l];
+		memset(p, 0, 16);
+		p[1] = 0x83;
+		p[3] = 12;
+		p[4] = 0x01;   /* binary */
+		p[5] = 0x03;   /* NAA */
+		p[7] = 8;
+		p[8] = 0x60;
+		p[15] = (uint8_t)(0x10 + l);
+	}
+	M.conn = NULL;
+	M.conns = M.connects = M.nops = M.nlog = 0;
+	pthread_mutex_unlock(&M.lock);
+}
+
+static int model_get(const int *field)
+{
+	pthread_mutex_lock(&M.lock);
+	int v = *field;
+	pthread_mutex_unlock(&M.lock);
+	return v;
+}
+
+/* The current connection stops answering anything (a hung target, TCP still up). */
+static void model_hang(void)
+{
+	pthread_mutex_lock(&M.lock);
+	if (M.conn)
+		M.conn->hung = true;
+	pthread_mutex_unlock(&M.lock);
+}
+
+/* The current connection is closed by the target. */
+static void model_drop(void)
+{
+	pthread_mutex_lock(&M.lock);
+	if (M.conn && M.conn->peer >= 0) {
+		close(M.conn->peer);
+		M.conn->peer = -1;
+		M.conn->dropped = true;
+	}
+	pthread_mutex_unlock(&M.lock);
+}
+
+/* Commands with opcode `op` for `lun` (-1: any) the target received on connection `conn` (0: any). */
+static int model_count(int conn, int lun, uint8_t op)
+{
+	int n = 0;
+	pthread_mutex_lock(&M.lock);
+	for (int i = 0; i < M.nlog; i++)
+		n += (!conn || M.log[i].conn == conn) && (lun < 0 || M.log[i].lun == lun) &&
+		     M.log[i].op == op;
+	pthread_mutex_unlock(&M.lock);
+	return n;
+}
+
+static void set_sense(struct transport_result *r, int key, int asc, int ascq)
+{
+	r->status = TRANSPORT_STATUS_CHECK_CONDITION;
+	r->sense_key = key;
+	r->asc = asc;
+	r->ascq = ascq;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Execute one command against the model. Called with M.lock held. */
+static void execute(struct op *o, struct transport_result *r)
+{
+	uint8_t opc = o->cdb[0];
+	uint32_t lba = (opc == 0x28 || opc == 0x2a) ? be32(o->cdb + 2) : 0;
+	memset(r, 0, sizeof(*r));
+	if (o->lun < 0 || o->lun >= NLUNS) {
+		set_sense(r, 5, 0x25, 0);   /* LOGICAL UNIT NOT SUPPORTED */
+		return;
+	}
+	if (opc == 0x12) {
+		if (M.busy_inquiry > 0) {
+			M.busy_inquiry--;
+			r->status = 8;   /* BUSY */
+			return;
+		}
+		if (M.ua_inquiry > 0) {
+			M.ua_inquiry--;
+			set_sense(r, 6, 0x29, 0);   /* POWER ON OR RESET OCCURRED */
+			return;
+		}
+		const uint8_t *page = !(o->cdb[1] & 1) ? M.vpd80[o->lun]   /* any 16 bytes */
+				      : o->cdb[2] == 0x80 ? M.vpd80[o->lun]
+				      : o->cdb[2] == 0x83 ? M.vpd83[o->lun]
+							  : NULL;
+		if (!page) {
+			set_sense(r, 5, 0x24, 0);
+			return;
+		}
+		uint32_t n = MIN(o->len, 16u);
+		memcpy(o->buf, page, n);
+		r->residual = o->len - n;
+		return;
+	}
+	if (M.ua_next > 0) {
+		M.ua_next--;
+		set_sense(r, 6, 0x29, 0);
+		return;
+	}
+	switch (opc) {
+	case 0x00:   /* TEST UNIT READY */
+		return;
+	case 0x28:   /* READ(10) */
+	case 0x2a: { /* WRITE(10) */
+		uint32_t nb = (uint32_t)o->cdb[7] << 8 | o->cdb[8];
+		if (lba + nb > BLOCKS || nb * BS != o->len) {
+			set_sense(r, 5, 0x21, 0);
+			return;
+		}
+		if (opc == 0x28)
+			memcpy(o->buf, M.disk[o->lun] + (size_t)lba * BS, o->len);
+		else
+			memcpy(M.disk[o->lun] + (size_t)lba * BS, o->buf, o->len);
+		return;
+	}
+	default:
+		set_sense(r, 5, 0x20, 0);   /* INVALID COMMAND OPERATION CODE */
+	}
+}
+
+static void fire(struct transport_conn *conn, struct op *o, int status,
+		 const struct transport_result *r)
+{
+	if (o->kind == OP_CMD) {
+		struct transport_result c = { .status = status };
+		o->ccb(conn, r ? r : &c, o->priv);
+	} else {
+		o->cb(conn, status, o->priv);
+	}
+	free(o);
+}
+
+static void cancel_all(struct transport_conn *conn)
+{
+	for (;;) {
+		pthread_mutex_lock(&M.lock);
+		struct op *o = conn->head;
+		if (o) {
+			conn->head = o->next;
+			if (!conn->head)
+				conn->tail = NULL;
+		}
+		pthread_mutex_unlock(&M.lock);
+		if (!o)
+			return;
+		fire(conn, o, TRANSPORT_STATUS_CANCELLED, NULL);
+	}
+}
+
+static int enqueue(struct transport_conn *conn, struct op *o)
+{
+	pthread_mutex_lock(&M.lock);
+	o->next = NULL;
+	if (conn->tail)
+		conn->tail->next = o;
+	else
+		conn->head = o;
+	conn->tail = o;
+	if (o->kind == OP_CONNECT && M.connects < 64)
+		M.connect_ms[M.connects++] = util_now_ms();
+	if (o->kind == OP_CMD && M.nlog < MAX_LOG)   /* received, answered or not */
+		M.log[M.nlog++] = (struct logged){ conn->id, o->lun, o->cdb[0],
+						   o->cdb[0] == 0x28 || o->cdb[0] == 0x2a ?
+							   be32(o->cdb + 2) : 0 };
+	if (conn->peer >= 0) {
+		ssize_t w = write(conn->peer, "x", 1);
+		(void)w;
+	}
+	pthread_mutex_unlock(&M.lock);
+	return 0;
+}
+
+static struct op *new_op(enum op_kind kind, transport_cb cb, void *priv)
+{
+	struct op *o = calloc(1, sizeof(*o));
+	if (!o)
+		abort();
+	o->kind = kind;
+	o->cb = cb;
+	o->priv = priv;
+	return o;
+}
+
+static struct transport_conn *fake_create(void *opaque, const struct config *cfg,
+					  const char *target, enum transport_session_type type)
+{
+	(void)cfg;
+	(void)target;
+	struct transport_conn *conn = calloc(1, sizeof(*conn));
+	int sv[2];
+	if (!conn || opaque != &M || type != TRANSPORT_SESSION_NORMAL ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+		abort();
+	conn->m = &M;
+	conn->fd = sv[0];
+	conn->peer = sv[1];
+	pthread_mutex_lock(&M.lock);
+	conn->id = ++M.conns;
+	M.live++;
+	M.conn = conn;
+	pthread_mutex_unlock(&M.lock);
+	return conn;
+}
+
+static int fake_connect_async(struct transport_conn *conn, const char *portal, transport_cb cb,
+			      void *priv)
+{
+	(void)portal;
+	return enqueue(conn, new_op(OP_CONNECT, cb, priv));
+}
+
+static int fake_login_async(struct transport_conn *conn, transport_cb cb, void *priv)
+{
+	return enqueue(conn, new_op(OP_LOGIN, cb, priv));
+}
+
+static int fake_service(struct transport_conn *conn, int revents)
+{
+	(void)revents;
+	char junk[256];
+	while (read(conn->fd, junk, sizeof(junk)) > 0)
+		;
+	for (;;) {
+		pthread_mutex_lock(&M.lock);
+		if (conn->dropped) {
+			pthread_mutex_unlock(&M.lock);
+			cancel_all(conn);
+			snprintf(conn->err, sizeof(conn->err), "iscsi_service: POLLHUP, socket error.");
+			return -1;
+		}
+		struct op *o = conn->head;
+		if (!o || conn->hung) {
+			pthread_mutex_unlock(&M.lock);
+			return 0;
+		}
+		conn->head = o->next;
+		if (!conn->head)
+			conn->tail = NULL;
+		int status = TRANSPORT_STATUS_GOOD;
+		struct transport_result r = { 0 };
+		switch (o->kind) {
+		case OP_CONNECT:
+			if (M.down || M.fail_connects > 0) {
+				if (M.fail_connects > 0)
+					M.fail_connects--;
+				status = TRANSPORT_STATUS_ERROR;
+				snprintf(conn->err, sizeof(conn->err),
+					 "iscsi_service: socket error Connection refused(111).");
+			}
+			break;
+		case OP_LOGIN:
+			if (M.login_error) {
+				status = TRANSPORT_STATUS_ERROR;
+				snprintf(conn->err, sizeof(conn->err), "%s", M.login_error);
+			}
+			break;
+		case OP_CMD:
+			execute(o, &r);
+			status = r.status;
+			break;
+		case OP_NOP:
+			M.nops++;
+			break;
+		case OP_LOGOUT:
+			break;
+		}
+		pthread_mutex_unlock(&M.lock);
+		fire(conn, o, status, &r);
+	}
+}
+
+static int fake_get_fd(struct transport_conn *conn)
+{
+	return conn->fd;
+}
+
+static int fake_which_events(struct transport_conn *conn)
+{
+	(void)conn;
+	return POLLIN;
+}
+
+static int fake_command_async(struct transport_conn *conn, int lun, const uint8_t *cdb,
+			      int cdb_len, enum transport_dir dir, void *buf, uint32_t len,
+			      transport_cmd_cb cb, void *priv)
+{
+	struct op *o = new_op(OP_CMD, NULL, priv);
+	o->ccb = cb;
+	o->lun = lun;
+	memcpy(o->cdb, cdb, (size_t)MIN(cdb_len, 16));
+	o->dir = dir;
+	o->buf = buf;
+	o->len = len;
+	return enqueue(conn, o);
+}
+
+static int fake_nop_out_async(struct transport_conn *conn, transport_cb cb, void *priv)
+{
+	return enqueue(conn, new_op(OP_NOP, cb, priv));
+}
+
+static int fake_logout_async(struct transport_conn *conn, transport_cb cb, void *priv)
+{
+	return enqueue(conn, new_op(OP_LOGOUT, cb, priv));
+}
+
+static const char *fake_get_error(struct transport_conn *conn)
+{
+	return conn->err;
+}
+
+static void fake_destroy(struct transport_conn *conn)
+{
+	pthread_mutex_lock(&M.lock);
+	if (M.conn == conn)
+		M.conn = NULL;
+	if (conn->peer >= 0)
+		close(conn->peer);
+	M.live--;
+	pthread_mutex_unlock(&M.lock);
+	cancel_all(conn);
+	close(conn->fd);
+	free(conn);
+}
+
+static const struct session_transport fake_transport = {
+	.create = fake_create,
+	.connect_async = fake_connect_async,
+	.login_async = fake_login_async,
+	.service = fake_service,
+	.get_fd = fake_get_fd,
+	.which_events = fake_which_events,
+	.command_async = fake_command_async,
+	.nop_out_async = fake_nop_out_async,
+	.logout_async = fake_logout_async,
+	.get_error = fake_get_error,
+	.destroy = fake_destroy,
+};
+
+/* ---------- helpers ---------- */
+
+static struct config cfg;
+
+/* Keepalive off, 30 s command timeout, 60 s replacement timeout: tests change them. */
+static void config_for_test(void)
+{
+	config_init(&cfg);
+	snprintf(cfg.initiator, sizeof(cfg.initiator), "iqn.2026-01.org.iscsifs:unit");
+	cfg.noop_interval = 0;
+	cfg.noop_timeout = 1;
+	cfg.cmd_timeout = 30;
+	cfg.login_timeout = 2;
+	cfg.replacement_timeout = 60;
+}
+
+static int open_session(struct session **s, int backoff_ms, char *err, size_t errlen)
+{
+	struct session_params p = { .cfg = &cfg, .portal = "fake:3260",
+				    .target = "iqn.2026-01.org.example:fake",
+				    .initial_backoff_ms = backoff_ms };
+	return session_create_with(&p, &fake_transport, &M, s, err, errlen);
+}
+
+static void open_ok(struct session **s, int backoff_ms)
+{
+	char err[CONFIG_ERRLEN] = "";
+	int r = open_session(s, backoff_ms, err, sizeof(err));
+	CHECK_EQ("session_create over the fake", 0, r);
+	if (r) {
+		fprintf(stderr, "  err: %s\n", err);
+		exit(1);
+	}
+}
+
+static void register_identity(struct session *s)
+{
+	pthread_mutex_lock(&M.lock);
+	uint8_t p83[16], p80[16];
+	memcpy(p83, M.vpd83[0], 16);
+	memcpy(p80, M.vpd80[1], 16);
+	pthread_mutex_unlock(&M.lock);
+	session_set_identity(s, 0, 0x83, p83, 16);
+	session_set_identity(s, 1, 0x80, p80, 16);
+}
+
+/* A test command and its completions. */
+struct tcmd {
+	struct session_cmd c;
+	uint8_t buf[BS];
+	int done;             /* completions; protected by done_lock */
+	uint64_t done_ms;
+};
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static int done_order[64], ndone;
+
+static void tcmd_done(struct session_cmd *c)
+{
+	struct tcmd *t = (struct tcmd *)c;
+	pthread_mutex_lock(&done_lock);
+	t->done++;
+	t->done_ms = util_now_ms();
+	if (ndone < 64)
+		done_order[ndone++] = (int)(intptr_t)c->opaque;
+	pthread_mutex_unlock(&done_lock);
+}
+
+static int tcmd_count(struct tcmd *t)
+{
+	pthread_mutex_lock(&done_lock);
+	int n = t->done;
+	pthread_mutex_unlock(&done_lock);
+	return n;
+}
+
+static void rw10(struct tcmd *t, int lun, bool write, uint32_t lba, int tag)
+{
+	memset(&t->c, 0, sizeof(t->c));
+	t->c.lun = lun;
+	t->c.cdb[0] = write ? 0x2a : 0x28;
+	t->c.cdb[2] = (uint8_t)(lba >> 24);
+	t->c.cdb[3] = (uint8_t)(lba >> 16);
+	t->c.cdb[4] = (uint8_t)(lba >> 8);
+	t->c.cdb[5] = (uint8_t)lba;
+	t->c.cdb[8] = 1;
+	t->c.cdb_len = 10;
+	t->c.dir = write ? SESSION_DIR_WRITE : SESSION_DIR_READ;
+	t->c.buf = t->buf;
+	t->c.len = BS;
+	t->c.done = tcmd_done;
+	t->c.opaque = (void *)(intptr_t)tag;
+	if (write)
+		memset(t->buf, 0xa0 + tag, BS);
+	else
+		memset(t->buf, 0xee, BS);
+	t->done = 0;
+}
+
+static int run_rw(struct session *s, int lun, bool write, uint32_t lba, uint8_t fill,
+		  uint8_t *out)
+{
+	struct tcmd t;
+	rw10(&t, lun, write, lba, 0);
+	if (write)
+		memset(t.buf, fill, BS);
+	int r = session_run(s, &t.c);
+	if (r == 0 && t.c.scsi_status != 0) {
+		fprintf(stderr, "  (SCSI status 0x%x, sense %x/%02x/%02x)\n", t.c.scsi_status,
+			t.c.sense_key, t.c.asc, t.c.ascq);
+		r = 1000 + t.c.scsi_status;
+	}
+	if (out)
+		memcpy(out, t.buf, BS);
+	return r;
+}
+
+static void reset_done(void)
+{
+	pthread_mutex_lock(&done_lock);
+	ndone = 0;
+	pthread_mutex_unlock(&done_lock);
+}
+
+static struct session_info info_of(struct session *s)
+{
+	struct session_info i;
+	session_get_info(s, &i);
+	return i;
+}
+
+static bool logged_in(struct session *s)
+{
+	return strcmp(info_of(s).state, "logged-in") == 0;
+}
+
+/* ---------- tests ---------- */
+
+static void test_login_and_commands(void)
+{
+	printf("login: the first login succeeds; WRITE/READ round-trip per LUN; the sense "
+	       "and residual reach the submitter\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 0);
+	CHECK("state after session_create", logged_in(s));
+
+	uint8_t got[BS];
+	CHECK_EQ("WRITE(10) LUN 0", 0, run_rw(s, 0, true, 3, 0x5a, NULL));
+	CHECK_EQ("READ(10) LUN 0", 0, run_rw(s, 0, false, 3, 0, got));
+	CHECK_EQ("data read back, first byte", 0x5a, got[0]);
+	CHECK_EQ("data read back, last byte", 0x5a, got[BS - 1]);
+	CHECK_EQ("READ(10) LUN 1 (another disk)", 0, run_rw(s, 1, false, 3, 0, got));
+	CHECK_EQ("LUN 1 data", 0, got[0]);
+
+	pthread_mutex_lock(&M.lock);
+	M.ua_next = 1;
+	pthread_mutex_unlock(&M.lock);
+	struct session_cmd tur = { .lun = 0, .cdb_len = 6 };
+	CHECK_EQ("TEST UNIT READY under UNIT ATTENTION: result", 0, session_run(s, &tur));
+	CHECK_EQ("status", 2, tur.scsi_status);
+	CHECK_EQ("sense key", 6, tur.sense_key);
+	CHECK_EQ("asc", 0x29, tur.asc);
+	CHECK_EQ("ascq", 0, tur.ascq);
+
+	uint8_t vpd[255];
+	struct session_cmd inq = { .lun = 1, .cdb = { 0x12, 1, 0x80, 0, 255 }, .cdb_len = 6,
+				   .dir = SESSION_DIR_READ, .buf = vpd, .len = 255 };
+	CHECK_EQ("INQUIRY VPD 0x80", 0, session_run(s, &inq));
+	CHECK_EQ("INQUIRY status", 0, inq.scsi_status);
+	CHECK_EQ("INQUIRY residual (255 asked, 16 sent)", 255 - 16, inq.residual);
+	CHECK("INQUIRY data", memcmp(vpd + 4, "SERIAL00001", 11) == 0);
+	CHECK_EQ("reconnects", 0, info_of(s).reconnects);
+	session_destroy(s);
+	CHECK_EQ("fake connections open after destroy", 0, model_get(&M.live));
+}
+
+static void expect_refused(const char *what, int fail_connects, const char *login_error,
+			   int want, const char *want_text)
+{
+	model_reset();
+	pthread_mutex_lock(&M.lock);
+	M.fail_connects = fail_connects;
+	M.login_error = login_error;
+	pthread_mutex_unlock(&M.lock);
+	struct session *s = NULL;
+	char err[CONFIG_ERRLEN] = "";
+	int r = open_session(&s, 0, err, sizeof(err));
+	CHECK_EQ(what, want, r);
+	if (!strstr(err, want_text)) {
+		fprintf(stderr, "FAIL %s: message: expected to contain \"%s\", got \"%s\"\n", what,
+			want_text, err);
+		failures++;
+	}
+	CHECK_EQ("fake connections open after the refused session_create", 0,
+		 model_get(&M.live));
+	CHECK_EQ("connect attempts (the first login is not retried)", 1, model_get(&M.connects));
+}
+
+static void test_login_refused(void)
+{
+	printf("login refused: session_create fails at once with the mapped -errno and a "
+	       "message, and retries nothing\n");
+	config_for_test();
+	expect_refused("connection refused", 1, NULL, -ECONNREFUSED, "connection refused");
+	expect_refused("CHAP refused", 0,
+		       "Failed to log in to target. Status: Authentication failure(513)", -EACCES,
+		       "authentication failed for iqn.2026-01.org.example:fake");
+	expect_refused("unknown target", 0,
+		       "Failed to log in to target. Status: Target not found(515)", -ENOENT,
+		       "not found");
+}
+
+static void test_reconnect_in_order(void)
+{
+	printf("reconnect: connection lost with 8 commands in flight; reconnect after 1 s, "
+	       "then (connect refused) 2 s; identities checked; the 8 re-issued in order, "
+	       "each completed once\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 0);   /* the default backoff: 1 s doubling */
+	register_identity(s);
+	reset_done();
+
+	model_hang();
+	static struct tcmd t[8];
+	for (int i = 0; i < 8; i++) {
+		rw10(&t[i], i % 2, true, (uint32_t)i, i);
+		session_submit(s, &t[i].c);
+	}
+	CHECK("the target received all 8 before the drop",
+	      WAIT_FOR(model_count(1, -1, 0x2a) == 8, 2000));
+	pthread_mutex_lock(&M.lock);
+	M.fail_connects = 1;
+	pthread_mutex_unlock(&M.lock);
+	uint64_t t0 = util_now_ms();
+	model_drop();
+
+	bool all = WAIT_FOR(({
+		int n = 0;
+		for (int i = 0; i < 8; i++)
+			n += tcmd_count(&t[i]) > 0;
+		n == 8;
+	}), 8000);
+	CHECK("all 8 completed after the reconnect", all);
+	for (int i = 0; i < 8; i++) {
+		CHECK_EQ("completions of one command", 1, tcmd_count(&t[i]));
+		CHECK_EQ("result", 0, t[i].c.result);
+		CHECK_EQ("SCSI status", 0, t[i].c.scsi_status);
+	}
+	pthread_mutex_lock(&done_lock);
+	for (int i = 0; i < ndone && i < 8; i++)
+		CHECK_EQ("completion order", i, done_order[i]);
+	pthread_mutex_unlock(&done_lock);
+
+	pthread_mutex_lock(&M.lock);
+	CHECK_EQ("connect attempts (first, refused, accepted)", 3, M.connects);
+	if (M.connects >= 3) {
+		long long d1 = (long long)(M.connect_ms[1] - t0);
+		long long d2 = (long long)(M.connect_ms[2] - M.connect_ms[1]);
+		printf("  backoff: %lld ms, then %lld ms\n", d1, d2);
+		CHECK("first retry after 1 s", d1 >= 950 && d1 < 4000); /* upper bounds are loose: CI machines are shared */
+		CHECK("second retry 2 s later", d2 >= 1950 && d2 < 5000 && d2 > d1);
+	}
+	/* connection 3: the identity checks, then the 8 writes in order, once each */
+	int seen = 0, inq = 0;
+	bool inq_first = true;
+	for (int i = 0; i < M.nlog; i++) {
+		if (M.log[i].conn == 2)
+			CHECK("no command on the refused connection", false);
+		if (M.log[i].conn != 3)
+			continue;
+		if (M.log[i].op == 0x12) {
+			inq++;
+			inq_first &= seen == 0;
+		} else if (M.log[i].op == 0x2a) {
+			CHECK_EQ("re-issued LBA in original order", seen, M.log[i].lba);
+			CHECK_EQ("re-issued LUN", seen % 2, M.log[i].lun);
+			seen++;
+		}
+	}
+	CHECK_EQ("identity INQUIRYs after re-login", 2, inq);
+	CHECK("identity checked before any re-issued command", inq_first);
+	CHECK_EQ("writes re-issued on the new connection", 8, seen);
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ("data on the disk", 0xa0 + i, M.disk[i % 2][(size_t)i * BS]);
+	pthread_mutex_unlock(&M.lock);
+
+	struct session_info in = info_of(s);
+	CHECK_EQ("reconnects", 1, in.reconnects);
+	CHECK("logged in again", logged_in(s));
+	CHECK_EQ("down_since after recovery", 0, in.down_since_ms);
+	session_destroy(s);
+}
+
+static void test_identity_changed(void)
+{
+	printf("identity: LUN 0's VPD 0x83 changes across a reconnect: its commands (in "
+	       "flight and new) fail -ENODEV and never reach the target; LUN 1 works\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 100);
+	register_identity(s);
+	model_hang();
+	struct tcmd a, b;
+	rw10(&a, 0, true, 1, 1);
+	rw10(&b, 1, true, 1, 2);
+	session_submit(s, &a.c);
+	session_submit(s, &b.c);
+	CHECK("both received", WAIT_FOR(model_count(1, -1, 0x2a) == 2, 2000));
+	pthread_mutex_lock(&M.lock);
+	M.vpd83[0][15] ^= 0xff;   /* another disk behind LUN 0 */
+	pthread_mutex_unlock(&M.lock);
+	model_drop();
+	CHECK("both completed", WAIT_FOR(tcmd_count(&a) && tcmd_count(&b), 5000));
+	CHECK_EQ("LUN 0 in-flight command", -ENODEV, a.c.result);
+	CHECK_EQ("LUN 1 in-flight command", 0, b.c.result);
+	CHECK_EQ("new command to LUN 0", -ENODEV, run_rw(s, 0, true, 2, 0x11, NULL));
+	CHECK_EQ("new command to LUN 1", 0, run_rw(s, 1, true, 2, 0x22, NULL));
+	CHECK_EQ("writes to LUN 0 on the new connection", 0, model_count(2, 0, 0x2a));
+	CHECK_EQ("writes to LUN 1 on the new connection", 2, model_count(2, 1, 0x2a));
+	pthread_mutex_lock(&M.lock);
+	CHECK_EQ("LUN 0's disk untouched after the change", 0, M.disk[0][2 * BS]);
+	pthread_mutex_unlock(&M.lock);
+	session_destroy(s);
+}
+
+static void test_identity_transient(void)
+{
+	printf("identity: BUSY then UNIT ATTENTION to the identity INQUIRY after a "
+	       "reconnect are retried; no LUN is failed\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 100);
+	register_identity(s);
+	pthread_mutex_lock(&M.lock);
+	M.busy_inquiry = 1;
+	M.ua_inquiry = 1;
+	pthread_mutex_unlock(&M.lock);
+	model_drop();
+	CHECK("reconnected",
+	      WAIT_FOR(info_of(s).reconnects == 1 && logged_in(s), 5000));
+	CHECK_EQ("identity INQUIRYs (2 LUNs + 2 retries)", 4, model_count(2, -1, 0x12));
+	pthread_mutex_lock(&M.lock);
+	CHECK_EQ("BUSY answers left", 0, M.busy_inquiry);
+	CHECK_EQ("UNIT ATTENTION answers left", 0, M.ua_inquiry);
+	pthread_mutex_unlock(&M.lock);
+	CHECK_EQ("LUN 0 works", 0, run_rw(s, 0, true, 0, 1, NULL));
+	CHECK_EQ("LUN 1 works", 0, run_rw(s, 1, true, 0, 1, NULL));
+	session_destroy(s);
+}
+
+static void test_replacement_timeout(void)
+{
+	printf("replacement timeout: target down past replacement_timeout (1 s): the "
+	       "queued command and new ones fail -EIO; I/O works once the target is back\n");
+	model_reset();
+	config_for_test();
+	cfg.replacement_timeout = 1;
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.down = true;
+	pthread_mutex_unlock(&M.lock);
+	uint64_t t0 = util_now_ms();
+	model_drop();
+	CHECK("recovering", WAIT_FOR(!logged_in(s), 2000));
+	struct tcmd a;
+	rw10(&a, 0, true, 4, 4);
+	session_submit(s, &a.c);
+	usleep(300000);
+	CHECK_EQ("still waiting before the replacement timeout", 0, tcmd_count(&a));
+	CHECK("completed", WAIT_FOR(tcmd_count(&a) > 0, 3000));
+	CHECK_EQ("queued command", -EIO, a.c.result);
+	long long took = (long long)(a.done_ms - t0);
+	printf("  queued command failed %lld ms after the drop\n", took);
+	CHECK("failed after ~1 s", took >= 950 && took < 5000);
+	uint64_t t1 = util_now_ms();
+	CHECK_EQ("new command while down", -EIO, run_rw(s, 0, true, 4, 4, NULL));
+	CHECK("new command failed at once", util_now_ms() - t1 < 200);
+	CHECK_EQ("no write reached the target", 0, model_count(0, -1, 0x2a));
+
+	pthread_mutex_lock(&M.lock);
+	M.down = false;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("back", WAIT_FOR(logged_in(s), 6000));
+	CHECK_EQ("command after the target is back", 0, run_rw(s, 0, true, 4, 9, NULL));
+	CHECK_EQ("reconnects", 1, info_of(s).reconnects);
+	session_destroy(s);
+}
+
+static void test_nop_timeout(void)
+{
+	printf("keepalive: NOP-Outs are answered; when the target stops answering, the "
+	       "NOP timeout (1 s) starts recovery\n");
+	model_reset();
+	config_for_test();
+	cfg.noop_interval = 1;
+	cfg.noop_timeout = 1;
+	struct session *s;
+	open_ok(&s, 100);
+	CHECK("a NOP-Out was answered", WAIT_FOR(model_get(&M.nops) >= 1, 2500));
+	CHECK_EQ("no NOP timeout while answered", 0, info_of(s).nop_timeouts);
+	model_hang();
+	CHECK("recovery started", WAIT_FOR(info_of(s).reconnects == 1, 5000));
+	struct session_info in = info_of(s);
+	CHECK_EQ("nop_timeouts", 1, in.nop_timeouts);
+	CHECK_EQ("command timeouts", 0, in.timeouts);
+	CHECK("logged in again", WAIT_FOR(logged_in(s), 3000));
+	CHECK_EQ("command after recovery", 0, run_rw(s, 0, true, 0, 3, NULL));
+	session_destroy(s);
+}
+
+static void test_command_timeout(void)
+{
+	printf("command timeout: a command unanswered for cmd_timeout (1 s) starts "
+	       "recovery and is re-issued on the new connection\n");
+	model_reset();
+	config_for_test();
+	cfg.cmd_timeout = 1;
+	struct session *s;
+	open_ok(&s, 100);
+	model_hang();
+	uint64_t t0 = util_now_ms();
+	struct tcmd a;
+	rw10(&a, 1, true, 7, 7);
+	session_submit(s, &a.c);
+	CHECK("completed", WAIT_FOR(tcmd_count(&a) > 0, 5000));
+	CHECK_EQ("result", 0, a.c.result);
+	CHECK_EQ("completions", 1, tcmd_count(&a));
+	CHECK("not before the timeout", a.done_ms - t0 >= 1000);
+	CHECK_EQ("sent on the hung connection", 1, model_count(1, 1, 0x2a));
+	CHECK_EQ("re-issued on the new one", 1, model_count(2, 1, 0x2a));
+	struct session_info in = info_of(s);
+	CHECK_EQ("timeouts", 1, in.timeouts);
+	CHECK_EQ("reconnects", 1, in.reconnects);
+	pthread_mutex_lock(&M.lock);
+	CHECK_EQ("data written", 0xa7, M.disk[1][7 * BS]);
+	pthread_mutex_unlock(&M.lock);
+	session_destroy(s);
+}
+
+static void test_destroy_queued(void)
+{
+	printf("shutdown: session_destroy with commands in flight and queued during "
+	       "recovery completes each once with -ESHUTDOWN, promptly\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 100);
+	model_hang();
+	static struct tcmd t[4];
+	for (int i = 0; i < 2; i++) {
+		rw10(&t[i], 0, true, (uint32_t)i, i);
+		session_submit(s, &t[i].c);
+	}
+	CHECK("in flight", WAIT_FOR(model_count(1, -1, 0x2a) == 2, 2000));
+	pthread_mutex_lock(&M.lock);
+	M.down = true;
+	pthread_mutex_unlock(&M.lock);
+	model_drop();
+	CHECK("recovering", WAIT_FOR(!logged_in(s), 2000));
+	for (int i = 2; i < 4; i++) {
+		rw10(&t[i], 0, true, (uint32_t)i, i);
+		session_submit(s, &t[i].c);
+	}
+	usleep(100000);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ("still waiting for the target", 0, tcmd_count(&t[i]));
+	uint64_t t0 = util_now_ms();
+	session_destroy(s);
+	CHECK("destroy took under 1 s", util_now_ms() - t0 < 1000);
+	for (int i = 0; i < 4; i++) {
+		CHECK_EQ("completions", 1, tcmd_count(&t[i]));
+		CHECK_EQ("result", -ESHUTDOWN, t[i].c.result);
+	}
+	CHECK_EQ("fake connections open", 0, model_get(&M.live));
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	log_init(false);
+	pthread_mutex_init(&M.lock, NULL);
+	uint64_t t0 = util_now_ms();
+	test_login_and_commands();
+	test_login_refused();
+	test_reconnect_in_order();
+	test_identity_changed();
+	test_identity_transient();
+	test_replacement_timeout();
+	test_nop_timeout();
+	test_command_timeout();
+	test_destroy_queued();
+	printf("%s: %d failure(s) in %.1f s\n", failures ? "FAILED" : "ok", failures,
+	       (double)(util_now_ms() - t0) / 1000.0);
+	return failures ? 1 : 0;
+}
