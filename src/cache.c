@@ -348,6 +348,16 @@ static uint64_t unclean_bytes(const struct cache *c)
 	return c->nunclean * c->cc.cache_block;
 }
 
+/* Background write-back, before anything expires: when half the dirty bound is dirty
+ * data, or when the blocks pinned by dirty data near the bound writers wait at. Small
+ * scattered writes that fit are left to dirty_expire, so rewrites of the same blocks
+ * cost no I/O at all. */
+static bool background_due(const struct cache *c)
+{
+	return c->st.dirty_bytes > c->cc.dirty_max / 2 ||
+	       unclean_bytes(c) > c->cc.dirty_max / 4 * 3;
+}
+
 /* Mark sectors [s, e) of b valid+dirty. */
 static void mark_dirty(struct cache *c, struct cblk *b, uint32_t s, uint32_t e)
 {
@@ -973,7 +983,7 @@ static int copy_in(struct cache *c, uint64_t off, uint64_t len, const uint8_t *b
 		touch(b, s, es);
 		pos = e;
 	}
-	if (dirty && unclean_bytes(c) > c->cc.dirty_max / 4)
+	if (dirty && background_due(c))
 		kick_flusher(c);
 	return 0;
 }
@@ -1309,7 +1319,7 @@ static void *flusher_main(void *arg)
 				break;
 			bool want = c->stop || b->dirty_seq <= c->flush_seq ||
 				    now >= b->dirty_ms + c->cc.dirty_expire_ms ||
-				    unclean_bytes(c) > c->cc.dirty_max / 4 || c->space_waiters > 0;
+				    background_due(c) || c->space_waiters > 0;
 			if (!want) {
 				next_wake = MIN(next_wake, b->dirty_ms + c->cc.dirty_expire_ms);
 				break; /* the list is ordered by age */
