@@ -81,6 +81,7 @@ struct cblk {
 	bool in_dirty_list;
 	uint64_t dirty_seq;           /* flush sequence number when it became dirty */
 	uint64_t wb_seq;              /* dirty_seq of the data in the write-back in flight */
+	uint64_t wb_ms;               /* and its dirty_ms, restored if the write fails */
 	uint64_t dirty_ms;            /* when it became dirty */
 	uint64_t retry_ms;            /* earliest next write-back attempt after a failure */
 	int fails;                    /* consecutive failed write-backs */
@@ -92,9 +93,18 @@ struct qlist {
 };
 
 /* A WRITE-like request in flight to inner; also the overlap guard. */
+/* A request in flight to inner that others must not overlap:
+ *   IF_WB     write-back WRITE: no other write may overlap it
+ *   IF_WT     write-through WRITE, IF_ZERO discard/write_zeroes: nothing may overlap them,
+ *             not even a READ (it could return the data from before them, and would
+ *             then be cached as valid)
+ *   IF_FETCH  READ into a bounce buffer: write-through and zeroing wait for it */
+enum { IF_WB = 1, IF_WT = 2, IF_ZERO = 4, IF_FETCH = 8 };
+
 struct inflight {
 	uint64_t off, len;
-	uint64_t seq;                 /* highest dirty_seq it carries (write-back) */
+	uint64_t seq;                 /* lowest dirty_seq it carries (write-back) */
+	int kind;                     /* IF_* */
 	struct inflight *next;
 };
 
@@ -149,8 +159,6 @@ struct cache {
 	bool flusher_busy;            /* the flusher is scanning: no need to signal it */
 	uint64_t nunclean;            /* blocks with dirty data or a write-back in flight */
 	uint32_t inflight_fetches;    /* READs to inner not completed (read-ahead too) */
-	uint64_t zero_gen;            /* bumped when a discard/write_zeroes starts and ends */
-	int zeroing;                  /* discards/write_zeroes in flight */
 	bool stop;
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
@@ -510,10 +518,11 @@ static void touch(struct cblk *b, uint32_t s, uint32_t e)
 
 /* ---------- overlap guard ---------- */
 
-static bool overlaps_inflight(struct cache *c, uint64_t off, uint64_t len)
+/* Does [off, off+len) overlap an in-flight request of one of the `kinds`? */
+static bool overlaps_inflight(struct cache *c, uint64_t off, uint64_t len, int kinds)
 {
 	for (struct inflight *f = c->inflight; f; f = f->next)
-		if (off < f->off + f->len && f->off < off + len)
+		if ((f->kind & kinds) && off < f->off + f->len && f->off < off + len)
 			return true;
 	return false;
 }
@@ -541,7 +550,7 @@ struct fetch {
 	int ret;
 	bool done;
 	bool readahead;
-	uint64_t zero_gen;            /* cache zero_gen when issued */
+	struct inflight fl;           /* IF_FETCH entry while in flight */
 	int refs;                     /* issuer (if it waits) + completion */
 };
 
@@ -560,10 +569,6 @@ static void fetch_done(void *opaque, int ret)
 	uint64_t cb = c->cc.cache_block;
 
 	pthread_mutex_lock(&c->lock);
-	/* Data read while a discard/write_zeroes was in flight may predate it: drop it;
-	 * whoever waits for these sectors fetches them again. */
-	if (ret == 0 && (c->zeroing || c->zero_gen != f->zero_gen))
-		ret = 1;
 	for (uint64_t pos = f->off; pos < f->off + f->len;) {
 		uint64_t idx = pos / cb;
 		uint64_t bend = MIN((idx + 1) * cb, f->off + f->len);
@@ -584,9 +589,10 @@ static void fetch_done(void *opaque, int ret)
 		b->pins--;
 		pos = bend;
 	}
-	f->ret = ret > 0 ? 0 : ret;
+	f->ret = ret;
 	f->done = true;
 	c->inflight_fetches--;
+	inflight_del(c, &f->fl);
 	if (ret < 0)
 		log_debug("%s: read of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s", c->name,
 			  f->len, f->off, strerror(-ret));
@@ -602,6 +608,10 @@ static void fetch_done(void *opaque, int ret)
 static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bool wait_ref,
 				 bool readahead)
 {
+	/* Not over a write-through or zeroing in flight: this READ could be served before
+	 * it and cache what it replaces. The sectors stay marked fetching meanwhile. */
+	while (overlaps_inflight(c, off, len, IF_WT | IF_ZERO))
+		pthread_cond_wait(&c->cond, &c->lock);
 	struct fetch *f = calloc(1, sizeof(*f));
 	uint8_t *buf = bounce_get(c, len);
 	if (!f || !buf) {
@@ -611,6 +621,8 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 			f->off = off;
 			f->len = len;
 			f->refs = wait_ref ? 2 : 1;
+			f->fl = (struct inflight){ .off = off, .len = len, .kind = IF_FETCH };
+			inflight_add(c, &f->fl);
 			c->inflight_fetches++;
 			pthread_mutex_unlock(&c->lock);
 			fetch_done(f, -ENOMEM);
@@ -624,8 +636,9 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 	f->len = len;
 	f->buf = buf;
 	f->readahead = readahead;
-	f->zero_gen = c->zero_gen;
 	f->refs = wait_ref ? 2 : 1;
+	f->fl = (struct inflight){ .off = off, .len = len, .kind = IF_FETCH };
+	inflight_add(c, &f->fl);
 	c->inflight_fetches++;
 	c->st.fetch_ops++;
 	c->st.fetch_bytes += len;
@@ -657,6 +670,8 @@ static void collect_missing(struct cache *c, struct cblk *b, struct runs *r, uin
 			i++;
 			continue;
 		}
+		if (r->n == (int)ARRAY_SIZE(r->off))
+			return; /* full: the caller issues these and comes back for the rest */
 		uint32_t j = i;
 		while (j < hi && !bit_test(b->valid, j) && !bit_test(b->fetching, j)) {
 			bit_set(b->fetching, j);
@@ -674,8 +689,6 @@ static void collect_missing(struct cache *c, struct cblk *b, struct runs *r, uin
 		}
 		b->pins++;
 		i = j;
-		if (r->n == (int)ARRAY_SIZE(r->off))
-			break; /* caller issues and comes back for the rest */
 	}
 }
 
@@ -954,9 +967,7 @@ static int copy_in(struct cache *c, uint64_t off, uint64_t len, const uint8_t *b
 					break;
 				if (c->failing)
 					return -EIO;
-				kick_flusher(c);
-				struct timespec dl = util_deadline_ms(100);
-				pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+				wait_for_space(c); /* the flusher writes back at once while we wait */
 			}
 		}
 		struct cblk *b = lookup(c, idx);
@@ -1014,14 +1025,18 @@ static void invalidate(struct cache *c, uint64_t off, uint64_t len)
 	}
 }
 
-/* Wait until no in-flight write overlaps, then register one. Caller holds the lock. */
-static void guard_enter(struct cache *c, struct inflight *f, uint64_t off, uint64_t len)
+/* Wait until nothing in flight overlaps (writes, and READs that could otherwise
+ * overtake us), then register a write-through or zeroing request. Caller holds the
+ * lock. */
+static void guard_enter(struct cache *c, struct inflight *f, uint64_t off, uint64_t len,
+			int kind)
 {
-	while (overlaps_inflight(c, off, len))
+	while (overlaps_inflight(c, off, len, IF_WB | IF_WT | IF_ZERO | IF_FETCH))
 		pthread_cond_wait(&c->cond, &c->lock);
 	f->off = off;
 	f->len = len;
 	f->seq = 0;
+	f->kind = kind;
 	inflight_add(c, f);
 }
 
@@ -1029,24 +1044,6 @@ static void guard_leave(struct cache *c, struct inflight *f)
 {
 	inflight_del(c, f);
 	pthread_cond_broadcast(&c->cond);
-}
-
-/* Write-back blocks overlapping [off, off+len) must not be in flight when a
- * write-through/zeroing write is issued there; in write-back mode dirty data in the
- * range must not be written after it either. Caller holds the lock. */
-static void wait_writing(struct cache *c, uint64_t off, uint64_t len)
-{
-	uint64_t cb = c->cc.cache_block;
-	for (;;) {
-		bool busy = false;
-		for (uint64_t idx = off / cb; idx * cb < off + len && !busy; idx++) {
-			struct cblk *b = lookup(c, idx);
-			busy = b && b->writing;
-		}
-		if (!busy)
-			return;
-		pthread_cond_wait(&c->cond, &c->lock);
-	}
 }
 
 static int cache_write(struct blkdev *dev, uint64_t off, size_t len, const void *buf,
@@ -1066,7 +1063,7 @@ static int cache_write(struct blkdev *dev, uint64_t off, size_t len, const void 
 		return 0;
 	}
 	/* write-through and none: the write reaches the target before we complete. */
-	guard_enter(c, &f, off, len);
+	guard_enter(c, &f, off, len, IF_WT);
 	if (c->cc.mode == CONFIG_CACHE_WRITETHROUGH)
 		copy_in(c, off, len, buf, false);
 	c->st.writeback_ops++;
@@ -1133,7 +1130,7 @@ static void wb_done(void *opaque, int ret)
 		dirty_unlink(c, b);
 		b->dirty_seq = was_listed ? MIN(b->dirty_seq, b->wb_seq) : b->wb_seq;
 		if (!was_listed)
-			b->dirty_ms = util_now_ms();
+			b->dirty_ms = b->wb_ms; /* the data keeps its age: the list stays ordered */
 		if (b->ndirty)
 			dirty_link(c, b);
 		recount(c, b);
@@ -1160,6 +1157,7 @@ static void wb_done(void *opaque, int ret)
 		}
 	} else {
 		c->st.write_errors++;
+		c->st.writeback_errors++;
 		c->wb_error = ret == -ENOSPC || ret == -EROFS ? ret : -EIO;
 		c->wb_error_gen++;
 		log_debug("%s: write-back of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
@@ -1233,7 +1231,7 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b)
 		if (ps != 0)
 			break;
 	}
-	if (overlaps_inflight(c, off, end - off))
+	if (overlaps_inflight(c, off, end - off, IF_WB | IF_WT | IF_ZERO))
 		return NULL;
 
 	struct wb *w = calloc(1, sizeof(*w));
@@ -1249,6 +1247,7 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b)
 	w->f.off = off;
 	w->f.len = end - off;
 	w->f.seq = UINT64_MAX;
+	w->f.kind = IF_WB;
 	for (uint64_t idx = first; idx <= last; idx++) {
 		struct cblk *x = lookup(c, idx);
 		uint64_t base = idx * cb;
@@ -1265,6 +1264,7 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b)
 		 * for clean sectors carried along. */
 		c->st.dirty_bytes -= (uint64_t)cleared * c->bs;
 		x->wb_seq = x->dirty_seq;
+		x->wb_ms = x->dirty_ms;
 		w->f.seq = MIN(w->f.seq, x->dirty_seq); /* flush waits for the oldest it carries */
 		if (x->ndirty == 0)
 			dirty_unlink(c, x);
@@ -1385,8 +1385,7 @@ static int cache_flush(struct blkdev *dev, bool sync_target, blkdev_cb cb, void 
 		pthread_cond_wait(&c->cond, &c->lock);
 	if (c->wb_error) {
 		ret = c->wb_error;
-		if (sync_target)
-			c->wb_error = 0; /* reported once, to this fsync */
+		c->wb_error = 0; /* reported once; per-file reporting is fs.c's (errseq-like) */
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (ret == 0 && sync_target)
@@ -1395,8 +1394,23 @@ static int cache_flush(struct blkdev *dev, bool sync_target, blkdev_cb cb, void 
 	return 0;
 }
 
-/* discard and write_zeroes: drop what the cache holds for the range (dirty data there
- * must not be written back after the zeroing), then forward with the overlap guard. */
+/* Is any sector of [off, off+len) dirty or being written back? Caller holds the lock.
+ * Walks the dirty list and the in-flight list, not the range: a discard may be huge. */
+static bool range_unwritten(struct cache *c, uint64_t off, uint64_t len)
+{
+	uint64_t cb = c->cc.cache_block;
+	for (struct cblk *b = c->dirty_head; b; b = b->dnext)
+		if (b->idx * cb < off + len && off < (b->idx + 1) * cb)
+			return true;
+	return overlaps_inflight(c, off, len, IF_WB);
+}
+
+/*
+ * discard and write_zeroes, with the overlap guard. write_zeroes drops what the cache
+ * holds for the range (dirty data there must not be written after the zeroes) and
+ * goes; if it fails the range's content is undefined anyway. A discard must leave the
+ * content as it was when it fails, so dirty data in its range is written back first.
+ */
 static int cache_zero_common(struct blkdev *dev, uint64_t off, uint64_t len, bool discard,
 			     blkdev_cb cb, void *opaque)
 {
@@ -1405,17 +1419,29 @@ static int cache_zero_common(struct blkdev *dev, uint64_t off, uint64_t len, boo
 	int ret;
 
 	pthread_mutex_lock(&c->lock);
-	wait_writing(c, off, len);
-	guard_enter(c, &f, off, len);
+	for (;;) {
+		if (discard && range_unwritten(c, off, len)) {
+			uint64_t gen = c->wb_error_gen;
+			c->flush_seq = MAX(c->flush_seq, c->seq);
+			kick_flusher(c);
+			while (range_unwritten(c, off, len) && c->wb_error_gen == gen)
+				pthread_cond_wait(&c->cond, &c->lock);
+			if (c->wb_error_gen != gen && range_unwritten(c, off, len)) {
+				pthread_mutex_unlock(&c->lock);
+				cb(opaque, -EIO); /* the data stays dirty; nothing was discarded */
+				return 0;
+			}
+		}
+		guard_enter(c, &f, off, len, IF_ZERO); /* waits for write-backs in the range */
+		if (!discard || !range_unwritten(c, off, len))
+			break;
+		guard_leave(c, &f); /* written to meanwhile: write that back too */
+	}
 	invalidate(c, off, len);
-	c->zeroing++;
-	c->zero_gen++;
 	pthread_mutex_unlock(&c->lock);
 	ret = discard ? blkdev_discard_sync(c->inner, off, len)
 		      : blkdev_write_zeroes_sync(c->inner, off, len);
 	pthread_mutex_lock(&c->lock);
-	c->zeroing--;
-	c->zero_gen++;
 	guard_leave(c, &f);
 	pthread_mutex_unlock(&c->lock);
 	cb(opaque, ret);

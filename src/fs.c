@@ -240,6 +240,20 @@ struct meta_fh {
 	size_t len;
 };
 
+/* An open LUN or partition file. */
+struct lun_fh {
+	bool write;                  /* opened for writing */
+	uint64_t errors_seen;        /* cache write_errors when last reported to this file;
+	                                atomic (flush and fsync may race on one file) */
+};
+
+static uint64_t write_errors(struct fs_lun *l)
+{
+	struct cache_stats cs;
+	cache_get_stats(l->cache, &cs);
+	return cs.writeback_errors;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -272,7 +286,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fi->fh = (fi->flags & O_ACCMODE) != O_RDONLY; /* flush() does not get the flags */
+	struct lun_fh *h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->write = (fi->flags & O_ACCMODE) != O_RDONLY; /* flush() does not get the flags */
+	h->errors_seen = write_errors(n->lun);
+	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
 		fi->direct_io = 1; /* shared LUN: no page cache either */
 	else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
@@ -292,8 +313,20 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
 		free(h->data);
 		free(h);
+	} else if (n && n->lun) {
+		free((struct lun_fh *)(uintptr_t)fi->fh);
 	}
 	fuse_reply_err(req, 0);
+}
+
+/* A write-back failure since this file's last flush/fsync is reported to it once,
+ * whichever open file it came through (like the kernel's errseq for page cache
+ * write-back errors), even if a retry has written the data meanwhile. */
+static int report_errors(struct fs_lun *l, struct lun_fh *h, int r)
+{
+	uint64_t now = write_errors(l);
+	uint64_t seen = __atomic_exchange_n(&h->errors_seen, now, __ATOMIC_ACQ_REL);
+	return r == 0 && now != seen ? -EIO : r;
 }
 
 /* close(2): the file's dirty data reaches the target before close returns (the
@@ -301,9 +334,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct node *n = node_get(fs_of(req), ino);
+	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
 	int r = 0;
-	if (n && n->lun && fi->fh)
-		r = blkdev_flush_sync(n->lun->cache, false);
+	if (n && n->lun && h->write)
+		r = report_errors(n->lun, h, blkdev_flush_sync(n->lun->cache, false));
 	fuse_reply_err(req, -r);
 }
 
@@ -312,9 +346,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct node *n = node_get(fs_of(req), ino);
 	int r = 0;
 	(void)datasync;
-	(void)fi;
 	if (n && n->lun)
-		r = blkdev_flush_sync(n->lun->cache, true);
+		r = report_errors(n->lun, (struct lun_fh *)(uintptr_t)fi->fh,
+				  blkdev_flush_sync(n->lun->cache, true));
 	fuse_reply_err(req, -r);
 }
 

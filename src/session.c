@@ -354,6 +354,8 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		issue(s, &s->verify_cmds[i]);
 }
 
+static bool lun_failed(struct session *s, int lun);
+
 static void verify_done(struct session_cmd *c)
 {
 	struct ident *id = c->opaque;
@@ -376,7 +378,7 @@ static void verify_done(struct session_cmd *c)
 		login_failed(s, "the identity check after login got no answer");
 		return;
 	}
-	if (!same) {
+	if (!same && !lun_failed(s, id->lun)) { /* one line per LUN, not per page */
 		pthread_mutex_lock(&s->qlock);
 		id->failed = true;
 		pthread_mutex_unlock(&s->qlock);

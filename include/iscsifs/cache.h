@@ -38,6 +38,10 @@ struct cache_stats {
 	uint64_t readahead_bytes;              /* of fetch_bytes, issued by read-ahead */
 	uint64_t writeback_ops, writeback_bytes;   /* WRITEs issued to inner */
 	uint64_t write_errors;                 /* failed WRITEs to inner */
+	uint64_t writeback_errors;             /* of those, background write-backs (their
+	                                          error reaches the caller only at a later
+	                                          flush; write-through errors are returned
+	                                          by the write itself) */
 	uint64_t evictions;
 	uint64_t cached_bytes;                 /* current */
 	uint64_t dirty_bytes;                  /* current */
