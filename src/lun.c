@@ -37,6 +37,10 @@ struct lun {
 	uint64_t max_xfer;           /* bytes per READ/WRITE command */
 	struct lun_stats st;         /* atomic adds */
 	int cap_check;               /* atomic: a capacity re-read is in flight */
+	int refs;                    /* atomic: the blkdev's own + one per capacity re-read
+	                                (which may complete after lun_destroy) */
+	int failed;                  /* atomic: the LUN changed identity (seen on any
+	                                session): every request fails with EIO */
 };
 
 struct cap_cmd {
@@ -44,6 +48,12 @@ struct cap_cmd {
 	struct lun *l;
 	uint8_t buf[32];
 };
+
+static void lun_put(struct lun *l)
+{
+	if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(l);
+}
 
 /* The size of a mounted file cannot change under FUSE's attribute cache and the
  * cache's block layout, so a new capacity is read, logged and counted, and the file
@@ -74,6 +84,7 @@ static void cap_done(struct session_cmd *c)
 	}
 	__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
 	free(cc);
+	lun_put(l);
 }
 
 static void recheck_capacity(struct lun *l, struct session *s)
@@ -86,6 +97,7 @@ static void recheck_capacity(struct lun *l, struct session *s)
 		return;
 	}
 	cc->l = l;
+	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL);
 	cc->cmd.lun = l->info.lun;
 	cc->cmd.cdb[0] = 0x9e; /* SERVICE ACTION IN(16): READ CAPACITY(16) */
 	cc->cmd.cdb[1] = 0x10;
@@ -258,6 +270,9 @@ static void chunk_done(struct session_cmd *c)
 		__atomic_fetch_add(&l->st.write_bytes, c->len, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&l->st.write_lat_us, lat, __ATOMIC_RELAXED);
 	}
+	if (c->result == -ENODEV && !__atomic_exchange_n(&l->failed, 1, __ATOMIC_ACQ_REL))
+		log_err("%s LUN %d: failed for good (another disk answers as this LUN); every "
+			"request now fails with EIO", l->target, l->info.lun);
 	if (res < 0) {
 		__atomic_fetch_add(&l->st.errors, 1, __ATOMIC_RELAXED);
 		int zero = 0;
@@ -301,8 +316,14 @@ static struct lun_chunk *chunk_new(struct lun_req *r, const char *op, uint64_t l
 static int submit_rw(struct lun *l, bool write, uint64_t off, size_t len, void *buf,
 		     blkdev_cb cb, void *opaque)
 {
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
+		return -EIO;
 	if (write && l->dev.read_only)
 		return -EROFS;
+	if (len == 0) {
+		cb(opaque, 0);
+		return 0;
+	}
 	size_t n = DIV_ROUND_UP(len, l->max_xfer);
 	struct lun_chunk *small[16];
 	struct lun_chunk **chunks = n <= ARRAY_SIZE(small) ? small : calloc(n, sizeof(*chunks));
@@ -352,6 +373,7 @@ static int lun_write(struct blkdev *dev, uint64_t off, size_t len, const void *b
 }
 
 /* One command per request (flush, unmap, write same). */
+/* The caller checked l->failed when it built the request. */
 static int submit_one(struct lun *l, struct lun_chunk *ch)
 {
 	ch->s = pick(l);
@@ -362,6 +384,8 @@ static int submit_one(struct lun *l, struct lun_chunk *ch)
 static int lun_flush(struct blkdev *dev, bool sync_target, blkdev_cb cb, void *opaque)
 {
 	struct lun *l = dev->priv;
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
+		return -EIO;
 	if (!sync_target) {
 		cb(opaque, 0);
 		return 0;
@@ -382,6 +406,8 @@ static int lun_discard(struct blkdev *dev, uint64_t off, uint64_t len, blkdev_cb
 		       void *opaque)
 {
 	struct lun *l = dev->priv;
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
+		return -EIO;
 	if (l->dev.read_only)
 		return -EROFS;
 	if (!l->info.can_unmap)
@@ -427,6 +453,8 @@ static int lun_write_zeroes(struct blkdev *dev, uint64_t off, uint64_t len, blkd
 			    void *opaque)
 {
 	struct lun *l = dev->priv;
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
+		return -EIO;
 	if (l->dev.read_only)
 		return -EROFS;
 	uint64_t lba = off / l->bs, nb = len / l->bs;
@@ -517,7 +545,7 @@ static int lun_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_extent
 
 static void lun_destroy(struct blkdev *dev)
 {
-	free(dev->priv);
+	lun_put(dev->priv);
 }
 
 static const struct blkdev_ops lun_ops = {
@@ -557,6 +585,7 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
 	if (!info->thin)
 		l->dev.can_discard = false;
 	l->dev.priv = l;
+	l->refs = 1;
 	return &l->dev;
 }
 

@@ -249,7 +249,8 @@ static int build_model(struct fs_model *m, struct target_list *tl, char *err, si
 		r = probe_target(&tl->v[t], false, &infos, &n, err, errlen);
 		if (r < 0)
 			return r;
-		struct fs_lun *nl = realloc(m->luns, sizeof(*nl) * (size_t)(m->nluns + n));
+		struct fs_lun *nl = n ? realloc(m->luns, sizeof(*nl) * (size_t)(m->nluns + n))
+				      : m->luns;
 		if (!nl && n) {
 			free(infos);
 			return -ENOMEM;

@@ -336,6 +336,7 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		c->cdb[4] = (uint8_t)sizeof(s->verify_buf[n]);
 		c->cdb_len = 6;
 		c->dir = SESSION_DIR_READ;
+		memset(s->verify_buf[n], 0, sizeof(s->verify_buf[n]));
 		c->buf = s->verify_buf[n];
 		c->len = sizeof(s->verify_buf[n]);
 		c->done = verify_done;
@@ -363,8 +364,12 @@ static void verify_done(struct session_cmd *c)
 	if (s->lost)
 		return; /* this login is being torn down; the next one checks again */
 	bool answered = c->result == 0 && c->scsi_status == 0;
-	bool same = answered && c->len - c->residual >= id->len &&
-		    memcmp(c->buf, id->data, id->len) == 0;
+	/* Compare the page as its header sizes it (a target that omits the residual
+	 * must not make bytes past the page count). */
+	size_t plen = id->len >= 4 ? MIN(id->len, 4 + (size_t)((id->data[2] << 8) | id->data[3]))
+				   : id->len;
+	bool same = answered && c->len - c->residual >= plen &&
+		    memcmp(c->buf, id->data, plen) == 0;
 	/* ILLEGAL REQUEST (e.g. logical unit not supported): the LUN is not there. */
 	bool gone = c->result == 0 && c->scsi_status == 2 && c->sense_key == 5;
 	if (!answered && !gone) {
@@ -644,6 +649,7 @@ static void logout_cb(struct transport_conn *ctx, int status, void *priv)
 static void *session_thread(void *arg)
 {
 	struct session *s = arg;
+	bool done = false; /* logout: here, as the callback may run in drop_context below */
 	bool stopping = false;
 
 	start_connect(s);
@@ -711,7 +717,6 @@ static void *session_thread(void *arg)
 	}
 	if (s->ctx && s->state == S_LOGGED_IN && !s->infl_head) {
 		/* polite logout, bounded */
-		bool done = false;
 		s->tr->logout_async(s->ctx, logout_cb, &done);
 		uint64_t dl = util_now_ms() + 2000;
 		while (!done && util_now_ms() < dl) {

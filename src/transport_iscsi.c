@@ -446,10 +446,10 @@ int session_discover(const struct config *cfg, const char *portal,
 		}
 	}
 	int ret = 0;
+	bool done = false; /* here: the logout callback may run in iscsi_destroy_context */
 	if (d.phase != 3)
 		ret = transport_classify_error(d.why, portal, NULL, cfg, err, errlen);
 	else {
-		bool done = false;
 		if (iscsi_logout_async(ctx, logout_cb, &done) == 0) {
 			uint64_t dl = util_now_ms() + 1000;
 			while (!done && util_now_ms() < dl) {
