@@ -128,7 +128,6 @@ struct cache {
 	struct cache_config cc;       /* immutable after create */
 	char name[256];
 	uint32_t bs;                  /* sector size */
-	uint32_t spb;                 /* sectors per cache block */
 	uint32_t words;               /* bitmap words per block */
 	uint64_t nblocks_max;         /* budget in blocks */
 	uint64_t small_target;
@@ -548,8 +547,6 @@ struct fetch {
 	uint64_t off, len;
 	uint8_t *buf;
 	int ret;
-	bool done;
-	bool readahead;
 	struct inflight fl;           /* IF_FETCH entry while in flight */
 	int refs;                     /* issuer (if it waits) + completion */
 };
@@ -590,7 +587,6 @@ static void fetch_done(void *opaque, int ret)
 		pos = bend;
 	}
 	f->ret = ret;
-	f->done = true;
 	c->inflight_fetches--;
 	inflight_del(c, &f->fl);
 	if (ret < 0)
@@ -635,7 +631,6 @@ static struct fetch *fetch_issue(struct cache *c, uint64_t off, uint64_t len, bo
 	f->off = off;
 	f->len = len;
 	f->buf = buf;
-	f->readahead = readahead;
 	f->refs = wait_ref ? 2 : 1;
 	f->fl = (struct inflight){ .off = off, .len = len, .kind = IF_FETCH };
 	inflight_add(c, &f->fl);
@@ -1476,7 +1471,22 @@ static int cache_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_exte
 			ext->len = c->dev.size - off;
 		return 0;
 	}
-	return c->inner->ops->lba_status(c->inner, off, ext);
+	int r = c->inner->ops->lba_status(c->inner, off, ext);
+	if (r < 0 || ext->mapped)
+		return r;
+	/* The target only knows what it has: a hole ends where data not yet written back
+	 * begins (else SEEK_DATA would skip it and `cp --sparse` lose it). */
+	pthread_mutex_lock(&c->lock);
+	uint64_t end = off + ext->len;
+	for (struct cblk *x = c->dirty_head; x; x = x->dnext)
+		if (x->idx * cb < end && x->idx * cb + cb > off)
+			end = MAX(off + 1, x->idx * cb);
+	for (struct inflight *f = c->inflight; f; f = f->next)
+		if ((f->kind & IF_WB) && f->off < end && f->off + f->len > off)
+			end = MAX(off + 1, f->off);
+	pthread_mutex_unlock(&c->lock);
+	ext->len = end - off;
+	return 0;
 }
 
 uint64_t cache_stop(struct blkdev *dev)
@@ -1576,8 +1586,7 @@ struct blkdev *cache_create(const struct cache_config *cc, struct blkdev *inner)
 	c->cc.dirty_max = MAX(c->cc.dirty_max, blk);
 	c->inner = inner;
 	c->bs = inner->block_size;
-	c->spb = (uint32_t)(blk / c->bs);
-	c->words = DIV_ROUND_UP(c->spb, 64);
+	c->words = DIV_ROUND_UP((uint32_t)(blk / c->bs), 64); /* sectors per block / 64 */
 	c->nblocks_max = cc->mode == CONFIG_CACHE_NONE ? 0 : cc->cache_size / blk;
 	c->small_target = MAX(1, c->nblocks_max / 10);
 	c->hash_mask = pow2_at_least(MAX(c->nblocks_max, 16)) - 1;

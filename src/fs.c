@@ -574,16 +574,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	}
 	struct blkdev *dev = n->lun->cache;
 	uint64_t pos = (uint64_t)off, bs = dev->block_size;
-	if (n->lun->info.thin && n->lun->info.lbprz) {
-		/* GET LBA STATUS knows only what the target has: data still dirty in the
-		 * cache would look like a hole (SEEK_DATA would skip it, and `cp --sparse`
-		 * lose it). Write it back first, as NFS does before SEEK. */
-		int r = blkdev_flush_sync(dev, false);
-		if (r < 0) {
-			fuse_reply_err(req, -r);
-			return;
-		}
-	}
+	/* the cache's lba_status ends a hole where data not yet written back begins */
 	for (int i = 0; i < 100000 && pos < n->size; i++) {
 		struct blkdev_extent ext;
 		uint64_t abs = (n->off + pos) / bs * bs;

@@ -62,7 +62,7 @@ struct session_cmd {
 /* Counters and state, for stats. */
 struct session_info {
 	const char *state;           /* "logged-in", "recovering", "connecting", "stopped" */
-	uint64_t reconnects, timeouts, nop_timeouts, commands, inflight, queued;
+	uint64_t reconnects, timeouts, nop_timeouts, commands;
 	uint64_t down_since_ms;      /* 0 when logged in */
 };
 

@@ -30,26 +30,7 @@
 #include "iscsifs/transport.h"
 #include "iscsifs/util.h"
 
-static int failures;
-
-#define CHECK_EQ(what, expected, got)                                                   \
-	do {                                                                            \
-		long long e_ = (long long)(expected), g_ = (long long)(got);             \
-		if (e_ != g_) {                                                         \
-			fprintf(stderr, "FAIL %s:%d: %s: expected %lld, got %lld\n",    \
-				__FILE__, __LINE__, (what), e_, g_);                    \
-			failures++;                                                     \
-		}                                                                       \
-	} while (0)
-
-#define CHECK(what, cond)                                                               \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "FAIL %s:%d: %s: expected %s\n", __FILE__,      \
-				__LINE__, (what), #cond);                               \
-			failures++;                                                     \
-		}                                                                       \
-	} while (0)
+#include "check.h"
 
 /* Wait up to `ms` for `cond` (polled every 5 ms); false on timeout. */
 #define WAIT_FOR(cond, ms)                                                              \
