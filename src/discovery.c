@@ -23,7 +23,7 @@ static uint64_t be64(const uint8_t *p)
 }
 
 /* Run a data-in command; returns bytes received or -errno. `what` NULL: silent. */
-static int datain(struct session *s, const char *target, int lun, const uint8_t *cdb,
+static int datain(struct session *s, const char *target, uint64_t lun, const uint8_t *cdb,
 		  int cdb_len, uint8_t *buf, uint32_t len, const char *what)
 {
 	struct session_cmd c = { .lun = lun };
@@ -53,7 +53,7 @@ static void copy_trim(char *dst, size_t dstlen, const uint8_t *src, size_t n)
 	dst[i] = 0;
 }
 
-int discovery_report_luns(struct session *s, const char *target, int **out, char *err,
+int discovery_report_luns(struct session *s, const char *target, uint64_t **out, char *err,
 			  size_t errlen)
 {
 	uint32_t alloc = 16 + 8 * 1024;
@@ -66,7 +66,7 @@ int discovery_report_luns(struct session *s, const char *target, int **out, char
 	cdb[8] = (uint8_t)(alloc >> 8);
 	cdb[9] = (uint8_t)alloc;
 	int n = datain(s, target, 0, cdb, 12, buf, alloc, NULL);
-	int *luns;
+	uint64_t *luns;
 	int count = 0;
 	if (n < 0 && n != -EOPNOTSUPP && n != -EINVAL) {
 		snprintf(err, errlen, "REPORT LUNS on %s failed: %s", target, strerror(-n));
@@ -75,7 +75,7 @@ int discovery_report_luns(struct session *s, const char *target, int **out, char
 	}
 	if (n < 8) {
 		/* no REPORT LUNS: SAM says LUN 0 exists */
-		luns = malloc(sizeof(int));
+		luns = malloc(sizeof(*luns));
 		if (!luns) {
 			free(buf);
 			return -ENOMEM;
@@ -86,31 +86,20 @@ int discovery_report_luns(struct session *s, const char *target, int **out, char
 		return 1;
 	}
 	uint32_t listlen = MIN(be32(buf), (uint32_t)n - 8);
-	luns = calloc(listlen / 8 + 1, sizeof(int));
+	luns = calloc(listlen / 8 + 1, sizeof(*luns));
 	if (!luns) {
 		free(buf);
 		return -ENOMEM;
 	}
 	for (uint32_t off = 8; off + 8 <= 8 + listlen; off += 8) {
-		uint8_t b0 = buf[off], b1 = buf[off + 1];
-		int lun;
-		switch (b0 >> 6) {
-		case 0: /* peripheral device addressing */
-			lun = b1;
-			break;
-		case 1: /* flat space addressing */
-			lun = ((b0 & 0x3f) << 8) | b1;
-			break;
-		default:
-			continue; /* extended / logical unit addressing: not reachable via libiscsi */
-		}
-		luns[count++] = lun;
+		/* kept exactly as reported: the target is addressed the same way */
+		luns[count++] = lunaddr_from_bytes(buf + off);
 	}
 	free(buf);
 	/* sort */
 	for (int i = 1; i < count; i++)
 		for (int j = i; j > 0 && luns[j - 1] > luns[j]; j--) {
-			int t = luns[j];
+			uint64_t t = luns[j];
 			luns[j] = luns[j - 1];
 			luns[j - 1] = t;
 		}
@@ -152,7 +141,7 @@ static void parse_vpd83(struct lun_info *info, const uint8_t *p, int n)
 	}
 }
 
-int discovery_probe_lun(struct session *s, const char *target, int lun, struct lun_info *info,
+int discovery_probe_lun(struct session *s, const char *target, uint64_t lun, struct lun_info *info,
 			char *err, size_t errlen)
 {
 	uint8_t buf[512];
@@ -168,11 +157,11 @@ int discovery_probe_lun(struct session *s, const char *target, int lun, struct l
 	cdb[4] = 96;
 	n = datain(s, target, lun, cdb, 6, buf, 96, "INQUIRY");
 	if (n < 0) {
-		snprintf(err, errlen, "INQUIRY of %s LUN %d failed: %s", target, lun, strerror(-n));
+		snprintf(err, errlen, "INQUIRY of %s LUN %s failed: %s", target, LUNSTR(lun), strerror(-n));
 		return n;
 	}
 	if (n < 36) {
-		snprintf(err, errlen, "INQUIRY of %s LUN %d: short answer (%d bytes)", target, lun, n);
+		snprintf(err, errlen, "INQUIRY of %s LUN %s: short answer (%d bytes)", target, LUNSTR(lun), n);
 		return -EIO;
 	}
 	info->qualifier = buf[0] >> 5;
@@ -251,7 +240,7 @@ int discovery_probe_lun(struct session *s, const char *target, int lun, struct l
 		cdb[0] = 0x25;
 		n = datain(s, target, lun, cdb, 10, buf, 8, "READ CAPACITY");
 		if (n < 8) {
-			snprintf(err, errlen, "READ CAPACITY of %s LUN %d failed: %s", target, lun,
+			snprintf(err, errlen, "READ CAPACITY of %s LUN %s failed: %s", target, LUNSTR(lun),
 				 n < 0 ? strerror(-n) : "short answer");
 			return n < 0 ? n : -EIO;
 		}
@@ -260,8 +249,8 @@ int discovery_probe_lun(struct session *s, const char *target, int lun, struct l
 	}
 	if (info->block_size < 512 || info->block_size > 65536 ||
 	    (info->block_size & (info->block_size - 1))) {
-		snprintf(err, errlen, "%s LUN %d reports a block size of %u bytes, which iscsifs "
-			 "does not support (512..65536, a power of two)", target, lun, info->block_size);
+		snprintf(err, errlen, "%s LUN %s reports a block size of %u bytes, which iscsifs "
+			 "does not support (512..65536, a power of two)", target, LUNSTR(lun), info->block_size);
 		return -EINVAL;
 	}
 	if (!info->thin) {

@@ -644,7 +644,7 @@ static int xattrs_of(struct fs *fs, struct node *n, struct xattr *x, int max, bo
 	} while (0)
 	ADD("user.iscsi.target", "%s", l->target->name);
 	ADD("user.iscsi.portal", "%s", l->target->portal);
-	ADD("user.iscsi.lun", "%d", l->info.lun);
+	ADD("user.iscsi.lun", "%s", LUNSTR(l->info.lun));
 	ADD("user.iscsi.wwn", "%s", l->info.wwn);
 	ADD("user.iscsi.serial", "%s", l->info.serial);
 	ADD("user.iscsi.vendor", "%s", l->info.vendor);

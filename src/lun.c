@@ -70,17 +70,17 @@ static void cap_done(struct session_cmd *c)
 			       (uint64_t)cc->buf[6] << 8 | cc->buf[7]) + 1;
 		__atomic_store_n(&l->st.capacity_blocks, nb, __ATOMIC_RELAXED);
 		if (nb != l->info.nblocks)
-			log_warn("%s LUN %d: capacity changed from %" PRIu64 " to %" PRIu64
+			log_warn("%s LUN %s: capacity changed from %" PRIu64 " to %" PRIu64
 				 " blocks; %s keeps its size (%" PRIu64 " bytes) until remounted",
-				 l->target, l->info.lun, l->info.nblocks, nb, "the file",
+				 l->target, LUNSTR(l->info.lun), l->info.nblocks, nb, "the file",
 				 l->info.nblocks * l->bs);
 		else
-			log_notice("%s LUN %d: the target reported a capacity change; the "
+			log_notice("%s LUN %s: the target reported a capacity change; the "
 				   "capacity is unchanged (%" PRIu64 " blocks)",
-				   l->target, l->info.lun, nb);
+				   l->target, LUNSTR(l->info.lun), nb);
 	} else {
-		log_warn("%s LUN %d: the target reported a capacity change, and reading the "
-			 "new capacity failed", l->target, l->info.lun);
+		log_warn("%s LUN %s: the target reported a capacity change, and reading the "
+			 "new capacity failed", l->target, LUNSTR(l->info.lun));
 	}
 	__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
 	free(cc);
@@ -188,7 +188,7 @@ static int judge(struct session_cmd *c, int *tries, const char *target, const ch
 {
 	if (c->result < 0) {
 		if (what)
-			log_err("%s LUN %d: %s at LBA %" PRIu64 " failed: %s", target, c->lun, what,
+			log_err("%s LUN %s: %s at LBA %" PRIu64 " failed: %s", target, LUNSTR(c->lun), what,
 				lba, c->result == -ENODEV ? "the LUN changed identity"
 							  : strerror(-c->result));
 		return c->result == -ENODEV ? -EIO : c->result;
@@ -205,13 +205,13 @@ static int judge(struct session_cmd *c, int *tries, const char *target, const ch
 	    c->cdb[0] != 0x9e && c->cdb[0] != 0x5a && c->cdb[0] != 0x1a && c->cdb[0] != 0xa0 &&
 	    c->cdb[0] != 0x25) {
 		if (what)
-			log_err("%s LUN %d: %s at LBA %" PRIu64 ": short transfer (%u bytes missing)",
-				target, c->lun, what, lba, c->residual);
+			log_err("%s LUN %s: %s at LBA %" PRIu64 ": short transfer (%u bytes missing)",
+				target, LUNSTR(c->lun), what, lba, c->residual);
 		return -EIO;
 	}
 	if (v.err && what) {
 		char buf[160];
-		log_err("%s LUN %d: %s at LBA %" PRIu64 " failed: %s%s", target, c->lun, what, lba,
+		log_err("%s LUN %s: %s at LBA %" PRIu64 " failed: %s%s", target, LUNSTR(c->lun), what, lba,
 			sense_describe(c->scsi_status, c->sense_key, c->asc, c->ascq, buf, sizeof(buf)),
 			v.action != SENSE_DONE ? " (retries exhausted)" : "");
 	}
@@ -271,8 +271,8 @@ static void chunk_done(struct session_cmd *c)
 		__atomic_fetch_add(&l->st.write_lat_us, lat, __ATOMIC_RELAXED);
 	}
 	if (c->result == -ENODEV && !__atomic_exchange_n(&l->failed, 1, __ATOMIC_ACQ_REL))
-		log_err("%s LUN %d: failed for good (another disk answers as this LUN); every "
-			"request now fails with EIO", l->target, l->info.lun);
+		log_err("%s LUN %s: failed for good (another disk answers as this LUN); every "
+			"request now fails with EIO", l->target, LUNSTR(l->info.lun));
 	if (res < 0) {
 		__atomic_fetch_add(&l->st.errors, 1, __ATOMIC_RELAXED);
 		int zero = 0;

@@ -28,6 +28,7 @@
 #include "iscsifs/fs.h"
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
+#include "iscsifs/lunaddr.h"
 #include "iscsifs/probe.h"
 #include "iscsifs/session.h"
 #include "iscsifs/util.h"
@@ -145,19 +146,19 @@ static void close_sessions(struct target_list *tl)
 			session_destroy(tl->v[i].sess[j]);
 }
 
-static void list_luns_text(const int *luns, int n, char *buf, size_t len)
+static void list_luns_text(const uint64_t *luns, int n, char *buf, size_t len)
 {
 	size_t k = 0;
 	buf[0] = 0;
-	for (int i = 0; i < n && k + 8 < len; i++)
-		k += (size_t)snprintf(buf + k, len - k, "%s%d", i ? ", " : "", luns[i]);
+	for (int i = 0; i < n && k + LUNADDR_STRLEN + 2 < len; i++)
+		k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? ", " : "", LUNSTR(luns[i]));
 }
 
 /* The LUNs of a target that become files (or, for ls, all of them). */
 static int probe_target(struct fs_target *t, bool all, struct lun_info **out, int *nout,
 			char *err, size_t errlen)
 {
-	int *luns = NULL;
+	uint64_t *luns = NULL;
 	int n = discovery_report_luns(t->sess[0], t->name, &luns, err, errlen);
 	if (n < 0)
 		return n;
@@ -168,10 +169,12 @@ static int probe_target(struct fs_target *t, bool all, struct lun_info **out, in
 		return -ENOMEM;
 	}
 	if (cfg.url.lun >= 0 && !all) {
-		bool present = false;
+		/* the URL's LUN is a number: the LUN the target reports under that number */
+		uint64_t addr = UINT64_MAX;
 		for (int i = 0; i < n; i++)
-			present |= luns[i] == cfg.url.lun;
-		if (!present) {
+			if (lunaddr_number(luns[i]) == cfg.url.lun)
+				addr = luns[i];
+		if (addr == UINT64_MAX) {
 			char list[256];
 			list_luns_text(luns, n, list, sizeof(list));
 			snprintf(err, errlen, "target %s has no LUN %d (its LUNs: %s)", t->name,
@@ -179,7 +182,7 @@ static int probe_target(struct fs_target *t, bool all, struct lun_info **out, in
 			r = -ENOENT;
 			goto out;
 		}
-		r = discovery_probe_lun(t->sess[0], t->name, cfg.url.lun, &infos[0], err, errlen);
+		r = discovery_probe_lun(t->sess[0], t->name, addr, &infos[0], err, errlen);
 		if (r < 0)
 			goto out;
 		if (infos[0].devtype != 0 || infos[0].qualifier != 0) {
@@ -261,7 +264,7 @@ static int build_model(struct fs_model *m, struct target_list *tl, char *err, si
 			memset(l, 0, sizeof(*l));
 			l->target = &tl->v[t];
 			l->info = infos[i];
-			snprintf(l->name, sizeof(l->name), "lun%d", infos[i].lun);
+			snprintf(l->name, sizeof(l->name), "lun%s", LUNSTR(infos[i].lun));
 			for (int s = 0; s < tl->v[t].nsess; s++)
 			{
 				if (l->info.vpd83_len)
@@ -278,7 +281,7 @@ static int build_model(struct fs_model *m, struct target_list *tl, char *err, si
 				return -errno;
 			}
 			char name[CONFIG_NAME_MAX + 16];
-			snprintf(name, sizeof(name), "%s LUN %d", tl->v[t].name, l->info.lun);
+			snprintf(name, sizeof(name), "%s LUN %s", tl->v[t].name, LUNSTR(l->info.lun));
 			struct cache_config cc = cache_config_for(&l->info, name);
 			l->cache = cache_create(&cc, l->lundev);
 			if (!l->cache) {
@@ -433,7 +436,7 @@ static int do_ls(void)
 		if (cfg.url.lun >= 0) { /* the URL names one LUN: list just that one */
 			int k = 0;
 			for (int i = 0; i < n; i++)
-				if (infos[i].lun == cfg.url.lun)
+				if (lunaddr_number(infos[i].lun) == cfg.url.lun)
 					infos[k++] = infos[i];
 			if (k == 0) {
 				fflush(stdout);
@@ -467,7 +470,7 @@ static int do_ls(void)
 				if (d)
 					d->ops->destroy(d);
 			}
-			printf("  %-4d %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", li->lun,
+			printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", LUNSTR(li->lun),
 			       discovery_devtype_name(li->devtype), size, disk ? li->block_size : 0,
 			       disk ? (li->write_protected ? "yes" : "no") : "-",
 			       li->vendor[0] ? li->vendor : "-", li->product[0] ? li->product : "-",

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "iscsifs/log.h"
+#include "iscsifs/lunaddr.h"
 #include "iscsifs/session.h"
 #include "iscsifs/transport.h"
 #include "iscsifs/util.h"
@@ -57,7 +58,7 @@ static const char *const state_names[] = { "connecting", "verifying", "logged-in
 #define MAX_ATTEMPTS 6       /* a command that keeps killing the connection fails */
 
 struct ident {
-	int lun;
+	uint64_t lun;
 	uint8_t page;
 	uint8_t *data;
 	size_t len;
@@ -355,7 +356,7 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		issue(s, &s->verify_cmds[i]);
 }
 
-static bool lun_failed(struct session *s, int lun);
+static bool lun_failed(struct session *s, uint64_t lun);
 
 static void verify_done(struct session_cmd *c)
 {
@@ -387,9 +388,9 @@ static void verify_done(struct session_cmd *c)
 		pthread_mutex_lock(&s->qlock);
 		id->failed = true;
 		pthread_mutex_unlock(&s->qlock);
-		log_err("%s: LUN %d is no longer the same disk after reconnecting (VPD page "
+		log_err("%s: LUN %s is no longer the same disk after reconnecting (VPD page "
 			"0x%02x changed); failing it rather than writing to another disk",
-			s->name, id->lun, id->page);
+			s->name, LUNSTR(id->lun), id->page);
 	}
 	if (--s->verify_left == 0)
 		logged_in(s);
@@ -460,7 +461,7 @@ static void issue(struct session *s, struct session_cmd *c)
 	}
 }
 
-static bool lun_failed(struct session *s, int lun)
+static bool lun_failed(struct session *s, uint64_t lun)
 {
 	bool failed = false;
 	pthread_mutex_lock(&s->qlock);
@@ -482,8 +483,8 @@ static void issue_pending(struct session *s)
 			continue;
 		}
 		if (c->attempts >= MAX_ATTEMPTS) {
-			log_err("%s: LUN %d: command 0x%02x lost the connection %d times; failing it",
-				s->name, c->lun, c->cdb[0], c->attempts);
+			log_err("%s: LUN %s: command 0x%02x lost the connection %d times; failing it",
+				s->name, LUNSTR(c->lun), c->cdb[0], c->attempts);
 			complete(c, -EIO);
 			continue;
 		}
@@ -608,8 +609,8 @@ static int run_timers(struct session *s)
 				s->info.timeouts++;
 				pthread_mutex_unlock(&s->qlock);
 				char why[128];
-				snprintf(why, sizeof(why), "LUN %d: command 0x%02x timed out after %d s",
-					 c->lun, c->cdb[0], s->cfg->cmd_timeout);
+				snprintf(why, sizeof(why), "LUN %s: command 0x%02x timed out after %d s",
+					 LUNSTR(c->lun), c->cdb[0], s->cfg->cmd_timeout);
 				enter_backoff(s, why);
 				return 0;
 			}
@@ -795,7 +796,7 @@ int session_run(struct session *s, struct session_cmd *c)
 	return c->result;
 }
 
-void session_set_identity(struct session *s, int lun, uint8_t page, const uint8_t *data,
+void session_set_identity(struct session *s, uint64_t lun, uint8_t page, const uint8_t *data,
 			  size_t len)
 {
 	struct ident *id = calloc(1, sizeof(*id));
@@ -815,6 +816,11 @@ void session_set_identity(struct session *s, int lun, uint8_t page, const uint8_
 	id->next = s->idents;
 	s->idents = id;
 	pthread_mutex_unlock(&s->qlock);
+}
+
+bool session_can_address(struct session *s, uint64_t lun)
+{
+	return s->tr->can_address(lun);
 }
 
 void session_get_info(struct session *s, struct session_info *out)

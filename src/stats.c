@@ -44,7 +44,7 @@ char *stats_render(const struct fs_model *m, bool prom, size_t *len)
 			struct lun_stats ls;
 			cache_get_stats(l->cache, &cs);
 			lun_get_stats(l->lundev, &ls);
-			fprintf(f, "%s\n    {\"target\": \"%s\", \"lun\": %d, \"file\": \"%s\", "
+			fprintf(f, "%s\n    {\"target\": \"%s\", \"lun\": %d, \"lun_address\": \"0x%016" PRIx64 "\", \"file\": \"%s\", "
 				"\"size\": %" PRIu64 ", \"block_size\": %u,\n     \"cache\": {\"hits\": %" PRIu64
 				", \"misses\": %" PRIu64 ", \"read_ops\": %" PRIu64 ", \"write_ops\": %" PRIu64
 				", \"read_bytes\": %" PRIu64 ", \"write_bytes\": %" PRIu64
@@ -56,7 +56,7 @@ char *stats_render(const struct fs_model *m, bool prom, size_t *len)
 				", \"writes\": %" PRIu64 ", \"read_bytes\": %" PRIu64 ", \"write_bytes\": %" PRIu64
 				", \"retries\": %" PRIu64 ", \"errors\": %" PRIu64
 				", \"read_latency_us_avg\": %.1f, \"write_latency_us_avg\": %.1f}}",
-				i ? "," : "", l->target->name, l->info.lun, l->name,
+				i ? "," : "", l->target->name, lunaddr_number(l->info.lun), l->info.lun, l->name,
 				l->info.nblocks * l->info.block_size, l->info.block_size, cs.hits, cs.misses,
 				cs.read_ops, cs.write_ops, cs.read_bytes, cs.write_bytes, cs.fetch_ops,
 				cs.fetch_bytes, cs.readahead_bytes, cs.writeback_ops, cs.writeback_bytes,
@@ -102,8 +102,8 @@ char *stats_render(const struct fs_model *m, bool prom, size_t *len)
 		for (size_t k = 0; v && k < ARRAY_SIZE(names); k++) {
 			fprintf(f, "# TYPE iscsifs_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
 			for (int i = 0; i < m->nluns; i++)
-				fprintf(f, "iscsifs_%s{target=\"%s\",lun=\"%d\"} %" PRIu64 "\n", names[k],
-					m->luns[i].target->name, m->luns[i].info.lun, v[i][k]);
+				fprintf(f, "iscsifs_%s{target=\"%s\",lun=\"%s\"} %" PRIu64 "\n", names[k],
+					m->luns[i].target->name, LUNSTR(m->luns[i].info.lun), v[i][k]);
 		}
 		free(v);
 	}

@@ -269,10 +269,17 @@ static int li_which_events(struct transport_conn *conn)
 	return iscsi_which_events(conn->ctx);
 }
 
-static int li_command_async(struct transport_conn *conn, int lun, const uint8_t *cdb,
+static bool li_can_address(uint64_t lun)
+{
+	return (lun & 0x0000ffffffffffffULL) == 0;
+}
+
+static int li_command_async(struct transport_conn *conn, uint64_t lun, const uint8_t *cdb,
 			    int cdb_len, enum transport_dir dir, void *buf, uint32_t len,
 			    transport_cmd_cb cb, void *priv)
 {
+	if (!li_can_address(lun))
+		return -EINVAL;
 	struct call *k = call_new(conn, NULL, priv);
 	if (!k)
 		return -ENOMEM;
@@ -295,7 +302,9 @@ static int li_command_async(struct transport_conn *conn, int lun, const uint8_t 
 		else
 			scsi_task_set_iov_out(k->task, &k->iov, 1);
 	}
-	if (iscsi_scsi_command_async(conn->ctx, lun, k->task, call_done, NULL, k) != 0) {
+	/* libiscsi puts this int into bytes 0..1 of the LUN field as it is: the first two
+	 * bytes of the address the target reported (li_can_address). */
+	if (iscsi_scsi_command_async(conn->ctx, (int)(lun >> 48), k->task, call_done, NULL, k) != 0) {
 		call_free(k);
 		return -1;
 	}
@@ -349,6 +358,7 @@ const struct session_transport transport_libiscsi = {
 	.get_fd = li_get_fd,
 	.which_events = li_which_events,
 	.command_async = li_command_async,
+	.can_address = li_can_address,
 	.nop_out_async = li_nop_out_async,
 	.logout_async = li_logout_async,
 	.get_error = li_get_error,

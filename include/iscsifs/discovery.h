@@ -8,13 +8,14 @@
 
 #include "iscsifs/lun.h"
 
-/* LUN numbers of the target, sorted; *out is malloc'ed. Falls back to LUN 0 when
- * REPORT LUNS is not supported. Returns the count or -errno (message in err). */
-int discovery_report_luns(struct session *s, const char *target, int **out, char *err,
+/* The LUNs of the target as REPORT LUNS gives them (lunaddr.h values), sorted;
+ * *out is malloc'ed. Falls back to LUN 0 when REPORT LUNS is not supported. Returns
+ * the count or -errno (message in err). */
+int discovery_report_luns(struct session *s, const char *target, uint64_t **out, char *err,
 			  size_t errlen);
 
 /* Fill info for one LUN. Returns 0 or -errno with a message in err. */
-int discovery_probe_lun(struct session *s, const char *target, int lun, struct lun_info *info,
+int discovery_probe_lun(struct session *s, const char *target, uint64_t lun, struct lun_info *info,
 			char *err, size_t errlen);
 
 /* "disk", "tape", "controller", ... for a peripheral device type. */

@@ -8,11 +8,12 @@
 #define ISCSIFS_LUN_H
 
 #include "iscsifs/blkdev.h"
+#include "iscsifs/lunaddr.h"
 #include "iscsifs/session.h"
 
 /* What discovery learned about a LUN (discovery.c fills it). */
 struct lun_info {
-	int lun;
+	uint64_t lun;                 /* as REPORT LUNS gave it (lunaddr.h) */
 	uint8_t devtype;              /* peripheral device type; 0 = disk */
 	uint8_t qualifier;            /* peripheral qualifier; 0 = connected */
 	uint32_t block_size;

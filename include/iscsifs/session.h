@@ -29,7 +29,7 @@ enum session_dir { SESSION_DIR_NONE = 0, SESSION_DIR_READ = 1, SESSION_DIR_WRITE
 
 struct session_cmd {
 	/* set by the submitter, unchanged by the session */
-	int lun;
+	uint64_t lun;                /* as REPORT LUNS gave it (lunaddr.h) */
 	uint8_t cdb[16];
 	uint8_t cdb_len;
 	enum session_dir dir;
@@ -98,8 +98,11 @@ void session_submit(struct session *s, struct session_cmd *cmd);
 int session_run(struct session *s, struct session_cmd *cmd);
 
 /* After a re-login, check that INQUIRY VPD `page` of `lun` still returns these bytes. */
-void session_set_identity(struct session *s, int lun, uint8_t page, const uint8_t *data,
+void session_set_identity(struct session *s, uint64_t lun, uint8_t page, const uint8_t *data,
 			  size_t len);
+
+/* Whether commands can be sent to `lun` at all (session_transport.can_address). */
+bool session_can_address(struct session *s, uint64_t lun);
 
 void session_get_info(struct session *s, struct session_info *out);
 

@@ -19,6 +19,7 @@
 #ifndef ISCSIFS_TRANSPORT_H
 #define ISCSIFS_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,9 +97,18 @@ struct session_transport {
 	 * (nothing queued, the connection is still usable), another negative value when
 	 * the connection is unusable.
 	 */
-	int (*command_async)(struct transport_conn *conn, int lun, const uint8_t *cdb,
+	int (*command_async)(struct transport_conn *conn, uint64_t lun, const uint8_t *cdb,
 			     int cdb_len, enum transport_dir dir, void *buf, uint32_t len,
 			     transport_cmd_cb cb, void *priv);
+
+	/*
+	 * Whether command_async can address `lun` (a lunaddr.h value) exactly as given.
+	 * libiscsi 1.19 writes only the first two bytes of the LUN field
+	 * (iscsi_pdu_set_lun), so a LUN with any of bytes 2..7 set cannot be reached
+	 * through it; command_async refuses such a LUN with -EINVAL rather than send the
+	 * command to another LUN. Pure; callable from any thread.
+	 */
+	bool (*can_address)(uint64_t lun);
 
 	/* Send a NOP-Out that asks for a NOP-In (iscsi_nop_out_async); cb gets GOOD when it
 	 * came back. */

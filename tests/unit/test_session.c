@@ -410,7 +410,13 @@ static int fake_which_events(struct transport_conn *conn)
 	return POLLIN;
 }
 
-static int fake_command_async(struct transport_conn *conn, int lun, const uint8_t *cdb,
+static bool fake_can_address(uint64_t lun)
+{
+	(void)lun;
+	return true;
+}
+
+static int fake_command_async(struct transport_conn *conn, uint64_t lun, const uint8_t *cdb,
 			      int cdb_len, enum transport_dir dir, void *buf, uint32_t len,
 			      transport_cmd_cb cb, void *priv)
 {
@@ -461,6 +467,7 @@ static const struct session_transport fake_transport = {
 	.get_fd = fake_get_fd,
 	.which_events = fake_which_events,
 	.command_async = fake_command_async,
+	.can_address = fake_can_address,
 	.nop_out_async = fake_nop_out_async,
 	.logout_async = fake_logout_async,
 	.get_error = fake_get_error,
