@@ -193,7 +193,7 @@ static int judge(struct session_cmd *c, int *tries, const char *target, const ch
 							  : strerror(-c->result));
 		return c->result == -ENODEV ? -EIO : c->result;
 	}
-	struct sense_verdict v = sense_decide(c->scsi_status, c->sense_key, c->asc, c->ascq);
+	struct sense_verdict v = sense_decide(c->scsi_status, true, c->sense_key, c->asc, c->ascq);
 	if (v.capacity_changed && cap_changed)
 		*cap_changed = true;
 	if (v.action != SENSE_DONE && *tries < MAX_TRIES) {
@@ -212,7 +212,7 @@ static int judge(struct session_cmd *c, int *tries, const char *target, const ch
 	if (v.err && what) {
 		char buf[160];
 		log_err("%s LUN %s: %s at LBA %" PRIu64 " failed: %s%s", target, LUNSTR(c->lun), what, lba,
-			sense_describe(c->scsi_status, c->sense_key, c->asc, c->ascq, buf, sizeof(buf)),
+			sense_describe(c->scsi_status, true, c->sense_key, c->asc, c->ascq, buf, sizeof(buf)),
 			v.action != SENSE_DONE ? " (retries exhausted)" : "");
 	}
 	return v.err;
