@@ -696,10 +696,11 @@ static int lun_discard(struct blkdev *dev, uint64_t off, uint64_t len, blkdev_cb
 	uint64_t nb = len / l->bs;
 	if (nb > l->unmap_blocks * REQ_WINDOW * 64 &&
 	    !__atomic_exchange_n(&l->slow_unmap_noted, 1, __ATOMIC_ACQ_REL))
-		log_notice("%s LUN %s: the LUN allows %" PRIu64 " blocks per UNMAP (VPD page "
+		log_notice("%s LUN %s: the LUN allows %" PRIu64 " block%s per UNMAP (VPD page "
 			   "0xB0): discarding %" PRIu64 " blocks takes %" PRIu64 " commands, %d at "
-			   "a time", l->target, LUNSTR(l->info.lun), l->unmap_blocks, nb,
-			   DIV_ROUND_UP(nb, l->unmap_blocks), REQ_WINDOW);
+			   "a time", l->target, LUNSTR(l->info.lun), l->unmap_blocks,
+			   l->unmap_blocks == 1 ? "" : "s", nb, DIV_ROUND_UP(nb, l->unmap_blocks),
+			   REQ_WINDOW);
 	return req_start(l, OP_UNMAP, off / l->bs, nb, l->unmap_blocks, NULL, cb, opaque);
 }
 
