@@ -192,6 +192,7 @@ int discovery_report_luns(struct session *s, const char *target, int budget_s, u
 	return (int)k;
 }
 
+/* info->wwn: the LUN's best VPD 0x83 designator (association 0: the logical unit). */
 static void parse_vpd83(struct lun_info *info, const uint8_t *p, int n)
 {
 	int best = 0;
@@ -204,7 +205,16 @@ static void parse_vpd83(struct lun_info *info, const uint8_t *p, int n)
 		const uint8_t *id = p + off + 4;
 		if (off + 4 + len > end)
 			break;
-		int rank = assoc != 0 ? 0 : type == 3 ? 4 : type == 2 ? 3 : type == 8 ? 2 : type == 1 ? 1 : 0;
+		/* Globally unique designators first: NAA IEEE Registered Extended (6),
+		 * Registered (5), Extended (2), then locally assigned NAA (3, which tgt derives
+		 * from target and LUN numbers), EUI-64, SCSI name string, T10 vendor ID. */
+		int naa = type == 3 && len > 0 ? id[0] >> 4 : 0;
+		int rank = assoc != 0   ? 0
+			   : type == 3 ? (naa == 6 ? 9 : naa == 5 ? 8 : naa == 2 ? 7 : 6)
+			   : type == 2 ? 3
+			   : type == 8 ? 2
+			   : type == 1 ? 1
+				       : 0;
 		if (rank > best) {
 			char buf[256] = "";
 			size_t k = 0;

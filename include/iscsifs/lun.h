@@ -32,7 +32,8 @@ struct lun_info {
 	uint64_t max_ws_blocks;       /* VPD 0xB0, 0 = not reported */
 	char vendor[9], product[17], revision[5];
 	char serial[256];             /* VPD 0x80, "" when absent */
-	char wwn[256];                /* VPD 0x83 first NAA/EUI/name designator, "" when absent */
+	char wwn[256];                /* VPD 0x83: the best logical-unit designator (NAA 6, 5, 2,
+	                                 3, EUI-64, name, T10; discovery.c), "" when absent */
 	/* Identity, compared after every re-login: the raw VPD pages as first read (a
 	 * different disk may differ in only one of them). Length 0 = page absent. */
 	uint8_t vpd80[255], vpd83[255];
