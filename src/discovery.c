@@ -396,7 +396,7 @@ int discovery_probe_lun(struct session *s, const char *target, int budget_s, uin
 			/* SBC: "the capacity does not fit, use READ CAPACITY(16)" - which failed */
 			snprintf(err, errlen, "%s: READ CAPACITY(10) says the LUN is too large for it "
 				 "(last LBA 0xffffffff: use READ CAPACITY(16)), and READ "
-				 "CAPACITY(16) failed (%s); its size is unknown, so it is left out",
+				 "CAPACITY(16) failed (%s); its size is unknown",
 				 d.subject, rc16_why);
 			return -EOVERFLOW;
 		}
@@ -411,7 +411,7 @@ int discovery_probe_lun(struct session *s, const char *target, int budget_s, uin
 	if (lun_capacity(last_lba, info->block_size, &info->nblocks, &bytes) < 0) {
 		snprintf(err, errlen, "%s reports an impossible capacity: last LBA %" PRIu64
 			 " (0x%" PRIx64 ") with %u-byte blocks is more than a file can hold "
-			 "(2^63 - 1 bytes); it is left out", d.subject, last_lba, last_lba,
+			 "(2^63 - 1 bytes)", d.subject, last_lba, last_lba,
 			 info->block_size);
 		return -EOVERFLOW;
 	}

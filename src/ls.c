@@ -71,7 +71,7 @@ int ls_main(struct config *cfg)
 			if (tl_->err) {
 				/* probing failed: listed, and the failure is the exit status */
 				fflush(stdout);
-				fprintf(stderr, "iscsifs: %s LUN %s: %s\n", tg->name, LUNSTR(li->lun),
+				fprintf(stderr, "iscsifs: %s LUN %s: %s\n", tg->name, tl_->label,
 					tl_->reason);
 				status = 1;
 				snprintf(content, sizeof(content), "not mounted: probing failed");
@@ -106,7 +106,7 @@ int ls_main(struct config *cfg)
 					snprintf(content + strlen(content), sizeof(content) - strlen(content),
 						 "; not mountable: %s", tl_->reason);
 			}
-			printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", LUNSTR(li->lun),
+			printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", tl_->label,
 			       tl_->probed ? discovery_devtype_name(li->devtype) : "-", size,
 			       disk ? li->block_size : 0,
 			       disk ? (li->write_protected ? "yes" : "no") : "-",

@@ -121,6 +121,20 @@ static void list_luns_text(const uint64_t *luns, int n, char *buf, size_t len)
 		snprintf(buf + k, len - k, ", ...");
 }
 
+/* A discovery message without its leading "TARGET LUN n" (and ": "), for a line
+ * that names the LUN already. */
+static const char *without_subject(const char *msg, const char *target, uint64_t lun)
+{
+	char subject[CONFIG_NAME_MAX + 40];
+	size_t n = (size_t)snprintf(subject, sizeof(subject), "%s LUN %s", target, LUNSTR(lun));
+	if (strncmp(msg, subject, n) != 0)
+		return msg;
+	msg += n;
+	if (msg[0] == ':')
+		msg++;
+	return msg + (msg[0] == ' ');
+}
+
 /* How a LUN address is formed, for the reason a LUN has no number. */
 static const char *address_method(uint64_t a)
 {
@@ -156,6 +170,7 @@ int target_list_luns(const struct config *cfg, struct fs_target *t, int number, 
 			continue;
 		struct target_lun *tl = &v[k++];
 		tl->info.lun = luns[i];
+		snprintf(tl->label, sizeof(tl->label), "%s", LUNSTR(luns[i]));
 		if (!session_can_address(t->sess[0], luns[i])) {
 			snprintf(tl->reason, sizeof(tl->reason), "cannot be addressed: its address "
 				 "uses bytes past the first two (%s), which libiscsi 1.19 cannot "
@@ -176,6 +191,8 @@ int target_list_luns(const struct config *cfg, struct fs_target *t, int number, 
 						 "reported in two forms (0x%016" PRIx64 " and 0x%016"
 						 PRIx64 "); which one is LUN %d is ambiguous",
 						 num, luns[i], luns[j], num);
+					snprintf(tl->label, sizeof(tl->label), "0x%016" PRIx64,
+						 luns[i]);
 					tl->warn = true;
 					file = false;
 					break;
@@ -191,7 +208,8 @@ int target_list_luns(const struct config *cfg, struct fs_target *t, int number, 
 		if (r < 0) {
 			size_t len = strlen(tl->reason);
 			snprintf(tl->reason + len, sizeof(tl->reason) - len, "%s%s",
-				 len ? "; and probing it failed: " : "", err);
+				 len ? "; and probing it failed: " : "", without_subject(err, t->name,
+											luns[i]));
 			tl->warn = true;
 			tl->err = r;
 			err[0] = 0;
@@ -274,8 +292,8 @@ int target_probe_luns(const struct config *cfg, struct fs_target *t, bool all,
 				 cfg->url.lun, list);
 			r = -ENOENT;
 		} else if (!v[0].mountable) {
-			snprintf(err, errlen, "LUN %d of %s cannot be mounted: %s", cfg->url.lun,
-				 t->name, v[0].reason);
+			snprintf(err, errlen, "%s LUN %d cannot be mounted: %s", t->name,
+				 cfg->url.lun, v[0].reason);
 			r = v[0].probed && (v[0].info.devtype || v[0].info.qualifier) ? -ENODEV
 										    : -EINVAL;
 		} else {
@@ -293,10 +311,23 @@ int target_probe_luns(const struct config *cfg, struct fs_target *t, bool all,
 		}
 		if (v[i].mountable)
 			infos[k++] = v[i].info;
-		else if (v[i].warn)
-			log_warn("%s LUN %s is left out: %s (see: iscsifs ls)", t->name,
-				 LUNSTR(v[i].info.lun), v[i].reason);
 	}
+	int left = 0, first = -1;
+	for (int i = 0; i < n; i++)
+		if (!v[i].mountable && v[i].warn && !left++)
+			first = i;
+	if (k == 0 && left && cfg->url.target[0]) {
+		/* nothing to mount: the reason is the error, not a warning before it */
+		snprintf(err, errlen, "%s LUN %s cannot be mounted: %s%s", t->name,
+			 v[first].label, v[first].reason,
+			 left > 1 ? " (and other LUNs are left out; see: iscsifs ls)" : "");
+		r = -ENODEV;
+		goto out;
+	}
+	for (int i = 0; i < n; i++)
+		if (!v[i].mountable && v[i].warn)
+			log_warn("%s LUN %s is left out: %s (see: iscsifs ls)", t->name, v[i].label,
+				 v[i].reason);
 out:
 	free(v);
 	if (r < 0) {

@@ -50,11 +50,14 @@ void target_close_sessions(struct target_list *tl);
  */
 struct target_lun {
 	struct lun_info info;         /* info.lun always; the rest once probed */
+	char label[LUNADDR_STRLEN];   /* "257", or the address in hex when the number
+	                                 does not name it alone (for ls and logs) */
 	bool probed;                  /* INQUIRY and the rest are in info */
 	bool mountable;               /* becomes a file */
 	bool warn;                    /* left out for a reason worth a warning */
 	int err;                      /* -errno when probing it failed (reason says how) */
-	char reason[CONFIG_ERRLEN];   /* why it is not a file; "" when mountable */
+	char reason[CONFIG_ERRLEN];   /* why it is not a file, without the LUN's name
+	                                 ("has no LUN number ..."); "" when mountable */
 };
 
 /*
