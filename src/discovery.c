@@ -73,9 +73,14 @@ static int datain(struct dctx *d, uint64_t lun, const char *name, const uint8_t 
 			 name, d->budget_s);
 		return -ETIMEDOUT;
 	}
+	if (c.result == -EIO) {
+		snprintf(err, errlen, "%s: %s failed: the target's answer broke the iSCSI protocol, "
+			 "or the connection failed repeatedly (see above)", d->subject, name);
+		return -EPROTO;
+	}
 	if (c.result < 0) {
 		snprintf(err, errlen, "%s: %s got no answer: %s", d->subject, name, why);
-		return c.result == -ENOMEM ? -ENOMEM : -ETIMEDOUT;
+		return c.result == -ENOMEM || c.result == -ESHUTDOWN ? c.result : -ETIMEDOUT;
 	}
 	snprintf(err, errlen, "%s answered %s with %s", d->subject, name, why);
 	return r == -ETIMEDOUT ? -EIO : r;
@@ -245,7 +250,7 @@ static int optional(struct dctx *d, uint64_t lun, const char *name, const uint8_
 		    int cdb_len, uint8_t *buf, uint32_t len, char *err, size_t errlen)
 {
 	int n = datain(d, lun, name, cdb, cdb_len, buf, len, err, errlen);
-	if (n == -ETIMEDOUT || n == -ENOMEM)
+	if (DISCOVERY_TARGET_FAILED(n))
 		return n;
 	if (n < 0) {
 		log_debug("%s", err); /* not supported, or an error: without it */
@@ -362,7 +367,7 @@ int discovery_probe_lun(struct session *s, const char *target, int budget_s, uin
 	cdb[1] = 0x10;
 	cdb[13] = 32;
 	n = datain(&d, lun, "READ CAPACITY(16)", cdb, 16, buf, 32, rc16_why, sizeof(rc16_why));
-	if (n == -ETIMEDOUT || n == -ENOMEM) {
+	if (DISCOVERY_TARGET_FAILED(n)) {
 		snprintf(err, errlen, "%s", rc16_why);
 		return n;
 	}

@@ -180,6 +180,9 @@ static int judge(struct session_cmd *c, int *tries, bool *cap_changed, uint64_t 
 				 (double)(exp - start_ms) / 1000.0);
 		else if (c->result == -ETIMEDOUT)
 			snprintf(why, whylen, "no answer within its time budget");
+		else if (c->result == -EIO)
+			snprintf(why, whylen, "the target's answer broke the iSCSI protocol, or the "
+				 "connection failed repeatedly (see above)");
 		else
 			snprintf(why, whylen, "%s", strerror(-c->result));
 		return c->result == -ENODEV || c->result == -ETIMEDOUT ? -EIO : c->result;

@@ -203,7 +203,7 @@ int target_list_luns(const struct config *cfg, struct fs_target *t, int number, 
 			continue;
 		r = discovery_probe_lun(t->sess[0], t->name, cfg->login_timeout, luns[i],
 					&tl->info, err, errlen);
-		if (r == -ETIMEDOUT || r == -ENOMEM || r == -ESHUTDOWN)
+		if (DISCOVERY_TARGET_FAILED(r))
 			goto out; /* the target, not this LUN */
 		if (r < 0) {
 			size_t len = strlen(tl->reason);

@@ -8,14 +8,19 @@
  * 15 s", "answered INQUIRY with CHECK CONDITION: ...". Answers are parsed from our own
  * buffers with explicit bounds.
  *
- * Errors: -ETIMEDOUT when the target did not answer a command (the session gave up on
- * it: time budget, connection lost past replacement_timeout, shutdown); any other
+ * Errors that fail the target as a whole (DISCOVERY_TARGET_FAILED): -ETIMEDOUT when
+ * it did not answer a command within its budget, -EPROTO when its answer broke the
+ * iSCSI protocol or the connection failed repeatedly, -ESHUTDOWN, -ENOMEM. Any other
  * -errno means the target answered, and the answer is an error or unusable for this
- * LUN (-EIO), or describes something iscsifs refuses (-EINVAL block size,
- * -EOVERFLOW capacity, -E2BIG REPORT LUNS list).
+ * LUN (-EIO, or the sense's errno), or describes something iscsifs refuses (-EINVAL
+ * block size, -EOVERFLOW capacity, -E2BIG REPORT LUNS list).
  */
+#define DISCOVERY_TARGET_FAILED(r)                                                   \
+	((r) == -ETIMEDOUT || (r) == -EPROTO || (r) == -ESHUTDOWN || (r) == -ENOMEM)
 #ifndef ISCSIFS_DISCOVERY_H
 #define ISCSIFS_DISCOVERY_H
+
+#include <errno.h>
 
 #include "iscsifs/lun.h"
 
