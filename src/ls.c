@@ -28,6 +28,69 @@ static void human_size(uint64_t b, char *buf, size_t len)
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
+/* What is on a LUN that becomes a file, into `content`; 1 (and a line on stderr) when
+ * it cannot be read: an unreadable LUN is not "unknown content". */
+static int content_of(struct fs_target *tg, const struct target_lun *tl, char *content,
+		      size_t len)
+{
+	int r = -ENOMEM;
+	struct blkdev *d = lun_create(tg->sess, 1, tg->name, &tl->info, true);
+	struct probe_result *pr = malloc(sizeof(*pr));
+	if (!d)
+		r = -errno;
+	if (d && pr && (r = probe_blkdev(d, true, pr)) == 0) {
+		if (pr->pttype[0])
+			snprintf(content, len, "%s, %d partition%s", pr->pttype, pr->nparts,
+				 pr->nparts == 1 ? "" : "s");
+		else if (pr->content.type[0])
+			snprintf(content, len, "%s%s%s", pr->content.type,
+				 pr->content.label[0] ? " " : "", pr->content.label);
+		else
+			snprintf(content, len, "unknown");
+	} else {
+		fflush(stdout);
+		fprintf(stderr, "iscsifs: %s LUN %s: cannot read its content: %s\n", tg->name,
+			tl->label, strerror(-r));
+		snprintf(content, len, "unreadable (%s)", strerror(-r));
+	}
+	free(pr);
+	if (d)
+		d->ops->destroy(d);
+	return r < 0;
+}
+
+/* One line of the listing; 1 when probing the LUN failed (the exit status). */
+static int list_lun(struct fs_target *tg, const struct target_lun *tl)
+{
+	const struct lun_info *li = &tl->info;
+	char size[32] = "-", content[CONFIG_ERRLEN + 32] = "-";
+	bool disk = tl->probed && li->devtype == 0 && li->qualifier == 0;
+	int status = 0;
+
+	if (disk)
+		human_size(li->nblocks * li->block_size, size, sizeof(size));
+	if (tl->err) {
+		/* probing failed: listed, and the failure is the exit status */
+		fflush(stdout);
+		fprintf(stderr, "iscsifs: %s LUN %s: %s\n", tg->name, tl->label, tl->reason);
+		snprintf(content, sizeof(content), "not mounted: probing failed");
+		status = 1;
+	} else if (!tl->mountable && tl->warn) {
+		snprintf(content, sizeof(content), "not mounted: %s", tl->reason);
+	} else if (tl->mountable) {
+		status = content_of(tg, tl, content, sizeof(content));
+		if (tl->reason[0]) /* the same identifier as another LUN */
+			snprintf(content + strlen(content), sizeof(content) - strlen(content),
+				 "; not mountable: %s", tl->reason);
+	}
+	printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", tl->label,
+	       tl->probed ? discovery_devtype_name(li->devtype) : "-", size,
+	       disk ? li->block_size : 0, disk ? (li->write_protected ? "yes" : "no") : "-",
+	       li->vendor[0] ? li->vendor : "-", li->product[0] ? li->product : "-",
+	       li->wwn[0] ? li->wwn : (li->serial[0] ? li->serial : "-"), content);
+	return status;
+}
+
 int ls_main(struct config *cfg)
 {
 	char err[CONFIG_ERRLEN] = "";
@@ -61,58 +124,8 @@ int ls_main(struct config *cfg)
 		}
 		printf("  %-4s %-10s %10s %6s %-3s %-8s %-16s %-24s %s\n", "LUN", "TYPE", "SIZE",
 		       "BLOCK", "RO", "VENDOR", "PRODUCT", "WWN", "CONTENT");
-		for (int i = 0; i < n; i++) {
-			struct target_lun *tl_ = &luns[i];
-			struct lun_info *li = &tl_->info;
-			char size[32] = "-", content[CONFIG_ERRLEN + 32] = "-";
-			bool disk = tl_->probed && li->devtype == 0 && li->qualifier == 0;
-			if (disk)
-				human_size(li->nblocks * li->block_size, size, sizeof(size));
-			if (tl_->err) {
-				/* probing failed: listed, and the failure is the exit status */
-				fflush(stdout);
-				fprintf(stderr, "iscsifs: %s LUN %s: %s\n", tg->name, tl_->label,
-					tl_->reason);
-				status = 1;
-				snprintf(content, sizeof(content), "not mounted: probing failed");
-			} else if (!tl_->mountable && tl_->warn) {
-				snprintf(content, sizeof(content), "not mounted: %s", tl_->reason);
-			} else if (tl_->mountable) {
-				int r = -ENOMEM;
-				struct blkdev *d = lun_create(tg->sess, 1, tg->name, li, true);
-				struct probe_result *pr = malloc(sizeof(*pr));
-				if (d && pr && (r = probe_blkdev(d, true, pr)) == 0) {
-					if (pr->pttype[0])
-						snprintf(content, sizeof(content), "%s, %d partition%s",
-							 pr->pttype, pr->nparts, pr->nparts == 1 ? "" : "s");
-					else if (pr->content.type[0])
-						snprintf(content, sizeof(content), "%s%s%s", pr->content.type,
-							 pr->content.label[0] ? " " : "", pr->content.label);
-					else
-						snprintf(content, sizeof(content), "unknown");
-				} else {
-					/* an unreadable LUN is not "unknown content": say so, and
-					 * exit non-zero */
-					fflush(stdout);
-					fprintf(stderr, "iscsifs: %s LUN %s: cannot read its content: %s\n",
-						tg->name, LUNSTR(li->lun), strerror(-r));
-					status = 1;
-					snprintf(content, sizeof(content), "unreadable (%s)", strerror(-r));
-				}
-				free(pr);
-				if (d)
-					d->ops->destroy(d);
-				if (tl_->reason[0]) /* same identifier as another LUN */
-					snprintf(content + strlen(content), sizeof(content) - strlen(content),
-						 "; not mountable: %s", tl_->reason);
-			}
-			printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", tl_->label,
-			       tl_->probed ? discovery_devtype_name(li->devtype) : "-", size,
-			       disk ? li->block_size : 0,
-			       disk ? (li->write_protected ? "yes" : "no") : "-",
-			       li->vendor[0] ? li->vendor : "-", li->product[0] ? li->product : "-",
-			       li->wwn[0] ? li->wwn : (li->serial[0] ? li->serial : "-"), content);
-		}
+		for (int i = 0; i < n; i++)
+			status |= list_lun(tg, &luns[i]);
 		fflush(stdout);
 		free(luns);
 	}
