@@ -64,13 +64,16 @@ static int datain(struct dctx *d, uint64_t lun, const char *name, const uint8_t 
 	c.len = len;
 	set_budget(&c, d->budget_s);
 	memset(buf, 0, len);
+	uint64_t start = util_now_ms();
 	int r = lun_command(d->s, &c, d->target, NULL, why, sizeof(why));
 	if (r >= 0)
 		return (int)(len - c.residual); /* lun_command checked residual <= len */
 	memset(buf, 0, len);
 	if (c.result == -ETIMEDOUT) {
-		snprintf(err, errlen, "%s: no answer to %s within %d s (login_timeout)", d->subject,
-			 name, d->budget_s);
+		/* the budget is login_timeout; a command already sent when it runs out
+		 * ends at its cmd_timeout: say how long it really was */
+		snprintf(err, errlen, "%s: no answer to %s within %.0f s", d->subject, name,
+			 (double)(util_now_ms() - start) / 1000.0);
 		return -ETIMEDOUT;
 	}
 	if (c.result == -EIO) {

@@ -172,12 +172,12 @@ static int judge(struct session_cmd *c, int *tries, bool *cap_changed, uint64_t 
 
 	why[0] = 0;
 	if (c->result < 0) {
-		uint64_t exp = cmd_expire_ms(c);
+		uint64_t now = util_now_ms();
 		if (c->result == -ENODEV)
 			snprintf(why, whylen, "the LUN changed identity (another disk answers as it)");
-		else if (c->result == -ETIMEDOUT && exp > start_ms)
-			snprintf(why, whylen, "no answer within %.0f s (its time budget)",
-				 (double)(exp - start_ms) / 1000.0);
+		else if (c->result == -ETIMEDOUT && start_ms && now > start_ms)
+			snprintf(why, whylen, "no answer within %.0f s (its time budget ran out)",
+				 (double)(now - start_ms) / 1000.0);
 		else if (c->result == -ETIMEDOUT)
 			snprintf(why, whylen, "no answer within its time budget");
 		else if (c->result == -EIO)
