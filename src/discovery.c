@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "iscsifs-config.h"
 #include "iscsifs/discovery.h"
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
@@ -28,14 +29,18 @@ static uint64_t be64(const uint8_t *p)
 
 /*
  * PLAN.md interface 1: a command's time budget (session_cmd.expire_ms), so that a target
- * that logs in and then stops answering fails discovery after budget_s, not after the
- * session's cmd_timeout x attempts + replacement_timeout. Until the session carries the
- * field, the session's own bounds apply.
+ * that logs in and then stops answering fails discovery soon with a message that says
+ * so, not after the session's cmd_timeout x attempts + replacement_timeout. Kept
+ * across lun_command's retries: the budget is the command's, not each try's.
  */
 static void set_budget(struct session_cmd *c, int budget_s)
 {
+#if HAVE_SESSION_CMD_DATA_IN
+	c->expire_ms = util_now_ms() + (uint64_t)MAX(budget_s, 1) * 1000;
+#else
 	(void)c;
 	(void)budget_s;
+#endif
 }
 
 /* What the commands of one probe share: where they go and how to say what happened. */

@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "iscsifs-config.h"
 #include "iscsifs/config.h"
 #include "iscsifs/discovery.h"
 #include "iscsifs/log.h"
@@ -84,7 +85,7 @@ static struct target {
 	 * for data-in, their data filled except the last bad_short bytes) */
 	int bad_op, bad_count;
 	struct transport_result bad;
-	uint32_t bad_short;
+	uint32_t bad_short;          /* Data-In bytes missing at the end, no residual */
 	bool bad_hang;               /* or: never answered */
 	/* what happened */
 	int queued, max_queued;
@@ -153,6 +154,9 @@ static void target_reset(void)
 static void sense(struct transport_result *r, int key, int asc, int ascq)
 {
 	r->status = TRANSPORT_STATUS_CHECK_CONDITION;
+#if HAVE_SESSION_CMD_DATA_IN
+	r->sense_valid = true;
+#endif
 	r->sense_key = key;
 	r->asc = asc;
 	r->ascq = ascq;
@@ -401,12 +405,18 @@ static int fake_service(struct transport_conn *conn, int revents)
 				T.bad_count--;
 				uint32_t res = r.residual;
 				r = T.bad;
-				if (o->dir == TRANSPORT_DIR_READ && T.bad_short)
-					memset(o->buf + o->len - MIN(T.bad_short, o->len), 0xee,
-					       MIN(T.bad_short, o->len));
-				else if (!r.residual)
+				if (!r.residual)
 					r.residual = res;
 			}
+#if HAVE_SESSION_CMD_DATA_IN
+			/* Data-In that arrived: all of the answer, less what bad_short cuts */
+			if (o->dir == TRANSPORT_DIR_READ && r.status == TRANSPORT_STATUS_GOOD) {
+				uint32_t got = o->len - MIN(r.residual, o->len);
+				if (o->cdb[0] == T.bad_op && T.bad_short)
+					got -= MIN(T.bad_short, got);
+				r.data_in = got;
+			}
+#endif
 		}
 		pthread_mutex_unlock(&T.lock);
 		if (o->kind == OP_CMD)
@@ -533,6 +543,9 @@ static struct blkdev *open_lun(uint64_t lun, struct lun_info *info)
 	return d;
 }
 
+/* The next `count` commands with opcode `op` get this status (and, for CHECK
+ * CONDITION, valid sense key/asc unless key < 0: unusable sense), this residual, and
+ * for a READ `short_bytes` less Data-In than they announce. */
 static void misbehave(int op, int count, int status, int key, int asc, uint32_t residual,
 		      uint32_t short_bytes)
 {
@@ -541,7 +554,10 @@ static void misbehave(int op, int count, int status, int key, int asc, uint32_t 
 	T.bad_count = count;
 	memset(&T.bad, 0, sizeof(T.bad));
 	T.bad.status = status;
-	T.bad.sense_key = key;
+#if HAVE_SESSION_CMD_DATA_IN
+	T.bad.sense_valid = status == 2 && key >= 0;
+#endif
+	T.bad.sense_key = key < 0 ? 0 : key;
 	T.bad.asc = asc;
 	T.bad.residual = residual;
 	T.bad_short = short_bytes;
@@ -569,8 +585,8 @@ static void test_check_condition_is_never_success(void)
 	memset(buf, 0x5a, sizeof(buf));
 	CHECK_EQ("a healthy write", 0, blkdev_write_sync(d, 0, sizeof(buf), buf));
 
-	/* WRITE answered CHECK CONDITION / NO SENSE, RECOVERED ERROR, unparsable (key 0) */
-	const int keys[] = { 0, 1, 0 };
+	/* WRITE answered CHECK CONDITION / NO SENSE, RECOVERED ERROR, unusable sense */
+	const int keys[] = { 0, 1, -1 };
 	const int ascs[] = { 0, 0x17, 0 };
 	for (int i = 0; i < 3; i++) {
 		misbehave(0x2a, 1, 2, keys[i], ascs[i], 0, 0);
@@ -583,9 +599,15 @@ static void test_check_condition_is_never_success(void)
 	CHECK_EQ("READ answered CHECK CONDITION NO SENSE", -EIO,
 		 blkdev_read_sync(d, 0, sizeof(buf), buf));
 	/* READ answered GOOD with a residual (short): -EIO, never success */
-	misbehave(0x28, 1, 0, 0, 0, 512, 512);
+	misbehave(0x28, 1, 0, 0, 0, 512, 0);
 	CHECK_EQ("READ answered GOOD with 512 bytes of residual", -EIO,
 		 blkdev_read_sync(d, 0, sizeof(buf), buf));
+#if HAVE_SESSION_CMD_DATA_IN
+	/* READ answered GOOD, no residual, 512 bytes of Data-In missing (PLAN.md 2) */
+	misbehave(0x28, 1, 0, 0, 0, 0, 512);
+	CHECK_EQ("READ answered GOOD with 512 bytes of Data-In missing, no residual", -EIO,
+		 blkdev_read_sync(d, 0, sizeof(buf), buf));
+#endif
 	/* WRITE answered GOOD with a residual: the target did not take it all */
 	misbehave(0x2a, 1, 0, 0, 0, 512, 0);
 	CHECK_EQ("WRITE answered GOOD with 512 bytes of residual", -EIO,
@@ -897,6 +919,59 @@ static void test_report_luns(void)
 	CHECK_EQ("a list of 2^31 bytes is refused", -E2BIG, n);
 	CHECK("and says how long", strstr(err, "2147483640") != NULL);
 
+#if HAVE_SESSION_CMD_DATA_IN /* the time budget and sense_valid (PLAN.md 1, 2) */
+	/* never answered: fails within its budget, and says so (issue 9 §12) */
+	target_reset();
+	pthread_mutex_lock(&T.lock);
+	T.bad_op = 0xa0;
+	T.bad_count = 1;
+	T.bad_hang = true;
+	pthread_mutex_unlock(&T.lock);
+	/* the budget is 1 s; a command in flight ends at its cmd_timeout (2 s here) */
+	cfg.cmd_timeout = 2;
+	uint64_t t0 = util_now_ms();
+	n = discovery_report_luns(S, TARGET, 1, &luns, err, sizeof(err));
+	uint64_t took = util_now_ms() - t0;
+	cfg.cmd_timeout = 30;
+	CHECK_EQ("REPORT LUNS never answered", -ETIMEDOUT, n);
+	CHECK("after its budget, within cmd_timeout (+ 1.5 s)", took >= 900 && took < 3500);
+	if (!strstr(err, "no answer to REPORT LUNS within 2 s")) {
+		fprintf(stderr, "FAIL silent REPORT LUNS message: \"%s\"\n", err);
+		failures++;
+	}
+	printf("REPORT LUNS never answered: failed after %llu ms: %s\n",
+	       (unsigned long long)took, err);
+	pthread_mutex_lock(&T.lock);
+	T.bad_hang = false;
+	T.bad_count = 0;
+	pthread_mutex_unlock(&T.lock);
+
+	/* BUSY forever: retried with backoff, but never past the budget, and says so
+	 * (first let the session log in again after the dropped connection above) */
+	target_reset();
+	CHECK("the session is back", discovery_report_luns(S, TARGET, 10, &luns, err, sizeof(err)) == 1);
+	free(luns);
+	misbehave(0x12, 1000, 8, 0, 0, 0, 0);
+	struct lun_info info;
+	t0 = util_now_ms();
+	int r = discovery_probe_lun(S, TARGET, 1, lunaddr_from_number(1), &info, err, sizeof(err));
+	took = util_now_ms() - t0;
+	CHECK_EQ("INQUIRY answered BUSY forever", -EIO, r);
+	CHECK("within its 1 s budget", took < 1500);
+	if (!strstr(err, "BUSY") || !strstr(err, "time budget")) {
+		fprintf(stderr, "FAIL BUSY-forever message: \"%s\"\n", err);
+		failures++;
+	}
+	misbehave(-1, 0, 0, 0, 0, 0, 0);
+
+	/* unusable sense on REPORT LUNS: said so */
+	target_reset();
+	misbehave(0xa0, 1, 2, -1, 0, 0, 0);
+	n = discovery_report_luns(S, TARGET, 5, &luns, err, sizeof(err));
+	CHECK_EQ("REPORT LUNS answered CHECK CONDITION without usable sense", -EIO, n);
+	CHECK("and says so", strstr(err, "without usable sense") != NULL);
+
+#endif
 	/* answered with CHECK CONDITION: the message says so, decoded */
 	target_reset();
 	misbehave(0xa0, 1, 2, 3, 0x11, 0, 0);
