@@ -5,6 +5,7 @@
  * (fs_run) and takes it down, writing back what is dirty.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,21 @@ static struct cache_config cache_config_for(const struct config *cfg,
 					     MAX((uint64_t)info->max_xfer_blocks * info->block_size,
 						 cc.cache_block));
 	return cc;
+}
+
+/* What the probe found, for the log: its cost (debug), and a LUN holding data where
+ * libblkid recognises nothing (notice, once per LUN at mount). */
+static void probe_log(const char *name, const struct probe_result *pr)
+{
+	log_debug("%s: probe read %" PRIu64 " bytes: %s%s%s, %d partition%s", name,
+		  pr->bytes_read, pr->pttype[0] ? pr->pttype : "no partition table",
+		  pr->content.type[0] ? ", " : "", pr->content.type, pr->nparts,
+		  pr->nparts == 1 ? "" : "s");
+	if (!pr->blank && !pr->pttype[0] && !pr->content.type[0])
+		log_notice("%s: not blank (data at byte %" PRIu64 ") but libblkid recognises no "
+			   "partition table or filesystem on it, so there are no partition files "
+			   "(check with blkid -p or partx on the disk image)",
+			   name, pr->first_data);
 }
 
 /* ---------- mount ---------- */
@@ -110,6 +126,8 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			if (probe_blkdev(l->cache, true, &l->probe) < 0)
 				log_warn("%s: could not read the partition table; no partition files",
 					 name);
+			else
+				probe_log(name, &l->probe);
 		}
 		free(infos);
 	}
