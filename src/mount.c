@@ -18,6 +18,7 @@
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/lunaddr.h"
+#include "iscsifs/lunlock.h"
 #include "iscsifs/probe.h"
 #include "iscsifs/target.h"
 #include "iscsifs/util.h"
@@ -94,6 +95,14 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			memset(l, 0, sizeof(*l));
 			l->target = &tl->v[t];
 			l->info = infos[i];
+			/* one writer per LUN per host: before anything reads, writes or mounts */
+			r = lunlock_take(tl->v[t].name, &l->info,
+					 !cfg->read_only && !l->info.write_protected, cfg->url_text,
+					 cfg->mountpoint, err, errlen);
+			if (r < 0) {
+				free(infos);
+				return r;
+			}
 			snprintf(l->name, sizeof(l->name), "lun%s", LUNSTR(infos[i].lun));
 			for (int s = 0; s < tl->v[t].nsess; s++)
 			{
@@ -182,12 +191,14 @@ int mount_main(struct config *cfg)
 	if (r < 0) {
 		fprintf(stderr, "iscsifs: %s\n", err[0] ? err : strerror(-r));
 		teardown(&m, &tl);
+		lunlock_release_all();
 		config_wipe_secrets(cfg);
 		return 1;
 	}
 	target_log_port_notices(cfg, &tl);
 	r = fs_run(&m, ready_fd);
 	int lost = teardown(&m, &tl);
+	lunlock_release_all(); /* after the last write-back */
 	config_wipe_secrets(cfg);
 	if (lost)
 		log_err("exiting with an error: dirty data of %d LUN%s could not be written (see "
