@@ -470,9 +470,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->errors_seen = write_errors(n->lun);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
+	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE) {
+		static bool told; /* atomic */
 		fi->direct_io = 1; /* shared LUN: no page cache either */
-	else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
+		/* The kernel refuses a shared mmap of a direct-I/O file unless the daemon
+		 * asked for FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6+), which libfuse 3.14 cannot
+		 * ask for; and mmap sends nothing to the daemon, so this is the last moment
+		 * to say it. */
+		if (!__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+			log_notice("cache=none: LUN files are opened for direct I/O, so mmap(MAP_SHARED) "
+				   "of them fails with ENODEV (libfuse 3.14 cannot ask the kernel for "
+				   "FUSE_DIRECT_IO_ALLOW_MMAP): use cache=writethrough for programs "
+				   "that map files shared");
+	} else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
 	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
 	 * page caches, so a write through one leaves stale pages in the other; without
