@@ -288,6 +288,7 @@ struct rewrite {
 	struct wrange *done;         /* written through the file: sorted, disjoint; lock */
 	size_t n, cap;               /* lock */
 	uint64_t end;                /* the image's end; lock */
+	bool given_up;               /* a write could not be recorded: zero nothing; lock */
 };
 
 static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch);
@@ -347,6 +348,10 @@ static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
 	uint64_t pos = 0;
 	int r = 0;
 	pthread_mutex_lock(&rw->lock);
+	if (rw->given_up) {
+		pthread_mutex_unlock(&rw->lock);
+		return 0;
+	}
 	gaps = malloc((rw->n + 1) * sizeof(*gaps));
 	for (size_t i = 0; gaps && i <= rw->n && pos < upto; i++) {
 		uint64_t gap_end = i < rw->n ? MIN(rw->done[i].start, upto) : upto;
@@ -380,15 +385,23 @@ static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_
 		return;
 	pthread_mutex_lock(&rw->lock);
 	rw->end = MAX(rw->end, off + len);
-	if (rewrite_add(rw, off, off + len) < 0 || rw->n > REWRITE_MAX_RANGES)
-		first_gap_end = rw->n > 1 ? rw->done[1].start : rw->n ? rw->done[0].start : 0;
+	if (rewrite_add(rw, off, off + len) < 0) {
+		/* zeroing "unwritten" bytes could now destroy this write: stop zeroing */
+		if (!rw->given_up)
+			log_err("%s %s: out of memory: the holes skipped by the writer of a file "
+				"opened with O_TRUNC keep their old content",
+				n->lun->target->name, n->name);
+		rw->given_up = true;
+	} else if (rw->n > REWRITE_MAX_RANGES) {
+		first_gap_end = rw->done[1].start;
+	}
 	pthread_mutex_unlock(&rw->lock);
-	/* Out of memory or too many ranges (a writer that skips around a lot): settle the
-	 * first gap now rather than forget it. */
+	/* Too many ranges (a writer that skips around a lot): settle the first gap now
+	 * rather than keep it. */
 	if (first_gap_end && rewrite_settle(n, rw, first_gap_end) < 0)
-		log_err("%s: cannot zero the bytes skipped before offset %" PRIu64
+		log_err("%s %s: cannot zero the bytes skipped before offset %" PRIu64
 			" of a file opened with O_TRUNC",
-			n->name, first_gap_end);
+			n->lun->target->name, n->name, first_gap_end);
 }
 
 /* op_setattr's size change of node n (fi: the open file, when ftruncate). */
