@@ -31,6 +31,7 @@
 
 #include "iscsifs/cache.h"
 #include "iscsifs/fs.h"
+#include "iscsifs/fuseext.h"
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
 
@@ -487,10 +488,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		static bool told; /* atomic */
 		fi->direct_io = 1; /* shared LUN: no page cache either */
 		/* The kernel refuses a shared mmap of a direct-I/O file unless the daemon
-		 * asked for FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6+), which libfuse 3.14 cannot
-		 * ask for; and mmap sends nothing to the daemon, so this is the last moment
-		 * to say it. */
-		if (!__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+		 * asked for FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6+; fuseext.c asks for it,
+		 * as libfuse 3.14 cannot); and mmap sends nothing to the daemon, so when
+		 * the kernel lacks it this is the last moment to say it. */
+		if (!fuseext_dio_mmap() && !__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
 			log_notice("cache=none: LUN files are opened for direct I/O, so mmap(MAP_SHARED) "
 				   "of them fails with ENODEV (libfuse 3.14 cannot ask the kernel for "
 				   "FUSE_DIRECT_IO_ALLOW_MMAP): use cache=writethrough for programs "
@@ -1118,6 +1119,7 @@ int fs_run(struct fs_model *m, int ready_fd)
 			cfg->mountpoint);
 		goto out_signals;
 	}
+	fuseext_install(se); /* FUSE_DIRECT_IO_ALLOW_MMAP: shared mmap with cache=none */
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
 	if (ready_fd >= 0) {
