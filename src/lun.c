@@ -625,8 +625,9 @@ static void chunk_done(struct session_cmd *c)
 	/* One line per failed request, where the failure starts (the commands still in
 	 * flight may fail the same way; their outcome no longer changes the result). */
 	if (first && c->result != -ENODEV)
-		log_err("%s LUN %s: %s of %u blocks at LBA %" PRIu64 " failed: %s", l->target,
-			LUNSTR(l->info.lun), op_names[r->op], ch->nblocks, ch->lba, why);
+		log_err("%s LUN %s: %s of %u block%s at LBA %" PRIu64 " failed: %s", l->target,
+			LUNSTR(l->info.lun), op_names[r->op], ch->nblocks,
+			ch->nblocks == 1 ? "" : "s", ch->lba, why);
 	req_pump(r);
 }
 
