@@ -407,10 +407,14 @@ int discovery_probe_lun(struct session *s, const char *target, int budget_s, uin
 		info->block_size = be32(buf + 4);
 		if (last_lba == 0xffffffff) {
 			/* SBC: "the capacity does not fit, use READ CAPACITY(16)" - which failed */
+			const char *why16 = rc16_why;
+			size_t sl = strlen(d.subject);
+			if (strncmp(why16, d.subject, sl) == 0) /* "answered ... with ..." */
+				why16 += sl + (why16[sl] == ':') + (why16[sl + (why16[sl] == ':')] == ' ');
 			snprintf(err, errlen, "%s: READ CAPACITY(10) says the LUN is too large for it "
 				 "(last LBA 0xffffffff: use READ CAPACITY(16)), and READ "
 				 "CAPACITY(16) failed (%s); its size is unknown",
-				 d.subject, rc16_why);
+				 d.subject, why16);
 			return -EOVERFLOW;
 		}
 	}
