@@ -219,15 +219,21 @@ static void parse_vpd83(struct lun_info *info, const uint8_t *p, int n)
 		if (off + 4 + len > end)
 			break;
 		/* Globally unique designators first: NAA IEEE Registered Extended (6),
-		 * Registered (5), Extended (2), then locally assigned NAA (3, which tgt derives
-		 * from target and LUN numbers), EUI-64, SCSI name string, T10 vendor ID. */
-		int naa = type == 3 && len > 0 ? id[0] >> 4 : 0;
-		int rank = assoc != 0   ? 0
-			   : type == 3 ? (naa == 6 ? 9 : naa == 5 ? 8 : naa == 2 ? 7 : 6)
-			   : type == 2 ? 3
-			   : type == 8 ? 2
-			   : type == 1 ? 1
-				       : 0;
+		 * Registered (5), Extended (2) - each only with a non-zero IEEE company ID:
+		 * tgt derives a NAA 6 with company ID 0 from its default scsi_id, equal for
+		 * the same target and LUN numbers of every tgtd - then the rest in page
+		 * order: locally assigned NAA (3), EUI-64, SCSI name string, T10 vendor ID. */
+		int naa = type == 3 && len >= 8 ? id[0] >> 4 : 0;
+		bool registered = (naa == 5 || naa == 6) ? ((id[0] & 0x0f) | id[1] | id[2] | (id[3] >> 4)) != 0
+				  : naa == 2             ? (id[2] | id[3] | id[4]) != 0
+							 : false;
+		int rank = assoc != 0         ? 0
+			   : type == 3 && registered ? (naa == 6 ? 9 : naa == 5 ? 8 : 7)
+			   : type == 3               ? 6
+			   : type == 2               ? 3
+			   : type == 8               ? 2
+			   : type == 1               ? 1
+						   : 0;
 		if (rank > best) {
 			char buf[256] = "";
 			size_t k = 0;

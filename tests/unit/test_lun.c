@@ -1067,6 +1067,23 @@ static void test_naming(void)
 	r = target_probe_luns(&cfg, &t, false, &infos, &n, err, sizeof(err));
 	CHECK_EQ("two LUNs, one designator: refused", -EEXIST, r);
 	CHECK("and the message names the identifier", strstr(err, "naa.6000000000000042") != NULL);
+
+	/* across the targets of a portal: the mount's check */
+	struct fs_target t2 = { .nsess = 0 };
+	snprintf(t2.name, sizeof(t2.name), "iqn.2026-01.org.example:other");
+	struct fs_lun fl[3] = { 0 };
+	fl[0].target = &t;
+	fl[1].target = &t2;
+	fl[2].target = &t2;
+	fl[0].info.lun = fl[1].info.lun = lunaddr_from_number(1);
+	fl[2].info.lun = lunaddr_from_number(2);
+	snprintf(fl[0].info.wwn, sizeof(fl[0].info.wwn), "naa.600140512345678");
+	snprintf(fl[1].info.wwn, sizeof(fl[1].info.wwn), "naa.600140587654321");
+	CHECK_EQ("two targets, distinct designators", 0, target_check_identities(fl, 3, err, sizeof(err)));
+	snprintf(fl[2].info.wwn, sizeof(fl[2].info.wwn), "naa.600140512345678");
+	CHECK_EQ("two targets, one designator: refused", -EEXIST,
+		 target_check_identities(fl, 3, err, sizeof(err)));
+	CHECK("and names both", strstr(err, TARGET " LUN 1") && strstr(err, "other LUN 2"));
 }
 
 int main(void)
