@@ -18,6 +18,8 @@
 #   daemon_hwm_kb PID           the daemon's peak RSS (VmHWM) in KiB
 #   hwm_limit_kb MB             MB, raised for sanitizer builds (their shadow memory)
 #   check_log_says WHAT REGEX   the daemon's log matches REGEX (grep -Ei), else fail
+# and a way to run a test's cases in child processes (hostile_case, hostile_summary),
+# so that one failing case does not hide the others.
 #
 # badtarget.py runs in the foreground, prints "PORT N" and writes --port-file when it
 # listens, exits on SIGTERM (writing its counters), dumps its counters on SIGUSR2 and
@@ -53,8 +55,11 @@ badtarget_start()
 			if [[ -s $portfile ]]; then
 				BT_PORTAL=127.0.0.1:$BT_PORT
 				export BT_PORTAL BT_PORT BT_IQN BT_PID BT_LOG BT_COUNTERS BT_CONTROL
-				_LOGS+=("$BT_LOG")
-				cleanup_fn badtarget_stop
+				if [[ -z ${_BT_REGISTERED:-} ]]; then
+					_LOGS+=("$BT_LOG")
+					cleanup_fn badtarget_stop
+					_BT_REGISTERED=1
+				fi
 				log "badtarget pid $BT_PID on $BT_PORTAL: $*"
 				return 0
 			fi
@@ -239,3 +244,182 @@ check_log_says()
 
 # secs_le A B: A <= B for decimal seconds.
 secs_le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+# ------------------------------------------------------------------ hostile checks
+#
+# The checks below encode issue 9's rule: the only success is GOOD status with every
+# byte accounted for; anything else is EIO for the reader or writer, within the
+# documented budget (replacement_timeout + cmd_timeout, plus slack), and nothing stale
+# stays cached. The mount uses small timeouts so the bounds are short:
+: "${HOSTILE_CMD_TIMEOUT:=5}" "${HOSTILE_REPLACEMENT:=5}"
+HOSTILE_OPTS="cmd_timeout=$HOSTILE_CMD_TIMEOUT,replacement_timeout=$HOSTILE_REPLACEMENT"
+HOSTILE_OPTS+=",noop_interval=2,noop_timeout=2,login_timeout=5,cache_size=16M"
+# every request completes, with EIO at worst, within this (10 s slack)
+HOSTILE_BOUND=$((HOSTILE_REPLACEMENT + HOSTILE_CMD_TIMEOUT + 10))
+
+# hostile_mount [LUN] [EXTRA-OPTS]: mount the target (or one LUN) on $M with
+# HOSTILE_OPTS; records the daemon's VmHWM in HWM_AT_MOUNT (KiB).
+hostile_mount()
+{
+	iscsifs_mount "$(badtarget_url "${1:-}")" "$M" -o "$HOSTILE_OPTS${2:+,$2}"
+	HWM_AT_MOUNT=$(daemon_hwm_kb "$ISCSIFS_PID")
+}
+
+# hostile_umount: fusermount3 -u; the daemon must exit within HOSTILE_BOUND + 20 s
+# (it may report data it could not write: any exit status is accepted, printed).
+hostile_umount()
+{
+	local rc=0 start=$SECONDS
+	UMOUNT_TIMEOUT=$((HOSTILE_BOUND + 20)) iscsifs_umount "$M" || rc=$?
+	((rc != 124)) || fail "the daemon was still running $((HOSTILE_BOUND + 20)) s after" \
+		"fusermount3 -u (bound: replacement_timeout + cmd_timeout + 30 s)"
+	log "unmounted; the daemon exited (status $rc) $((SECONDS - start)) s after fusermount3 -u"
+}
+
+# check_hwm LIMIT_MB: the daemon's peak RSS stays under LIMIT_MB (raised for sanitizer
+# builds by hwm_limit_kb).
+check_hwm()
+{
+	local hwm lim
+	hwm=$(daemon_hwm_kb "$ISCSIFS_PID")
+	lim=$(hwm_limit_kb "$1")
+	((hwm <= lim)) || fail "the daemon's peak RSS (VmHWM) is $((hwm / 1024)) MiB," \
+		"above the bound of $((lim / 1024)) MiB (it was $((${HWM_AT_MOUNT:-0} / 1024)) MiB after the mount)"
+	log "daemon VmHWM $((hwm / 1024)) MiB (bound $((lim / 1024)) MiB)"
+}
+
+# expect_io_eio WHAT OP FILE OFF LEN [bt_io ARGS]: the read or write (+fsync) must fail
+# with EIO within HOSTILE_BOUND seconds; WHAT says what the target did. On failure,
+# say exactly what the caller saw: success, wrong bytes (first differing offset), a
+# short read, another errno, or no answer at all.
+expect_io_eio()
+{
+	local what=$1 op=$2 file=$3 off=$4 len=$5 out kind name secs
+	shift 5
+	out=$(BT_IO_TIMEOUT=$((HOSTILE_BOUND + 60)) bt_io "$op" "$file" "$off" "$len" "$@")
+	read -r kind name secs <<<"$out"
+	case $kind in
+	errno)
+		[[ $name == EIO ]] || fail "$op of $len bytes at $off while the target $what:" \
+			"failed with $name after $secs s, want EIO"
+		secs_le "$secs" "$HOSTILE_BOUND" || fail "$op of $len bytes at $off while the" \
+			"target $what: EIO only after $secs s, want within $HOSTILE_BOUND s" \
+			"(replacement_timeout $HOSTILE_REPLACEMENT + cmd_timeout $HOSTILE_CMD_TIMEOUT + 10)"
+		log "ok: $op of $len bytes at $off while the target $what: EIO after $secs s"
+		;;
+	ok)
+		fail "$op of $len bytes at $off while the target $what: SUCCEEDED" \
+			"(rc 0 after $name s), want EIO"
+		;;
+	differ)
+		fail "$op of $len bytes at $off while the target $what: rc 0 with WRONG" \
+			"BYTES (first differing from the target's at offset $name), want EIO"
+		;;
+	short)
+		fail "$op of $len bytes at $off while the target $what: a short read of" \
+			"$name bytes, want EIO"
+		;;
+	timeout)
+		fail "$op of $len bytes at $off while the target $what: no answer within" \
+			"$((HOSTILE_BOUND + 60)) s, want EIO within $HOSTILE_BOUND s"
+		;;
+	*) fail "$op of $len bytes at $off: unexpected output '$out'" ;;
+	esac
+}
+
+# expect_read_ok WHY FILE OFF LEN BACKING [ARGS]: the read succeeds with the backing
+# file's bytes (e.g. after the target behaves again: nothing stale was cached).
+expect_read_ok()
+{
+	local why=$1 file=$2 off=$3 len=$4 backing=$5 out
+	shift 5
+	out=$(BT_IO_TIMEOUT=$((HOSTILE_BOUND + 60)) bt_io read "$file" "$off" "$len" --expect "$backing" "$@")
+	case $out in
+	ok*) log "ok: read of $len bytes at $off $why: the target's bytes" ;;
+	differ*) fail "read of $len bytes at $off $why: WRONG BYTES, first differing from the" \
+		"target's at offset $(cut -d' ' -f2 <<<"$out") (stale data returned or cached)" ;;
+	*) fail "read of $len bytes at $off $why: $out, want the target's bytes" ;;
+	esac
+}
+
+# iscsifs_try_mount URL MNT [ARGS...]: like iscsifs_mount, but a daemon that exits is
+# no failure: returns 0 mounted (ISCSIFS_PID, DAEMON_LOG set), 1 the daemon exited
+# (TRY_RC = its status, TRY_SECS = after how long), 124 neither within
+# TRY_MOUNT_TIMEOUT s (default 60; the daemon is left running and cleaned up at exit).
+# shellcheck disable=SC2004,SC2034 # _MNT_* are lib.sh's associative arrays; TRY_* for the caller
+iscsifs_try_mount()
+{
+	local url=$1 mnt start=$SECONDS
+	mnt=$(realpath -m "$2")
+	shift 2
+	requires_fuse
+	mkdir -p "$mnt"
+	_NMOUNT=$((_NMOUNT + 1))
+	DAEMON_LOG=$T/iscsifs.$_NMOUNT.log
+	printf '+ %s -f %s %s %s\n' "$ISCSIFS" "$*" "$url" "$mnt" >"$DAEMON_LOG"
+	"$ISCSIFS" -f "$@" "$url" "$mnt" </dev/null >>"$DAEMON_LOG" 2>&1 &
+	ISCSIFS_PID=$!
+	_MOUNTS+=("$mnt")
+	_MNT_PID[$mnt]=$ISCSIFS_PID
+	_MNT_LOG[$mnt]=$DAEMON_LOG
+	_LOGS+=("$DAEMON_LOG")
+	TRY_RC=
+	wait_for "${TRY_MOUNT_TIMEOUT:-60}" _bt_mounted_or_gone "$mnt" || true
+	TRY_SECS=$((SECONDS - start))
+	if is_fuse_mounted "$mnt"; then
+		HWM_AT_MOUNT=$(daemon_hwm_kb "$ISCSIFS_PID")
+		return 0
+	fi
+	if ! pid_alive "$ISCSIFS_PID"; then
+		TRY_RC=0
+		wait "$ISCSIFS_PID" || TRY_RC=$?
+		unset "_MNT_PID[$mnt]"
+		return 1
+	fi
+	return 124
+}
+
+_bt_mounted_or_gone() { is_fuse_mounted "$1" || ! pid_alive "$ISCSIFS_PID"; }
+
+# cpu_ticks PID: user + system CPU time of PID in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# ----------------------------------------------------------------------- cases
+#
+# A test with several cases calls `hostile_dispatch "$@"` once its functions are
+# defined, then `hostile_case FN ARGS...` per case, then `hostile_summary`. Each case
+# runs as `bash TEST --case FN ARGS...`: a child with its own $T, target, mount and
+# cleanup; the parent reports every case and fails when any failed.
+_H_PASS=() _H_FAIL=() _H_SKIP=()
+
+hostile_dispatch()
+{
+	if [[ ${1:-} == --case ]]; then
+		shift
+		"$@"
+		exit 0
+	fi
+}
+
+hostile_case()
+{
+	local rc=0
+	log "=== case: $*"
+	bash "$0" --case "$@" || rc=$?
+	case $rc in
+	0) _H_PASS+=("$*") ;;
+	77) _H_SKIP+=("$*") ;;
+	*) _H_FAIL+=("$* (exit $rc)") ;;
+	esac
+}
+
+hostile_summary()
+{
+	local c
+	log "=== ${#_H_PASS[@]} case(s) passed, ${#_H_FAIL[@]} failed, ${#_H_SKIP[@]} skipped"
+	for c in "${_H_FAIL[@]}"; do
+		printf 'FAILED CASE: %s\n' "$c" >&2
+	done
+	((${#_H_FAIL[@]} == 0)) || exit 1
+	((${#_H_PASS[@]} > 0)) || exit 77
+}

@@ -497,6 +497,17 @@ OPCODE_NAMES = {
     0xA8: "READ(12)", 0xAA: "WRITE(12)",
 }
 
+
+
+def command_name(cdb):
+    """READ(10), READ CAPACITY(16), GET LBA STATUS, 0x4d, ..."""
+    op = cdb[0]
+    name = OPCODE_NAMES.get(op, "0x%02x" % op)
+    if op == 0x9E:
+        name = {0x10: "READ CAPACITY(16)", 0x12: "GET LBA STATUS"}.get(cdb[1] & 0x1F, name)
+    return name
+
+
 READ_OPS = (0x08, 0x28, 0x88, 0xA8)
 WRITE_OPS = (0x0A, 0x2A, 0x8A, 0xAA)
 
@@ -941,6 +952,9 @@ class Misbehaviours:
                     if consume:
                         m.used += 1
                         self.counters.misbehaved(m.name)
+                        if m.used <= 3 or m.used % 1000 == 0:
+                            what = "" if cdb is None else " to " + command_name(cdb)
+                            log("misbehaving: %s%s (time %d)" % (m.spec, what, m.used))
                     return m
         return None
 
@@ -1022,12 +1036,8 @@ class Counters:
                 self.c[key][sub] = self.c[key].get(sub, 0) + n
 
     def command(self, cdb):
-        op = cdb[0]
-        name = OPCODE_NAMES.get(op, "0x%02x" % op)
-        if op == 0x9E:
-            name = {0x10: "READ CAPACITY(16)", 0x12: "GET LBA STATUS"}.get(cdb[1] & 0x1F, name)
-        self._inc("commands", "0x%02x" % op)
-        self._inc("commands_by_name", name)
+        self._inc("commands", "0x%02x" % cdb[0])
+        self._inc("commands_by_name", command_name(cdb))
 
     def add_write(self, lun, n):
         self._inc("bytes_written", lun.name(), n)
@@ -1624,8 +1634,6 @@ class Connection:
                 segs[-1] = list(segs[0])
             elif m.name == "datain-datasn":
                 datasn_skew = arg
-            log("%s: %s on %s ITT 0x%08x (%d bytes asked)" % (
-                self.peer, m.spec, OPCODE_NAMES.get(t.cdb[0], hex(t.cdb[0])), t.itt, edtl))
         for i, (off, d) in enumerate(segs):
             last = i == len(segs) - 1
             r = Pdu.new(OP_DATA_IN, 0, t.itt, d)
