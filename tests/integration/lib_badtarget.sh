@@ -147,10 +147,13 @@ badtarget_misbehave()
 #   timeout                   not finished within the bound
 # --pattern SEED writes deterministic pseudo-random bytes (default seed 1).
 # --expect for writes: nothing. The exit status is 0 in every case.
+# The python process writes to a file, not to a pipe: a process stuck in a FUSE
+# request (state D) ignores SIGKILL and would hold a command substitution's pipe open.
+# Past the bound it is left to the cleanup (aborting the mount releases it).
 bt_io()
 {
-	local out rc=0
-	out=$(timeout -k 5 "${BT_IO_TIMEOUT:-300}" python3 - "$@" <<'EOF'
+	local out=$T/bt_io.$BASHPID.$RANDOM pid
+	python3 - "$@" >"$out" 2>&1 <<'EOF' &
 import errno, hashlib, os, random, sys, time
 op, path, off, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 args = sys.argv[5:]
@@ -200,13 +203,18 @@ if op == "read" and expect:
         sys.exit(0)
 print("ok %.2f %s" % (secs, hashlib.sha256(data).hexdigest()[:16]))
 EOF
-) || rc=$?
-	if ((rc == 124 || rc == 137)); then
-		echo timeout
+	pid=$!
+	if wait_for "${BT_IO_TIMEOUT:-300}" _bt_gone "$pid"; then
+		wait "$pid" 2>/dev/null || true
+		tail -n 1 "$out"
 	else
-		echo "$out"
+		kill -KILL "$pid" 2>/dev/null || true
+		echo timeout
 	fi
+	rm -f "$out"
 }
+
+_bt_gone() { ! pid_alive "$1"; }
 
 # bt_pattern_file FILE LEN SEED: the bytes bt_io write ... --pattern SEED writes.
 bt_pattern_file()
