@@ -51,9 +51,9 @@ def log(msg):
 
 
 def parse_number(text):
-    """An integer from the command line: 123, 0x7b, 2^55, 2^55-1, 2**63, 64K, 1M."""
+    """An integer from the command line: 123, 0x7b, 2^55, 2^55-1, 2**63, 64K, 1M, 2P."""
     t = text.strip().replace("**", "^")
-    suffixes = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    suffixes = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
     if t and t[-1].upper() in suffixes and t[:-1].isdigit():
         return int(t[:-1]) * suffixes[t[-1].upper()]
     for sign in ("-", "+"):
@@ -708,8 +708,12 @@ class ScsiExecutor:
         if len(data_out) < want:
             # the initiator sent less than the CDB says: refuse rather than guess
             return illegal(*INVALID_FIELD_IN_CDB)
-        with lun.lock:
-            lun.backing.write(lba * lun.block_size, bytes(data_out[:want]))
+        try:
+            with lun.lock:
+                lun.backing.write(lba * lun.block_size, bytes(data_out[:want]))
+        except OSError as e:  # e.g. EFBIG past what the backing file system holds
+            log("WRITE at LBA %d of LUN %s: %s: answering MEDIUM ERROR" % (lba, lun.name(), e))
+            return Result(CHECK_CONDITION, sense=Sense.fixed(KEY_MEDIUM_ERROR, 0x0C, 0x00))
         self.counters.add_write(lun, want)
         return Result()
 
