@@ -267,6 +267,7 @@ HOSTILE_BOUND=$((HOSTILE_REPLACEMENT + HOSTILE_CMD_TIMEOUT + 10))
 
 # hostile_mount [LUN] [EXTRA-OPTS]: mount the target (or one LUN) on $M with
 # HOSTILE_OPTS; records the daemon's VmHWM in HWM_AT_MOUNT (KiB).
+# shellcheck disable=SC2120 # both arguments are optional
 hostile_mount()
 {
 	iscsifs_mount "$(badtarget_url "${1:-}")" "$M" -o "$HOSTILE_OPTS${2:+,$2}"
