@@ -1,8 +1,9 @@
 #!/bin/bash
 # Proves the LUN list is what REPORT LUNS means, whole and once (issue 9 §11): every
 # entry reported three times still gives one file (and one `iscsifs ls` row) per LUN,
-# and a target with 1100 LUNs — more than the first REPORT LUNS allocation holds — is
-# listed and mounted whole (REPORT LUNS re-issued with the length the target gave).
+# a target with 1100 LUNs — more than the first REPORT LUNS allocation holds — is
+# listed and mounted whole (REPORT LUNS re-issued with the length the target gave),
+# and a LUN libiscsi cannot address is listed without stopping the others.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_badtarget.sh"
 requires python3
@@ -56,7 +57,34 @@ many_case()
 	pass "$want LUNs: all listed and mounted"
 }
 
+# unaddressable_case: besides LUN 1, the target reports a LUN in extended addressing
+# (0xd200000000000100), which libiscsi 1.19 cannot address (it sends only bytes 0..1
+# of the LUN field): it is listed, never probed through a wrong address, and it does
+# not stop `iscsifs ls` or the mount of LUN 1.
+unaddressable_case()
+{
+	local rc=0 start=$SECONDS
+	badtarget_start --lun 1=mem:4M --lun 0xd200000000000100=mem:2M
+	timeout -k 5 60 "$ISCSIFS" ls -o "$HOSTILE_OPTS" "$(badtarget_url)" >"$T/ls.out" 2>"$T/ls.err" || rc=$?
+	((rc != 124 && rc != 137)) || fail "iscsifs ls did not finish within 60 s"
+	((SECONDS - start <= 20)) || fail "iscsifs ls took $((SECONDS - start)) s (an unaddressable LUN must not cost reconnects):" \
+		"$(grep -v '^+' "$T/ls.err" | tail -n 2 | tr '\n' ' ')"
+	awk '$1 == "1" && $2 == "disk" { f = 1 } END { exit !f }' "$T/ls.out" ||
+		fail "iscsifs ls (exit $rc) does not list LUN 1 as a disk next to an unaddressable LUN:" \
+			"$(cat "$T/ls.out" "$T/ls.err" | tr '\n' ' ')"
+	grep -qi 'd200000000000100' "$T/ls.out" "$T/ls.err" ||
+		fail "iscsifs ls does not mention the unaddressable LUN 0xd200000000000100"
+	log "ok: iscsifs ls (exit $rc): $(grep -i d2000 "$T/ls.out" "$T/ls.err" | head -n 1)"
+	hostile_mount
+	[[ -f $M/lun1 ]] || fail "lun1 missing from the mount: $(ls "$M")"
+	check_eq "LUN files" "$(find "$M" -maxdepth 1 -name 'lun*' -printf '%f ')" "lun1 "
+	hostile_umount
+	badtarget_stop
+	pass "an unaddressable LUN is listed, and LUN 1 works"
+}
+
 hostile_dispatch "$@"
 hostile_case dup_case
 hostile_case many_case
+hostile_case unaddressable_case
 hostile_summary
