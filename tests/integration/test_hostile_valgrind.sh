@@ -114,5 +114,5 @@ for spec in datain-short datain-offset datain-extra datain-dup-replace; do
 	hostile_case io_case "$spec" read
 done
 hostile_case capacity_case sense-empty rc16+rc10
-hostile_case capacity_case sense-short:0 rc16
+hostile_case capacity_case sense-short:4 rc16
 hostile_summary
