@@ -14,6 +14,7 @@ PUNCH=$((256 << 20))
 PUNCH_BOUND=180   # seconds; badtarget answers ~25000 UNMAPs/s on a 2-core VM
 GROWTH_MB=32      # what the punch may add to the daemon's peak RSS
 
+asan_small_quarantine
 truncate -s 512M "$IMG"
 fill_random "$IMG" $((64 << 20)) 0
 fill_random "$IMG" $((64 << 20)) $((200 << 20))
