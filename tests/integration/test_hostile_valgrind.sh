@@ -67,15 +67,17 @@ io_case()
 	local spec=$1 op=$2 out rc=0
 	under_valgrind
 	rm -f "$IMG"
-	truncate -s 16M "$IMG"
+	truncate -s 64M "$IMG"
 	fill_random "$IMG"
 	badtarget_start --lun "1=$IMG" --misbehave "$spec,op=$op" --start-off
 	hostile_mount 1
 	badtarget_misbehave on
+	# 20 MiB: far from what the mount's probe reads (the first 4 MiB, the last 2 MiB),
+	# so the READ reaches the target.
 	if [[ $op == read ]]; then
-		out=$(BT_IO_TIMEOUT=$((HOSTILE_BOUND + 60)) bt_io read "$M/lun1" $((4 << 20)) $((128 << 10)) --expect "$IMG")
+		out=$(BT_IO_TIMEOUT=$((HOSTILE_BOUND + 60)) bt_io read "$M/lun1" $((20 << 20)) $((128 << 10)) --expect "$IMG")
 	else
-		out=$(BT_IO_TIMEOUT=$((HOSTILE_BOUND + 60)) bt_io write "$M/lun1" $((4 << 20)) $((128 << 10)) --pattern 2)
+		out=$(BT_IO_TIMEOUT=$((HOSTILE_BOUND + 60)) bt_io write "$M/lun1" $((20 << 20)) $((128 << 10)) --pattern 2)
 	fi
 	log "$op while the target answers $spec: $out"
 	(($(badtarget_counter "misbehaved.${spec%%:*}") > 0)) || fail "the target never applied $spec"

@@ -1478,6 +1478,10 @@ class Connection:
 
     def scsi_command(self, p):
         t = Task(p)
+        if self.opts.verbose:
+            r = cdb_lba_len(t.cdb)
+            log("%s: %s%s, %d bytes" % (self.peer, command_name(t.cdb),
+                                         " LBA %d+%d" % r if r else "", t.edtl))
         self.counters.command(t.cdb)
         self.mis.command_arrived()
         if t.write:
