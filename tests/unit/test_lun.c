@@ -95,7 +95,12 @@ static struct target {
 	bool unmap_gap;
 	uint64_t ws_blocks;
 	uint32_t ws_max;
+	/* unit attention: the next ua_count commands with opcode ua_op are not executed
+	 * and get UNIT ATTENTION ua_asc/ua_ascq instead */
+	int ua_op, ua_count, ua_asc, ua_ascq, ua_given;
 } T;
+
+static struct transport_conn *last_conn; /* to wake the fake after a hang is lifted */
 
 static uint32_t be32(const uint8_t *p)
 {
@@ -148,6 +153,8 @@ static void target_reset(void)
 	T.unmap_gap = false;
 	T.ws_blocks = 0;
 	T.ws_max = 0;
+	T.ua_op = -1;
+	T.ua_count = T.ua_given = 0;
 	pthread_mutex_unlock(&T.lock);
 }
 
@@ -352,6 +359,7 @@ static struct transport_conn *fake_create(void *opaque, const struct config *cfg
 	if (!conn)
 		abort();
 	conn->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	last_conn = conn;
 	return conn;
 }
 
@@ -398,7 +406,12 @@ static int fake_service(struct transport_conn *conn, int revents)
 			pthread_mutex_unlock(&T.lock);
 			continue;
 		}
-		if (o->kind == OP_CMD) {
+		if (o->kind == OP_CMD && T.ua_count > 0 && o->cdb[0] == T.ua_op) {
+			T.queued--;
+			T.ua_count--;
+			T.ua_given++;
+			sense(&r, 6, T.ua_asc, T.ua_ascq);
+		} else if (o->kind == OP_CMD) {
 			T.queued--;
 			execute(o, &r);
 			if (o->cdb[0] == T.bad_op && T.bad_count > 0) {
@@ -1086,6 +1099,269 @@ static void test_naming(void)
 	CHECK("and names both", strstr(err, TARGET " LUN 1") && strstr(err, "other LUN 2"));
 }
 
+/* ---------- issue 11: a LUN that changes while mounted ---------- */
+
+static struct {
+	pthread_mutex_t m;
+	int n[3];                     /* per lun_event_kind */
+	uint64_t old_size, new_size;  /* of the last LUN_EVENT_CAPACITY */
+	char why[200];                /* of the last event */
+} EV = { .m = PTHREAD_MUTEX_INITIALIZER };
+
+static void on_event(void *opaque, struct blkdev *dev, const struct lun_event *ev)
+{
+	(void)opaque;
+	pthread_mutex_lock(&EV.m);
+	EV.n[ev->kind]++;
+	if (ev->kind == LUN_EVENT_CAPACITY) {
+		EV.old_size = ev->old_size;
+		EV.new_size = ev->new_size;
+		/* in effect already when reported */
+		if (lun_get_size(dev) != ev->new_size)
+			failures++, fprintf(stderr, "FAIL capacity event before the size changed\n");
+	}
+	snprintf(EV.why, sizeof(EV.why), "%s", ev->why ? ev->why : "");
+	pthread_mutex_unlock(&EV.m);
+}
+
+static void events_reset(void)
+{
+	pthread_mutex_lock(&EV.m);
+	memset(EV.n, 0, sizeof(EV.n));
+	EV.old_size = EV.new_size = 0;
+	EV.why[0] = 0;
+	pthread_mutex_unlock(&EV.m);
+}
+
+static int events(enum lun_event_kind k)
+{
+	pthread_mutex_lock(&EV.m);
+	int n = EV.n[k];
+	pthread_mutex_unlock(&EV.m);
+	return n;
+}
+
+/* Wait (5 s at most) until at least `n` events of kind k arrived. */
+static int wait_events(enum lun_event_kind k, int n)
+{
+	for (int i = 0; i < 500 && events(k) < n; i++)
+		usleep(10000);
+	return events(k);
+}
+
+/* The next `count` commands with opcode `op` get UNIT ATTENTION asc/ascq, unexecuted. */
+static void unit_attention(int op, int count, int asc, int ascq)
+{
+	pthread_mutex_lock(&T.lock);
+	T.ua_op = op;
+	T.ua_count = count;
+	T.ua_asc = asc;
+	T.ua_ascq = ascq;
+	pthread_mutex_unlock(&T.lock);
+}
+
+static void set_last_lba(uint64_t last, uint32_t bs)
+{
+	pthread_mutex_lock(&T.lock);
+	T.last_lba = last;
+	T.bs = bs;
+	pthread_mutex_unlock(&T.lock);
+}
+
+/* 2A/09, re-login and rescan re-reads: the size follows at once; nothing past a shrunken
+ * end reaches the target; a new block size fails the LUN. */
+static void test_capacity_follows(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096];
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+	memset(buf, 0x77, sizeof(buf));
+
+	/* grown, reported by CAPACITY DATA HAS CHANGED on a READ */
+	set_last_lba((2u << 20) / 512 - 1, 512);
+	unit_attention(0x28, 1, 0x2a, 0x09);
+	CHECK_EQ("READ answered 2A/09 once, then retried", 0, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK_EQ("2A/09: one capacity event", 1, wait_events(LUN_EVENT_CAPACITY, 1));
+	CHECK_EQ("2A/09: the size grew to 2 MiB", 2u << 20, lun_get_size(d));
+	CHECK_EQ("dev->size too", 2u << 20, d->size);
+	CHECK_EQ("event: old size", 1u << 20, EV.old_size);
+	CHECK_EQ("event: new size", 2u << 20, EV.new_size);
+	CHECK_EQ("I/O in the grown part works", 0, blkdev_write_sync(d, (2u << 20) - 4096, 4096, buf));
+
+	/* shrunk, reported on a WRITE */
+	set_last_lba((512u << 10) / 512 - 1, 512);
+	unit_attention(0x2a, 1, 0x2a, 0x09);
+	CHECK_EQ("WRITE answered 2A/09 once, then retried", 0, blkdev_write_sync(d, 0, 4096, buf));
+	CHECK_EQ("2A/09: a second capacity event", 2, wait_events(LUN_EVENT_CAPACITY, 2));
+	CHECK_EQ("the size shrank to 512 KiB", 512u << 10, lun_get_size(d));
+	int reads = tcount(0x28), writes = tcount(0x2a);
+	CHECK_EQ("a READ past the new end", -ENOSPC, blkdev_read_sync(d, 768u << 10, 4096, buf));
+	CHECK_EQ("a WRITE past the new end", -ENOSPC, blkdev_write_sync(d, 600u << 10, 4096, buf));
+	CHECK_EQ("a WRITE across the new end", -ENOSPC,
+		 blkdev_write_sync(d, (512u << 10) - 2048, 4096, buf));
+	CHECK_EQ("a discard past the new end", -ENOSPC, blkdev_discard_sync(d, 600u << 10, 4096));
+	CHECK_EQ("no READ past the end reached the target", reads, tcount(0x28));
+	CHECK_EQ("no WRITE past the end reached the target", writes, tcount(0x2a));
+	CHECK_EQ("I/O before the new end works", 0, blkdev_read_sync(d, (512u << 10) - 4096, 4096, buf));
+
+	/* an explicit re-read (after a re-login, on a rescan) */
+	int before = events(LUN_EVENT_CAPACITY);
+	CHECK_EQ("re-read, unchanged", 0, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("no event when unchanged", before, events(LUN_EVENT_CAPACITY));
+	set_last_lba((1u << 20) / 512 - 1, 512);
+	CHECK_EQ("re-read after a re-login", 0, lun_check_capacity(d, "after re-login"));
+	CHECK_EQ("size back to 1 MiB", 1u << 20, lun_get_size(d));
+	CHECK_EQ("and reported", before + 1, events(LUN_EVENT_CAPACITY));
+	CHECK("the event says why", strstr(EV.why, "after re-login") != NULL);
+	pthread_mutex_lock(&T.lock);
+	T.rc16_unsupported = true;
+	T.rc10_last = (3u << 20) / 512 - 1;
+	pthread_mutex_unlock(&T.lock);
+	CHECK_EQ("READ CAPACITY(10) when (16) is not supported", 0, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("size 3 MiB", 3u << 20, lun_get_size(d));
+	pthread_mutex_lock(&T.lock);
+	T.rc16_unsupported = false;
+	pthread_mutex_unlock(&T.lock);
+	struct lun_stats st;
+	lun_get_stats(d, &st);
+	CHECK_EQ("capacity changes counted", 4, st.capacity_changes);
+	CHECK_EQ("capacity_blocks now", (3u << 20) / 512, st.capacity_blocks);
+
+	/* an impossible capacity is refused; the size stays */
+	set_last_lba(UINT64_MAX, 512);
+	CHECK_EQ("impossible capacity", -EOVERFLOW, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("size kept", 3u << 20, lun_get_size(d));
+
+	/* a new block size is another disk */
+	set_last_lba((4u << 20) / 4096 - 1, 4096);
+	CHECK_EQ("block size 512 -> 4096: the LUN fails", -ENODEV,
+		 lun_check_capacity(d, "on rescan"));
+	CHECK("lun_is_failed", lun_is_failed(d));
+	CHECK_EQ("reported as failed", 1, events(LUN_EVENT_FAILED));
+	CHECK("saying why", strstr(EV.why, "block size") != NULL);
+	reads = tcount(0x28);
+	CHECK_EQ("a failed LUN's READ", -EIO, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK_EQ("is not sent", reads, tcount(0x28));
+	CHECK_EQ("no further re-read", -ENODEV, lun_check_capacity(d, "on rescan"));
+	d->ops->destroy(d);
+}
+
+/* 3F/0E and 3F/03: a rescan is asked for and the LUN's identity is checked on the live
+ * session; commands wait for the verdict; another disk is never written. */
+static void test_identity_unit_attentions(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096], was[4096];
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+
+	/* 3F/0E, same disk: the READ goes on after the check */
+	int inq = tcount(0x12);
+	unit_attention(0x28, 1, 0x3f, 0x0e);
+	CHECK_EQ("READ answered 3F/0E, same disk: succeeds", 0, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK("3F/0E asks for a rescan", wait_events(LUN_EVENT_RESCAN, 1) >= 1);
+	CHECK("saying which unit attention", strstr(EV.why, "reported LUNs data has changed"));
+	CHECK("the identity was checked on the live session (INQUIRY VPD)", tcount(0x12) > inq);
+	struct lun_stats st;
+	lun_get_stats(d, &st);
+	CHECK_EQ("one identity check", 1, st.identity_checks);
+	CHECK("the LUN is fine", !lun_is_failed(d));
+	CHECK_EQ("explicit check: same disk", 0, lun_check_identity(d));
+
+	/* 3F/03 on a WRITE, and another disk now answers at the address */
+	pthread_mutex_lock(&T.lock);
+	memcpy(was, T.disk[0] + 8192, sizeof(was));
+	T.wwn[0] = 0x42;
+	pthread_mutex_unlock(&T.lock);
+	int writes = tcount(0x2a);
+	memset(buf, 0xee, sizeof(buf));
+	unit_attention(0x2a, 1, 0x3f, 0x03);
+	CHECK_EQ("WRITE answered 3F/03, another disk: fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("the WRITE never reached the other disk", writes, tcount(0x2a));
+	pthread_mutex_lock(&T.lock);
+	CHECK("its data is untouched", memcmp(was, T.disk[0] + 8192, sizeof(was)) == 0);
+	pthread_mutex_unlock(&T.lock);
+	CHECK("the LUN failed for good", lun_is_failed(d));
+	CHECK_EQ("reported as failed", 1, wait_events(LUN_EVENT_FAILED, 1));
+	CHECK("and a rescan asked for", events(LUN_EVENT_RESCAN) >= 2);
+	int reads = tcount(0x28);
+	CHECK_EQ("later READs fail", -EIO, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK_EQ("without reaching the target", reads, tcount(0x28));
+	d->ops->destroy(d);
+
+	/* an explicit check that finds another disk */
+	target_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	pthread_mutex_lock(&T.lock);
+	T.wwn[0] = 0x43;
+	pthread_mutex_unlock(&T.lock);
+	CHECK_EQ("explicit check: another disk", -ENODEV, lun_check_identity(d));
+	CHECK("fails the LUN", lun_is_failed(d));
+	d->ops->destroy(d);
+}
+
+/* While the identity check after a unit attention has no answer, new commands of the
+ * LUN wait (they could reach another disk); once it says "same disk" they go on. */
+static void test_commands_wait_for_identity(void)
+{
+	struct lun_info info;
+	uint8_t rbuf[4096], wbuf[4096];
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	unit_attention(0x28, 1, 0x3f, 0x03);
+	pthread_mutex_lock(&T.lock);
+	T.bad_op = 0x12; /* INQUIRY goes unanswered for now */
+	T.bad_count = 1;
+	T.bad_hang = true;
+	pthread_mutex_unlock(&T.lock);
+	struct async_wait r = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	struct async_wait w = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	int writes = tcount(0x2a);
+	CHECK_EQ("READ accepted", 0, d->ops->read(d, 0, 4096, rbuf, async_cb, &r));
+	struct lun_stats st = { 0 };
+	for (int i = 0; i < 500 && !st.identity_checks; i++) {
+		usleep(10000);
+		lun_get_stats(d, &st);
+	}
+	CHECK_EQ("the check started", 1, st.identity_checks);
+	memset(wbuf, 0x31, sizeof(wbuf));
+	CHECK_EQ("WRITE accepted", 0, d->ops->write(d, 4096, 4096, wbuf, async_cb, &w));
+	usleep(200000);
+	CHECK_EQ("the WRITE waits for the check: not sent", writes, tcount(0x2a));
+	pthread_mutex_lock(&w.m);
+	CHECK("and not completed", !w.done);
+	pthread_mutex_unlock(&w.m);
+	pthread_mutex_lock(&T.lock);
+	T.bad_count = 0; /* the target answers INQUIRY again: same disk */
+	T.bad_hang = false;
+	pthread_mutex_unlock(&T.lock);
+	uint64_t one = 1;
+	ssize_t wr = write(last_conn->efd, &one, sizeof(one));
+	(void)wr;
+	CHECK_EQ("the READ completes", 0, async_wait(&r));
+	CHECK_EQ("the WRITE completes", 0, async_wait(&w));
+	CHECK_EQ("and was sent once", writes + 1, tcount(0x2a));
+	pthread_mutex_lock(&T.lock);
+	CHECK("its data is on the disk", memcmp(T.disk[0] + 4096, wbuf, sizeof(wbuf)) == 0);
+	pthread_mutex_unlock(&T.lock);
+	d->ops->destroy(d);
+}
+
 int main(void)
 {
 	log_init(false);
@@ -1106,6 +1382,9 @@ int main(void)
 	test_capacity();
 	test_report_luns();
 	test_naming();
+	test_capacity_follows();
+	test_identity_unit_attentions();
+	test_commands_wait_for_identity();
 
 	session_destroy(S);
 	printf(failures ? "test_lun: %d failed\n" : "test_lun: all passed\n", failures);
