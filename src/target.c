@@ -338,3 +338,129 @@ out:
 	*nout = k;
 	return 0;
 }
+
+/* ---------- how a target's LUN set changed ---------- */
+
+bool target_same_disk(const struct lun_info *was, const struct lun_info *now, char *why,
+		      size_t whylen)
+{
+	char dummy[8];
+	if (!why) {
+		why = dummy;
+		whylen = sizeof(dummy);
+	}
+	why[0] = 0;
+	if (was->lun != now->lun) {
+		snprintf(why, whylen, "another address");
+		return false;
+	}
+	if (was->block_size != now->block_size) {
+		snprintf(why, whylen, "its block size changed from %u to %u bytes", was->block_size,
+			 now->block_size);
+		return false;
+	}
+	if (was->vpd83_len != now->vpd83_len ||
+	    memcmp(was->vpd83, now->vpd83, was->vpd83_len) != 0) {
+		snprintf(why, whylen, "another disk answers at its address (VPD page 0x83 "
+			 "changed%s%s)", now->wwn[0] ? ": now " : "", now->wwn);
+		return false;
+	}
+	if (was->vpd80_len != now->vpd80_len ||
+	    memcmp(was->vpd80, now->vpd80, was->vpd80_len) != 0) {
+		snprintf(why, whylen, "another disk answers at its address (VPD page 0x80, the "
+			 "serial number, changed)");
+		return false;
+	}
+	if (!was->vpd83_len && !was->vpd80_len &&
+	    (strcmp(was->vendor, now->vendor) != 0 || strcmp(was->product, now->product) != 0)) {
+		snprintf(why, whylen, "another disk answers at its address (INQUIRY now says "
+			 "%s %s)", now->vendor, now->product);
+		return false;
+	}
+	return true;
+}
+
+static int change_add(struct target_change **v, int *n, int *cap, enum target_change_kind k,
+		      int cur, int now, const char *why)
+{
+	if (*n == *cap) {
+		int nc = *cap ? 2 * *cap : 8;
+		struct target_change *nv = realloc(*v, sizeof(*nv) * (size_t)nc);
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = nc;
+	}
+	struct target_change *c = &(*v)[(*n)++];
+	c->kind = k;
+	c->cur = cur;
+	c->now = now;
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	return 0;
+}
+
+int target_diff_luns(const struct lun_info *cur, int ncur, const struct target_lun *now,
+		     int nnow, struct target_change **out)
+{
+	struct target_change *v = NULL;
+	int n = 0, cap = 0, r = 0;
+	char why[160];
+	bool *replaced = calloc((size_t)nnow + 1, sizeof(*replaced)); /* now[j] is new */
+	if (!replaced)
+		return -ENOMEM;
+	/* removals and resizes, in cur order */
+	for (int i = 0; i < ncur && r == 0; i++) {
+		int j = 0;
+		while (j < nnow && now[j].info.lun != cur[i].lun)
+			j++;
+		if (j == nnow) {
+			r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, -1,
+				       "no longer reported by REPORT LUNS");
+			continue;
+		}
+		const struct target_lun *t = &now[j];
+		if (!t->probed) {
+			if (t->err == -ENODEV)
+				r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, j,
+					       "the target says no LUN answers at its address");
+			continue; /* not known to be another disk: keep it */
+		}
+		if (t->info.qualifier != 0 || t->info.devtype != 0) {
+			snprintf(why, sizeof(why), "no longer a connected disk (now a %s%s)",
+				 discovery_devtype_name(t->info.devtype),
+				 t->info.qualifier ? ", not connected" : "");
+			r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, j, why);
+			continue;
+		}
+		if (!target_same_disk(&cur[i], &t->info, why, sizeof(why))) {
+			r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, j, why);
+			replaced[j] = true;
+			continue;
+		}
+		if (t->info.nblocks != cur[i].nblocks) {
+			snprintf(why, sizeof(why), "capacity %" PRIu64 " -> %" PRIu64 " blocks",
+				 cur[i].nblocks, t->info.nblocks);
+			r = change_add(&v, &n, &cap, TARGET_LUN_RESIZED, i, j, why);
+		}
+	}
+	/* additions, in now order: new addresses, and the new disks at replaced ones */
+	for (int j = 0; j < nnow && r == 0; j++) {
+		const struct target_lun *t = &now[j];
+		if (!t->mountable || t->reason[0])
+			continue; /* not a file, or one disk reported twice */
+		bool known = false;
+		for (int i = 0; i < ncur && !known; i++)
+			known = cur[i].lun == t->info.lun;
+		if (!known || replaced[j])
+			r = change_add(&v, &n, &cap, TARGET_LUN_ADDED, -1, j,
+				       replaced[j] ? "another disk at the address of a removed LUN"
+						   : "newly reported by REPORT LUNS");
+	}
+	free(replaced);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	return n;
+}

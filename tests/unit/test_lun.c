@@ -1362,6 +1362,149 @@ static void test_commands_wait_for_identity(void)
 	d->ops->destroy(d);
 }
 
+/* ---------- issue 11: how a target's LUN set changed ---------- */
+
+static struct lun_info mk_info(int number, uint8_t wwn, uint64_t nblocks)
+{
+	struct lun_info i;
+	memset(&i, 0, sizeof(i));
+	i.lun = lunaddr_from_number(number);
+	i.block_size = 512;
+	i.nblocks = nblocks;
+	snprintf(i.vendor, sizeof(i.vendor), "FAKE");
+	snprintf(i.product, sizeof(i.product), "DISK");
+	if (wwn) {
+		uint8_t p[16] = { 0, 0x83, 0, 12, 0x01, 0x03, 0, 8, 0x60, 0, 0, 0, 0, 0, 0, wwn };
+		memcpy(i.vpd83, p, sizeof(p));
+		i.vpd83_len = sizeof(p);
+		snprintf(i.wwn, sizeof(i.wwn), "naa.60000000000000%02x", wwn);
+	}
+	return i;
+}
+
+static struct target_lun mk_tl(struct lun_info info)
+{
+	struct target_lun t;
+	memset(&t, 0, sizeof(t));
+	t.info = info;
+	snprintf(t.label, sizeof(t.label), "%s", LUNSTR(info.lun));
+	t.probed = t.mountable = true;
+	return t;
+}
+
+/* Whether `c` holds a change of this kind for these indices. */
+static bool has_change(const struct target_change *c, int n, enum target_change_kind k, int cur,
+		       int now)
+{
+	for (int i = 0; i < n; i++)
+		if (c[i].kind == k && c[i].cur == cur && c[i].now == now)
+			return true;
+	return false;
+}
+
+static void test_lun_set_diff(void)
+{
+	struct lun_info cur[6] = { mk_info(1, 1, 2048), mk_info(2, 2, 2048), mk_info(3, 3, 2048),
+				   mk_info(5, 5, 2048), mk_info(6, 6, 2048), mk_info(7, 0, 2048) };
+	struct target_lun now[9];
+	int k = 0;
+	now[k++] = mk_tl(mk_info(1, 1, 4096));          /* 0: LUN 1 grew */
+	/* LUN 2: no longer reported */
+	now[k++] = mk_tl(mk_info(3, 9, 2048));          /* 1: LUN 3 is another disk now */
+	now[k++] = mk_tl(mk_info(4, 4, 2048));          /* 2: LUN 4 is new */
+	now[k] = mk_tl(mk_info(5, 5, 2048));            /* 3: LUN 5: probe failed, EIO */
+	now[k].probed = now[k].mountable = false;
+	now[k++].err = -EIO;
+	now[k] = mk_tl(mk_info(6, 6, 2048));            /* 4: LUN 6 became a tape */
+	now[k].info.devtype = 1;
+	now[k++].mountable = false;
+	now[k] = mk_tl(mk_info(7, 0, 2048));            /* 5: LUN 7 (no VPD) other product */
+	snprintf(now[k++].info.product, sizeof(now[0].info.product), "OTHER");
+	now[k] = mk_tl(mk_info(8, 4, 2048));            /* 6: LUN 8: LUN 4's designator */
+	snprintf(now[k++].reason, sizeof(now[0].reason), "same VPD 0x83 identifier as LUN 4");
+	now[k] = mk_tl(mk_info(9, 0, 2048));            /* 7: LUN 9: not a disk, not a file */
+	now[k].info.devtype = 5;
+	now[k++].mountable = false;
+	struct target_change *c = NULL;
+	int n = target_diff_luns(cur, 6, now, k, &c);
+	CHECK_EQ("changes", 8, n);
+	CHECK("LUN 1 grew: resized, kept", has_change(c, n, TARGET_LUN_RESIZED, 0, 0));
+	CHECK("LUN 2 no longer reported: removed", has_change(c, n, TARGET_LUN_REMOVED, 1, -1));
+	CHECK("LUN 3 another disk: removed", has_change(c, n, TARGET_LUN_REMOVED, 2, 1));
+	CHECK("LUN 3 another disk: and added as a new file", has_change(c, n, TARGET_LUN_ADDED, -1, 1));
+	CHECK("LUN 4 new: added", has_change(c, n, TARGET_LUN_ADDED, -1, 2));
+	CHECK("LUN 5 not probed this time: kept", !has_change(c, n, TARGET_LUN_REMOVED, 3, 3));
+	CHECK("LUN 6 became a tape: removed", has_change(c, n, TARGET_LUN_REMOVED, 4, 4));
+	CHECK("LUN 7 without VPD, another product: removed", has_change(c, n, TARGET_LUN_REMOVED, 5, 5));
+	CHECK("LUN 7 ... and the new one added", has_change(c, n, TARGET_LUN_ADDED, -1, 5));
+	CHECK("LUN 8 with LUN 4's designator: not added", !has_change(c, n, TARGET_LUN_ADDED, -1, 6));
+	CHECK("LUN 9 not a disk: not added", !has_change(c, n, TARGET_LUN_ADDED, -1, 7));
+	/* order: removals and resizes first */
+	bool seen_add = false, order_ok = true;
+	for (int i = 0; i < n; i++) {
+		seen_add |= c[i].kind == TARGET_LUN_ADDED;
+		order_ok &= !(seen_add && c[i].kind != TARGET_LUN_ADDED);
+	}
+	CHECK("removals before additions", order_ok);
+	for (int i = 0; i < n; i++)
+		if (c[i].kind == TARGET_LUN_REMOVED && c[i].cur == 2)
+			CHECK("why names the changed page", strstr(c[i].why, "0x83") != NULL);
+	free(c);
+
+	/* LUN 7 (no VPD pages): the product changed, so it is a new disk; count exactly */
+	struct lun_info c7 = mk_info(7, 0, 2048);
+	struct target_lun n7 = mk_tl(mk_info(7, 0, 2048));
+	snprintf(n7.info.product, sizeof(n7.info.product), "OTHER");
+	n = target_diff_luns(&c7, 1, &n7, 1, &c);
+	CHECK_EQ("no VPD, other product: removal + addition", 2, n);
+	if (n == 2)
+		CHECK("removal then addition", c[0].kind == TARGET_LUN_REMOVED &&
+						       c[1].kind == TARGET_LUN_ADDED);
+	free(c);
+
+	/* the same disk with another block size is another disk */
+	struct target_lun bs = mk_tl(mk_info(1, 1, 256));
+	bs.info.block_size = 4096;
+	n = target_diff_luns(&cur[0], 1, &bs, 1, &c);
+	CHECK_EQ("block size 512 -> 4096: removal + addition", 2, n);
+	free(c);
+
+	/* nothing changed */
+	struct target_lun same[2] = { mk_tl(cur[0]), mk_tl(cur[1]) };
+	c = (void *)1;
+	n = target_diff_luns(cur, 2, same, 2, &c);
+	CHECK_EQ("nothing changed", 0, n);
+	CHECK("no list", c == NULL);
+	free(c);
+
+	/* gone for the target: ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED at probe */
+	struct target_lun gone = mk_tl(cur[0]);
+	gone.probed = gone.mountable = false;
+	gone.err = -ENODEV;
+	n = target_diff_luns(cur, 1, &gone, 1, &c);
+	CHECK_EQ("LU not supported: removed", 1, n);
+	if (n == 1)
+		CHECK("removed", c[0].kind == TARGET_LUN_REMOVED);
+	free(c);
+
+	/* an empty mount gains its first LUN; a target loses its last */
+	n = target_diff_luns(NULL, 0, same, 1, &c);
+	CHECK_EQ("first LUN added", 1, n);
+	free(c);
+	n = target_diff_luns(cur, 1, NULL, 0, &c);
+	CHECK_EQ("last LUN removed", 1, n);
+	free(c);
+
+	/* target_same_disk: address, serial */
+	struct lun_info a = mk_info(1, 1, 10), b = mk_info(1, 1, 20);
+	CHECK("capacity alone does not change identity", target_same_disk(&a, &b, NULL, 0));
+	b.vpd80_len = 8;
+	memcpy(b.vpd80, "\0\x80\0\x04SN01", 8);
+	char why[160];
+	CHECK("a serial number appearing changes identity", !target_same_disk(&a, &b, why, sizeof(why)));
+	CHECK("and says so", strstr(why, "0x80") != NULL);
+}
+
 int main(void)
 {
 	log_init(false);
@@ -1385,6 +1528,7 @@ int main(void)
 	test_capacity_follows();
 	test_identity_unit_attentions();
 	test_commands_wait_for_identity();
+	test_lun_set_diff();
 
 	session_destroy(S);
 	printf(failures ? "test_lun: %d failed\n" : "test_lun: all passed\n", failures);
