@@ -39,6 +39,13 @@ static unsigned sig_pending;      /* atomic: reasons from signal handlers */
 static int sig_active;            /* atomic: a rescan thread is there to serve them */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 
+struct async_waiter {
+	uint64_t ticket;
+	void (*done)(void *opaque, int result, const char *report);
+	void *opaque;
+	struct async_waiter *next;
+};
+
 struct rescan {
 	const struct rescan_ops *ops;
 	void *opaque;
@@ -53,6 +60,7 @@ struct rescan {
 	uint64_t served;              /* tickets served by the last finished run */
 	bool stopping, stopped;
 	int waiters;                  /* in rescan_run_sync */
+	struct async_waiter *async;   /* rescan_run_async's, newest first */
 	int last_result;
 	char *last_report;            /* REPORT_MAX bytes */
 	struct rescan_stats st;
@@ -126,6 +134,53 @@ int rescan_run_sync(struct rescan *r, unsigned reasons, char *report, size_t len
 	return res;
 }
 
+int rescan_run_async(struct rescan *r, unsigned reasons,
+		     void (*done)(void *opaque, int result, const char *report), void *opaque)
+{
+	struct async_waiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->done = done;
+	w->opaque = opaque;
+	pthread_mutex_lock(&r->lock);
+	w->ticket = ++r->asked;
+	w->next = r->async;
+	r->async = w;
+	r->pending |= reasons;
+	count_requests(r, reasons);
+	pthread_mutex_unlock(&r->lock);
+	wake();
+	return 0;
+}
+
+/* Take the async waiters served by a run that covered tickets up to `covered` (all of
+ * them when `all`), oldest first. Under r->lock. */
+static struct async_waiter *take_async(struct rescan *r, uint64_t covered, bool all)
+{
+	struct async_waiter *done = NULL, **pp = &r->async;
+	while (*pp) {
+		struct async_waiter *w = *pp;
+		if (all || w->ticket <= covered) {
+			*pp = w->next;
+			w->next = done; /* the list is newest first: this reverses it */
+			done = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	return done;
+}
+
+static void call_async(struct async_waiter *w, int result, const char *report)
+{
+	while (w) {
+		struct async_waiter *next = w->next;
+		w->done(w->opaque, result, report);
+		free(w);
+		w = next;
+	}
+}
+
 static void *rescan_thread(void *arg)
 {
 	struct rescan *r = arg;
@@ -179,8 +234,10 @@ static void *rescan_thread(void *arg)
 		r->served = covered;
 		r->last_result = res;
 		snprintf(r->last_report, REPORT_MAX, "%s", report ? report : "out of memory");
+		struct async_waiter *served = take_async(r, covered, false);
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
+		call_async(served, res, report ? report : "out of memory");
 		/* the next poll counts from the last rescan, whatever caused it */
 		if (r->interval_s)
 			next_poll = util_now_ms() + r->interval_s * 1000ULL;
@@ -257,7 +314,9 @@ void rescan_stop(struct rescan *r)
 	pthread_cond_broadcast(&r->cond);
 	while (r->waiters > 0) /* they return -ESHUTDOWN; then nothing refers to r */
 		pthread_cond_wait(&r->cond, &r->lock);
+	struct async_waiter *left = take_async(r, 0, true);
 	pthread_mutex_unlock(&r->lock);
+	call_async(left, -ESHUTDOWN, "");
 	pthread_mutex_unlock(&start_lock);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);

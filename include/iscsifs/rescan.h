@@ -77,6 +77,16 @@ void rescan_request_from_signal(unsigned reasons);
  */
 int rescan_run_sync(struct rescan *r, unsigned reasons, char *report, size_t len);
 
+/*
+ * The same without waiting: `done` is called once, on the rescan thread (or in
+ * rescan_stop's caller, with -ESHUTDOWN), with the result and the report of a rescan
+ * that started after this call; the report is valid during the call. For a FUSE
+ * handler, which must not wait: it answers from `done`. Returns 0, or -ENOMEM (done
+ * is then never called).
+ */
+int rescan_run_async(struct rescan *r, unsigned reasons,
+		     void (*done)(void *opaque, int result, const char *report), void *opaque);
+
 /* Counters, for stats. */
 struct rescan_stats {
 	uint64_t runs;                  /* rescans run */

@@ -188,6 +188,60 @@ static void test_interval(void)
 	CHECK_EQ("no run after stop", n, runs());
 }
 
+struct async_done {
+	pthread_mutex_t m;
+	int calls, result;
+	char report[64];
+};
+
+static void on_done(void *opaque, int result, const char *report)
+{
+	struct async_done *a = opaque;
+	pthread_mutex_lock(&a->m);
+	a->calls++;
+	a->result = result;
+	snprintf(a->report, sizeof(a->report), "%s", report);
+	pthread_mutex_unlock(&a->m);
+}
+
+static int async_calls(struct async_done *a)
+{
+	pthread_mutex_lock(&a->m);
+	int n = a->calls;
+	pthread_mutex_unlock(&a->m);
+	return n;
+}
+
+/* The FUSE handler's way: no waiting; answered from the rescan thread. */
+static void test_async(void)
+{
+	reset(300, 2);
+	struct rescan *r = rescan_start(&ops, NULL, 0);
+	if (!r)
+		return;
+	rescan_request(r, RESCAN_RELOGIN);
+	wait_runs(1);
+	struct async_done a = { .m = PTHREAD_MUTEX_INITIALIZER };
+	CHECK_EQ("async request accepted", 0, rescan_run_async(r, RESCAN_USER, on_done, &a));
+	for (int i = 0; i < 200 && !async_calls(&a); i++)
+		usleep(10000);
+	CHECK_EQ("called back once", 1, async_calls(&a));
+	CHECK_EQ("by the run after the one going when it asked", 2, runs());
+	CHECK("with that run's report", strcmp(a.report, "run 2\n") == 0);
+	CHECK_EQ("and result", 2, a.result);
+	/* at stop, a request not yet served is answered -ESHUTDOWN */
+	reset(1000, 0);
+	rescan_request(r, RESCAN_RELOGIN);
+	wait_runs(1);
+	struct async_done b = { .m = PTHREAD_MUTEX_INITIALIZER };
+	rescan_run_async(r, RESCAN_USER, on_done, &b);
+	rescan_stop(r);
+	CHECK_EQ("stop answers it", 1, async_calls(&b));
+	CHECK_EQ("with -ESHUTDOWN", -ESHUTDOWN, b.result);
+	usleep(100000);
+	CHECK_EQ("once", 1, async_calls(&b));
+}
+
 static void test_stop_releases_waiters(void)
 {
 	reset(1000, 0);
@@ -215,6 +269,7 @@ int main(void)
 	test_signal();
 	test_interval();
 	test_stop_releases_waiters();
+	test_async();
 	printf(failures ? "test_rescan: %d failed\n" : "test_rescan: all passed\n", failures);
 	return failures != 0;
 }
