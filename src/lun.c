@@ -829,6 +829,11 @@ uint64_t lun_get_size(struct blkdev *dev)
 	return __atomic_load_n(&dev->size, __ATOMIC_ACQUIRE);
 }
 
+void lun_retire(struct blkdev *dev, const char *why)
+{
+	lun_fail(dev->priv, why);
+}
+
 bool lun_is_failed(struct blkdev *dev)
 {
 	struct lun *l = dev->priv;

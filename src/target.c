@@ -464,3 +464,48 @@ int target_diff_luns(const struct lun_info *cur, int ncur, const struct target_l
 	*out = v;
 	return n;
 }
+
+int target_rescan(const struct config *cfg, struct fs_target *t, const struct lun_info *cur,
+		  int ncur, struct target_lun **now, int *nnow, struct target_change **changes,
+		  char *err, size_t errlen)
+{
+	*now = NULL;
+	*nnow = 0;
+	*changes = NULL;
+	int r = target_list_luns(cfg, t, cfg->url.lun, false, now, nnow, err, errlen);
+	if (r < 0)
+		return r;
+	r = target_diff_luns(cur, ncur, *now, *nnow, changes);
+	if (r < 0) {
+		free(*now);
+		*now = NULL;
+		*nnow = 0;
+		snprintf(err, errlen, "out of memory");
+	}
+	return r;
+}
+
+int target_find_new(const struct config *cfg, const struct target_list *have,
+		    struct target_list *added, char *err, size_t errlen)
+{
+	struct target_list all = { 0 };
+	added->v = NULL;
+	added->n = 0;
+	int r = session_discover(cfg, cfg->url.portal, add_discovered, &all, err, errlen);
+	if (r < 0) {
+		free(all.v);
+		return r;
+	}
+	for (int i = 0; i < all.n; i++) {
+		bool known = false;
+		for (int j = 0; j < have->n && !known; j++)
+			known = strcmp(have->v[j].name, all.v[i].name) == 0;
+		if (!known)
+			all.v[added->n++] = all.v[i];
+	}
+	if (added->n)
+		added->v = all.v;
+	else
+		free(all.v);
+	return added->n;
+}

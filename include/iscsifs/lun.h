@@ -147,6 +147,14 @@ int lun_check_identity(struct blkdev *dev);
 bool lun_is_failed(struct blkdev *dev);
 
 /*
+ * The LUN leaves the namespace (a rescan removed it: no longer reported, or another
+ * disk at its address): fail it for good, logged once with `why`, so that nothing it
+ * still holds (dirty data in the cache above, a request in flight) can reach whatever
+ * the target puts at its address later. Reported as LUN_EVENT_FAILED.
+ */
+void lun_retire(struct blkdev *dev, const char *why);
+
+/*
  * SCSI command latency per operation (PLAN.md interface 3), for stats.json and the
  * Prometheus histograms. A sample is one request chunk (one READ/WRITE/SYNCHRONIZE
  * CACHE command as the LUN sends it), from its first submission to its final

@@ -124,6 +124,25 @@ int target_diff_luns(const struct lun_info *cur, int ncur, const struct target_l
 bool target_same_disk(const struct lun_info *was, const struct lun_info *now, char *why,
 		      size_t whylen);
 
+/*
+ * Rescan one target: REPORT LUNS and a probe of each LUN (target_list_luns, only the
+ * URL's LUN number when it names one), then target_diff_luns against `cur`. *now
+ * (malloc'ed, *nnow entries) and *changes (malloc'ed or NULL) belong to the caller.
+ * Returns the number of changes, or -errno when the target could not be listed (then
+ * nothing is known and nothing changes; err says why).
+ */
+int target_rescan(const struct config *cfg, struct fs_target *t, const struct lun_info *cur,
+		  int ncur, struct target_lun **now, int *nnow, struct target_change **changes,
+		  char *err, size_t errlen);
+
+/*
+ * A portal mount: SendTargets again; the targets it lists that are not in `have`
+ * (by name) go to *added (tl->v malloc'ed, first portal of each, no sessions yet).
+ * Returns their count, or -errno with err set.
+ */
+int target_find_new(const struct config *cfg, const struct target_list *have,
+		    struct target_list *added, char *err, size_t errlen);
+
 /* One notice per port other than 3260, saying where it came from (URL, SendTargets). */
 void target_log_port_notices(const struct config *cfg, const struct target_list *tl);
 

@@ -1505,6 +1505,99 @@ static void test_lun_set_diff(void)
 	CHECK("and says so", strstr(why, "0x80") != NULL);
 }
 
+/* target_rescan over the fake target: LUNs added, removed, replaced, resized. */
+static void set_luns(const int *numbers, const uint8_t *wwns, int n, int reported_only)
+{
+	pthread_mutex_lock(&T.lock);
+	T.nreport = n + reported_only;
+	T.nluns = n;
+	for (int i = 0; i < n; i++) {
+		T.report[i] = T.lun[i] = lunaddr_from_number(numbers[i]);
+		T.wwn[i] = wwns[i];
+		T.devtype[i] = 0;
+	}
+	if (reported_only) /* reported, but nothing answers at it */
+		T.report[n] = lunaddr_from_number(9);
+	pthread_mutex_unlock(&T.lock);
+}
+
+static int rescan_once(struct fs_target *t, const struct lun_info *cur, int ncur,
+		       struct target_lun **now, struct target_change **c)
+{
+	char err[CONFIG_ERRLEN] = "";
+	int nnow = 0;
+	int n = target_rescan(&cfg, t, cur, ncur, now, &nnow, c, err, sizeof(err));
+	if (n < 0)
+		fprintf(stderr, "  target_rescan: %s\n", err);
+	return n;
+}
+
+static void test_target_rescan(void)
+{
+	struct fs_target t = { .nsess = 1 };
+	struct lun_info *cur = NULL;
+	struct target_lun *now = NULL;
+	struct target_change *c = NULL;
+	char err[CONFIG_ERRLEN] = "";
+	int ncur = 0;
+	snprintf(t.name, sizeof(t.name), TARGET);
+	t.sess[0] = S;
+	target_reset();
+	cfg.url.lun = -1;
+	set_luns((int[]){ 1, 2 }, (uint8_t[]){ 1, 2 }, 2, 0);
+	CHECK_EQ("mount-time LUNs", 0, target_probe_luns(&cfg, &t, false, &cur, &ncur, err, sizeof(err)));
+	CHECK_EQ("two", 2, ncur);
+
+	CHECK_EQ("nothing changed", 0, rescan_once(&t, cur, ncur, &now, &c));
+	free(now), free(c);
+
+	set_luns((int[]){ 1, 2, 3 }, (uint8_t[]){ 1, 2, 3 }, 3, 0);
+	CHECK_EQ("LUN 3 created", 1, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("added, LUN 3", c[0].kind == TARGET_LUN_ADDED &&
+					      lunaddr_number(now[c[0].now].info.lun) == 3);
+	free(now), free(c);
+
+	set_luns((int[]){ 1 }, (uint8_t[]){ 1 }, 1, 0);
+	CHECK_EQ("LUN 2 deleted", 1, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("removed, LUN 2", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 1);
+	free(now), free(c);
+
+	set_luns((int[]){ 1, 2 }, (uint8_t[]){ 7, 2 }, 2, 0);
+	CHECK_EQ("LUN 1 replaced by another disk", 2, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("removal then addition", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 0 &&
+						       c[1].kind == TARGET_LUN_ADDED);
+	free(now), free(c);
+
+	set_luns((int[]){ 1, 2 }, (uint8_t[]){ 1, 2 }, 2, 0);
+	set_last_lba((4u << 20) / 512 - 1, 512);
+	CHECK_EQ("both grew", 2, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("resized", c[0].kind == TARGET_LUN_RESIZED && c[1].kind == TARGET_LUN_RESIZED);
+	free(now), free(c);
+	set_last_lba((1u << 20) / 512 - 1, 512);
+
+	/* LUN 2 still reported, but ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED */
+	set_luns((int[]){ 1 }, (uint8_t[]){ 1 }, 1, 0);
+	pthread_mutex_lock(&T.lock);
+	T.nreport = 2;
+	T.report[1] = lunaddr_from_number(2);
+	pthread_mutex_unlock(&T.lock);
+	CHECK_EQ("LUN 2 reported, not answering", 1, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("removed", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 1);
+	free(now), free(c);
+
+	/* REPORT LUNS itself failing: nothing known, nothing changes */
+	misbehave(0xa0, 1, 2, 4, 0x44, 0, 0);
+	CHECK("REPORT LUNS failing: an error, no change", rescan_once(&t, cur, ncur, &now, &c) < 0);
+	CHECK("no lists", now == NULL && c == NULL);
+	misbehave(-1, 0, 0, 0, 0, 0, 0);
+	free(cur);
+}
+
 int main(void)
 {
 	log_init(false);
@@ -1529,6 +1622,7 @@ int main(void)
 	test_identity_unit_attentions();
 	test_commands_wait_for_identity();
 	test_lun_set_diff();
+	test_target_rescan();
 
 	session_destroy(S);
 	printf(failures ? "test_lun: %d failed\n" : "test_lun: all passed\n", failures);
