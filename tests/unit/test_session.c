@@ -178,6 +178,7 @@ static int model_count(int conn, int lun, uint8_t op)
 static void set_sense(struct transport_result *r, int key, int asc, int ascq)
 {
 	r->status = TRANSPORT_STATUS_CHECK_CONDITION;
+	r->sense_valid = true;
 	r->sense_key = key;
 	r->asc = asc;
 	r->ascq = ascq;
@@ -220,6 +221,7 @@ static void execute(struct op *o, struct transport_result *r)
 		uint32_t n = MIN(o->len, 16u);
 		memcpy(o->buf, page, n);
 		r->residual = o->len - n;
+		r->data_in = n;
 		return;
 	}
 	if (M.ua_next > 0) {
@@ -237,9 +239,10 @@ static void execute(struct op *o, struct transport_result *r)
 			set_sense(r, 5, 0x21, 0);
 			return;
 		}
-		if (opc == 0x28)
+		if (opc == 0x28) {
 			memcpy(o->buf, M.disk[o->lun] + (size_t)lba * BS, o->len);
-		else
+			r->data_in = o->len;
+		} else
 			memcpy(M.disk[o->lun] + (size_t)lba * BS, o->buf, o->len);
 		return;
 	}
@@ -833,7 +836,7 @@ static void test_identity_transient(void)
 static void test_replacement_timeout(void)
 {
 	printf("replacement timeout: target down past replacement_timeout (1 s): the "
-	       "queued command and new ones fail -EIO; I/O works once the target is back\n");
+	       "queued command and new ones fail -ETIMEDOUT; I/O works once the target is back\n");
 	model_reset();
 	config_for_test();
 	cfg.replacement_timeout = 1;
@@ -851,12 +854,12 @@ static void test_replacement_timeout(void)
 	usleep(300000);
 	CHECK_EQ("still waiting before the replacement timeout", 0, tcmd_count(&a));
 	CHECK("completed", WAIT_FOR(tcmd_count(&a) > 0, 3000));
-	CHECK_EQ("queued command", -EIO, a.c.result);
+	CHECK_EQ("queued command", -ETIMEDOUT, a.c.result);
 	long long took = (long long)(a.done_ms - t0);
 	printf("  queued command failed %lld ms after the drop\n", took);
 	CHECK("failed after ~1 s", took >= 950 && took < 5000);
 	uint64_t t1 = util_now_ms();
-	CHECK_EQ("new command while down", -EIO, run_rw(s, 0, true, 4, 4, NULL));
+	CHECK_EQ("new command while down", -ETIMEDOUT, run_rw(s, 0, true, 4, 4, NULL));
 	CHECK("new command failed at once", util_now_ms() - t1 < 200);
 	CHECK_EQ("no write reached the target", 0, model_count(0, -1, 0x2a));
 
