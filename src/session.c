@@ -40,7 +40,9 @@
  *     submitted, whatever the target does (answers NOPs but not READs, logs in and then
  *     says nothing, floods the socket: the transport's service calls are bounded, and
  *     the timers run between them).
- *   - An outage starts when the connection is lost (`down_since`) and ends only when
+ *   - An outage (`down_since`) starts when the first request the target left
+ *     unanswered was sent (or its last answer, if later; or the loss itself when
+ *     nothing was outstanding), is noticed when the connection is lost, and ends only when
  *     the target answers a command after a re-login - an identity check, a re-issued
  *     command, or a TEST UNIT READY probe the session sends when nothing else is in
  *     flight - not at the login itself: a target that logs in and then answers nothing
@@ -121,6 +123,7 @@ struct session {
 	uint64_t deadline_ms;        /* CONNECTING: login deadline; BACKOFF: retry time */
 	uint64_t backoff_ms;
 	uint64_t down_since;         /* start of the outage; 0 when up (TIME BOUNDS) */
+	uint64_t last_answer_ms;     /* when the target last answered anything */
 	bool probe_sent;             /* the outage probe went out on this connection */
 	struct session_cmd probe;    /* TEST UNIT READY, internal */
 	uint64_t expire_log_ms;      /* when the last "no answer within" line was logged */
@@ -306,11 +309,20 @@ static void enter_backoff(struct session *s, const char *why)
 {
 	uint64_t now = util_now_ms();
 	bool was_up = s->state == S_LOGGED_IN;
+	/* The outage began when we started waiting in vain: the oldest request still
+	 * unanswered (command or keepalive), but not before the target's last answer; now
+	 * when nothing was outstanding (the target closed an idle connection). */
+	uint64_t since = now;
+	for (struct session_cmd *c = s->infl_head; c; c = c->next)
+		since = MIN(since, c->deadline_ms - (uint64_t)s->cfg->cmd_timeout * 1000);
+	if (s->nop_outstanding)
+		since = MIN(since, s->nop_deadline_ms - (uint64_t)s->cfg->noop_timeout * 1000);
+	since = MAX(since, s->last_answer_ms);
 	drop_context(s, false);
 	/* A re-login that no answer followed does not end the outage (TIME BOUNDS), so a
 	 * target that logs in and then says nothing also backs off further each time. */
 	if (!s->down_since) {
-		s->down_since = now;
+		s->down_since = MIN(since, now);
 		s->backoff_ms = s->initial_backoff_ms;
 	} else {
 		s->backoff_ms = MIN(MAX(s->backoff_ms, 1) * 2, 30000);
@@ -443,6 +455,7 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		login_failed(s, s->tr->get_error(ctx));
 		return;
 	}
+	s->last_answer_ms = util_now_ms();
 	/* Re-login: check every registered LUN is still the same disk before anything
 	 * queued for it is sent - all of them: a LUN left unchecked could be another disk.
 	 * No verify command of an earlier login is referenced any more (drop_context
@@ -550,6 +563,7 @@ static void cmd_cb(struct transport_conn *ctx, const struct transport_result *re
 		/* answered, wrongly: not the connection's fault, and asking again would
 		 * get the same answer */
 		char what[128];
+		s->last_answer_ms = util_now_ms();
 		list_del(&s->infl_head, &s->infl_tail, c);
 		s->ninflight--;
 		if (!c->internal)
@@ -581,6 +595,7 @@ static void cmd_cb(struct transport_conn *ctx, const struct transport_result *re
 	}
 	list_del(&s->infl_head, &s->infl_tail, c);
 	s->ninflight--;
+	s->last_answer_ms = util_now_ms();
 	c->scsi_status = status;
 	c->sense_valid = res->sense_valid;
 	c->sense_key = res->sense_valid ? res->sense_key : 0;
@@ -666,6 +681,8 @@ static void nop_cb(struct transport_conn *ctx, int status, void *priv)
 	if (s->tearing)
 		return;
 	s->nop_outstanding = false;
+	if (status == TRANSPORT_STATUS_GOOD)
+		s->last_answer_ms = util_now_ms();
 	if (status != TRANSPORT_STATUS_GOOD) {
 		s->lost = true;
 		snprintf(s->lost_why, sizeof(s->lost_why), "NOP-Out failed: %s",

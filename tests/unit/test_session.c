@@ -1278,6 +1278,44 @@ static void test_destroy_bounded(void)
 	CHECK_EQ("fake connections open", 0, model_get(&M.live));
 }
 
+static void test_outage_start(void)
+{
+	printf("outage start: a target that stops answering at t0 (keepalive notices at "
+	       "t0 + 2 s): the outage counts from t0, the READ sent at t0 fails at "
+	       "t0 + replacement_timeout (2 s), and a READ right after fails at once\n");
+	model_reset();
+	config_for_test();
+	cfg.noop_interval = 1;
+	cfg.noop_timeout = 1;
+	cfg.replacement_timeout = 2;
+	struct session *s;
+	open_ok(&s, 100);
+	CHECK("a NOP-Out answered first", WAIT_FOR(model_get(&M.nops) >= 1, 2500));
+	pthread_mutex_lock(&M.lock);
+	M.down = true;   /* reconnects are refused */
+	pthread_mutex_unlock(&M.lock);
+	model_hang();
+	struct tcmd t;
+	rw10(&t, 0, false, 1, 0);
+	uint64_t t0 = util_now_ms();
+	session_submit(s, &t.c);
+	CHECK("completed", WAIT_FOR(tcmd_count(&t) > 0, 6000));
+	long long took = (long long)(t.done_ms - t0);
+	printf("  the READ failed after %lld ms; down_since is %lld ms before its submission\n",
+	       took, (long long)t0 - (long long)info_of(s).down_since_ms);
+	CHECK_EQ("result", -ETIMEDOUT, t.c.result);
+	CHECK("at its budget", took >= 1950 && took < 2600);
+	uint64_t t1 = util_now_ms();
+	CHECK_EQ("the next READ", -ETIMEDOUT, run_rw(s, 0, false, 2, 0, NULL));
+	CHECK("fails at once", util_now_ms() - t1 < 300);
+	pthread_mutex_lock(&M.lock);
+	M.down = false;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("back", WAIT_FOR(info_of(s).down_since_ms == 0, 6000));
+	CHECK_EQ("a READ once back", 0, run_rw(s, 0, false, 2, 0, NULL));
+	session_destroy(s);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1300,6 +1338,7 @@ int main(void)
 	test_budget_field();
 	test_flood();
 	test_destroy_bounded();
+	test_outage_start();
 	printf("%s: %d failure(s) in %.1f s\n", failures ? "FAILED" : "ok", failures,
 	       (double)(util_now_ms() - t0) / 1000.0);
 	return failures ? 1 : 0;
