@@ -557,8 +557,14 @@ static ssize_t pdu_done(struct wire_conn *w)
 	}
 	case OP_SCSI_RESPONSE: {
 		struct wire_cmd *c = find_cmd(w, itt);
-		if (c)
-			status_seen(c, h);
+		if (!c)
+			break; /* libiscsi matches it to nothing, or refuses a wrong opcode */
+		status_seen(c, h);
+		/* libiscsi 1.19 looks at the iSCSI response code only with residual flags:
+		 * "target failure" with a stale GOOD status byte would pass as GOOD. */
+		if (h[2] != 0)
+			cmd_fault(c, "the target answered iSCSI response 0x%02x (%s), not a SCSI "
+				  "status", h[2], h[2] == 1 ? "target failure" : "not defined");
 		if (h[2] != 0 || h[3] != SCSI_CHECK_CONDITION)
 			break;
 		/* libiscsi copies the segment (padding included) and parses sense at its
@@ -579,8 +585,7 @@ static ssize_t pdu_done(struct wire_conn *w)
 				      "sense data too short to parse (%u bytes)",
 				      w->dsl >= 2 ? w->dsl - 2 : 0);
 		}
-		if (c)
-			parse_sense(c, w->cap, w->dsl);
+		parse_sense(c, w->cap, w->dsl);
 		break;
 	}
 	case OP_LOGIN_RESPONSE: {

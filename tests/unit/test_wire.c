@@ -356,7 +356,8 @@ static void test_sense(void)
 {
 	printf("CHECK CONDITION: full fixed sense is valid; sense shorter than SenseLength, "
 	       "or response code 0, is invalid but safe; no sense, or too little for "
-	       "libiscsi's parser, is refused before libiscsi reads past its buffer\n");
+	       "libiscsi's parser, is refused before libiscsi reads past its buffer; an "
+	       "iSCSI response 'target failure' is a fault, whatever the status byte\n");
 	uint8_t seg[64];
 	struct wire_answer a;
 
@@ -418,6 +419,21 @@ static void test_sense(void)
 	CHECK_EQ("descriptor key", 6, a.sense_key);
 	CHECK_EQ("descriptor asc", 0x29, a.asc);
 	CHECK("connection fine after all that", !wire_fault(W));
+	disconnect();
+
+	connect_fresh();
+	track_read(0, 57, 512);
+	{
+		static struct pdu p;
+		pdu_init(&p, 0x21, 57, 0);
+		p.hdr[1] = 0x80;
+		p.hdr[2] = 0x01; /* iSCSI response: target failure; status byte 0 */
+		send_pdu(&p, 48);
+	}
+	CHECK_EQ("target failure: read", 1, read_pdus(W, 1));
+	wire_cmd_end(W, 57, &a);
+	CHECK_STR("target failure is a fault, not GOOD", "iSCSI response 0x01 (target failure)",
+		  a.fault);
 	disconnect();
 
 	connect_fresh();
