@@ -305,37 +305,64 @@ static void drop_context(struct session *s, bool stopping)
 	s->probe_sent = false;
 }
 
+/* Once the outage is replacement_timeout old: fail what waits, and what comes, at once
+ * (the loop fails `pending` while `expired`). Returns the time it will be, when not yet. */
+static uint64_t check_outage(struct session *s, uint64_t now)
+{
+	if (!s->down_since)
+		return UINT64_MAX;
+	uint64_t limit = s->down_since + (uint64_t)s->cfg->replacement_timeout * 1000;
+	if (now < limit)
+		return limit;
+	pthread_mutex_lock(&s->qlock);
+	bool was = s->expired;
+	s->expired = true;
+	pthread_mutex_unlock(&s->qlock);
+	if (!was)
+		log_err("%s: no answer from the target for %d s (replacement_timeout): failing I/O "
+			"until it answers again; still trying to reconnect", s->name,
+			s->cfg->replacement_timeout);
+	return UINT64_MAX;
+}
+
 static void enter_backoff(struct session *s, const char *why)
 {
 	uint64_t now = util_now_ms();
 	bool was_up = s->state == S_LOGGED_IN;
-	/* The outage began when we started waiting in vain: the oldest request still
-	 * unanswered (command or keepalive), but not before the target's last answer; now
-	 * when nothing was outstanding (the target closed an idle connection). */
-	uint64_t since = now;
-	for (struct session_cmd *c = s->infl_head; c; c = c->next)
-		since = MIN(since, c->deadline_ms - (uint64_t)s->cfg->cmd_timeout * 1000);
-	if (s->nop_outstanding)
-		since = MIN(since, s->nop_deadline_ms - (uint64_t)s->cfg->noop_timeout * 1000);
-	since = MAX(since, s->last_answer_ms);
-	drop_context(s, false);
-	/* A re-login that no answer followed does not end the outage (TIME BOUNDS), so a
-	 * target that logs in and then says nothing also backs off further each time. */
-	if (!s->down_since) {
-		s->down_since = MIN(since, now);
-		s->backoff_ms = s->initial_backoff_ms;
-	} else {
-		s->backoff_ms = MIN(MAX(s->backoff_ms, 1) * 2, 30000);
-	}
 	if (was_up) {
 		log_warn("%s: connection lost (%s); reconnecting", s->name, why);
 		pthread_mutex_lock(&s->qlock);
 		s->info.reconnects++;
 		pthread_mutex_unlock(&s->qlock);
+	}
+	/* The outage began when we started waiting in vain: the oldest request still
+	 * unanswered (command or keepalive), but not before the target's last answer; now
+	 * when nothing was outstanding (the target closed an idle connection). A re-login
+	 * that no answer followed does not end it (TIME BOUNDS), so a target that logs in
+	 * and then says nothing also backs off further each time. */
+	if (!s->down_since) {
+		uint64_t since = now;
+		for (struct session_cmd *c = s->infl_head; c; c = c->next)
+			since = MIN(since, c->deadline_ms - (uint64_t)s->cfg->cmd_timeout * 1000);
+		if (s->nop_outstanding)
+			since = MIN(since, s->nop_deadline_ms -
+						   (uint64_t)s->cfg->noop_timeout * 1000);
+		s->down_since = MIN(MAX(since, s->last_answer_ms), now);
+		s->backoff_ms = s->initial_backoff_ms;
 	} else {
+		s->backoff_ms = MIN(MAX(s->backoff_ms, 1) * 2, 30000);
+	}
+	/* Before the in-flight commands past their budget complete: whatever their
+	 * completions submit must already see the outage (and fail at once if it is
+	 * replacement_timeout old), not get a fresh budget. */
+	pthread_mutex_lock(&s->qlock);
+	s->info.down_since_ms = s->down_since;
+	pthread_mutex_unlock(&s->qlock);
+	check_outage(s, now);
+	drop_context(s, false);
+	if (!was_up)
 		log_debug("%s: reconnect failed (%s); next try in %" PRIu64 " ms", s->name, why,
 			  s->backoff_ms);
-	}
 	s->deadline_ms = now + s->backoff_ms;
 	set_state(s, S_BACKOFF);
 }
@@ -843,21 +870,13 @@ static int run_timers(struct session *s)
 		break;
 	}
 
-	if (s->down_since && s->state != S_STOPPED) {
-		uint64_t limit = s->down_since + (uint64_t)s->cfg->replacement_timeout * 1000;
-		if (now >= limit) {
-			pthread_mutex_lock(&s->qlock);
-			bool was = s->expired;
-			s->expired = true;
-			pthread_mutex_unlock(&s->qlock);
-			if (!was)
-				log_err("%s: no answer from the target for %d s (replacement_timeout): "
-					"failing I/O until it answers again; still trying to reconnect",
-					s->name, s->cfg->replacement_timeout);
+	if (s->state != S_STOPPED) {
+		next = MIN(next, check_outage(s, now));
+		pthread_mutex_lock(&s->qlock);
+		bool expired = s->expired;
+		pthread_mutex_unlock(&s->qlock);
+		if (expired)
 			fail_all_pending(s, -ETIMEDOUT);
-		} else {
-			next = MIN(next, limit);
-		}
 	}
 	return next > now ? (int)(next - now) : 0;
 }

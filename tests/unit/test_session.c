@@ -1316,6 +1316,52 @@ static void test_outage_start(void)
 	session_destroy(s);
 }
 
+/* A submitter that retries at once from the completion (as a cache or the kernel may). */
+static struct tcmd retry_second;
+static void retry_at_once(struct session_cmd *c)
+{
+	tcmd_done(c);
+	struct tcmd *t = (struct tcmd *)c;
+	if (c->result != -ETIMEDOUT || t == &retry_second)
+		return;
+	rw10(&retry_second, 0, false, 3, 1);
+	retry_second.c.done = retry_at_once;
+	session_submit(c->owner, &retry_second.c);
+}
+
+static void test_retry_from_completion(void)
+{
+	printf("outage: a READ unanswered past replacement_timeout (1 s) fails when its "
+	       "cmd_timeout (1 s) drops the connection; a retry submitted from its "
+	       "completion fails at once, not with a fresh budget\n");
+	model_reset();
+	config_for_test();
+	cfg.cmd_timeout = 1;
+	cfg.replacement_timeout = 1;
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = 0x28;
+	pthread_mutex_unlock(&M.lock);
+	static struct tcmd t;
+	rw10(&t, 0, false, 2, 0);
+	t.c.done = retry_at_once;
+	memset(&retry_second, 0, sizeof(retry_second));
+	uint64_t t0 = util_now_ms();
+	session_submit(s, &t.c);
+	CHECK("both completed", WAIT_FOR(tcmd_count(&t) && tcmd_count(&retry_second), 6000));
+	printf("  first failed after %lld ms, the retry %lld ms later\n",
+	       (long long)(t.done_ms - t0), (long long)(retry_second.done_ms - t.done_ms));
+	CHECK_EQ("first", -ETIMEDOUT, t.c.result);
+	CHECK_EQ("retry", -ETIMEDOUT, retry_second.c.result);
+	CHECK("the retry failed at once", retry_second.done_ms - t.done_ms < 200);
+	CHECK_EQ("READs the target got (the retry was not sent)", 1, model_count(0, 0, 0x28));
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = -1;
+	pthread_mutex_unlock(&M.lock);
+	session_destroy(s);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1339,6 +1385,7 @@ int main(void)
 	test_flood();
 	test_destroy_bounded();
 	test_outage_start();
+	test_retry_from_completion();
 	printf("%s: %d failure(s) in %.1f s\n", failures ? "FAILED" : "ok", failures,
 	       (double)(util_now_ms() - t0) / 1000.0);
 	return failures ? 1 : 0;
