@@ -41,8 +41,9 @@
  *     says nothing, floods the socket: the transport's service calls are bounded, and
  *     the timers run between them).
  *   - An outage (`down_since`) starts when the first request the target left
- *     unanswered was sent (or its last answer, if later; or the loss itself when
- *     nothing was outstanding), is noticed when the connection is lost, and ends only when
+ *     unanswered was sent (or its last answer to a command, if later - answered NOPs do
+ *     not count; or the loss itself when nothing was outstanding), is noticed when the
+ *     connection is lost, and ends only when
  *     the target answers a command after a re-login - an identity check, a re-issued
  *     command, or a TEST UNIT READY probe the session sends when nothing else is in
  *     flight - not at the login itself: a target that logs in and then answers nothing
@@ -123,7 +124,9 @@ struct session {
 	uint64_t deadline_ms;        /* CONNECTING: login deadline; BACKOFF: retry time */
 	uint64_t backoff_ms;
 	uint64_t down_since;         /* start of the outage; 0 when up (TIME BOUNDS) */
-	uint64_t last_answer_ms;     /* when the target last answered anything */
+	uint64_t last_answer_ms;     /* when the target last answered a SCSI command (NOP-Ins
+	                                and logins do not count: a target may answer those
+	                                and nothing else) */
 	bool probe_sent;             /* the outage probe went out on this connection */
 	struct session_cmd probe;    /* TEST UNIT READY, internal */
 	uint64_t expire_log_ms;      /* when the last "no answer within" line was logged */
@@ -336,7 +339,8 @@ static void enter_backoff(struct session *s, const char *why)
 		pthread_mutex_unlock(&s->qlock);
 	}
 	/* The outage began when we started waiting in vain: the oldest request still
-	 * unanswered (command or keepalive), but not before the target's last answer; now
+	 * unanswered (command or keepalive), but not before the target's last answer to a
+	 * command (a target that answers NOPs and not READs is not serving I/O); now
 	 * when nothing was outstanding (the target closed an idle connection). A re-login
 	 * that no answer followed does not end it (TIME BOUNDS), so a target that logs in
 	 * and then says nothing also backs off further each time. */
@@ -482,7 +486,6 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		login_failed(s, s->tr->get_error(ctx));
 		return;
 	}
-	s->last_answer_ms = util_now_ms();
 	/* Re-login: check every registered LUN is still the same disk before anything
 	 * queued for it is sent - all of them: a LUN left unchecked could be another disk.
 	 * No verify command of an earlier login is referenced any more (drop_context
@@ -708,8 +711,6 @@ static void nop_cb(struct transport_conn *ctx, int status, void *priv)
 	if (s->tearing)
 		return;
 	s->nop_outstanding = false;
-	if (status == TRANSPORT_STATUS_GOOD)
-		s->last_answer_ms = util_now_ms();
 	if (status != TRANSPORT_STATUS_GOOD) {
 		s->lost = true;
 		snprintf(s->lost_why, sizeof(s->lost_why), "NOP-Out failed: %s",
