@@ -17,7 +17,7 @@
  *   installed.
  *
  * HOW
- *   The executable defines recv(), readv() and read(). libiscsi.so.7 imports them from
+ *   The executable defines recv() and readv(). libiscsi.so.7 imports them from
  *   libc through its PLT, and the dynamic linker binds those imports to the executable's
  *   definitions (the executable is first in the lookup scope; ld exports a symbol that a
  *   linked shared library references). Our definitions look the descriptor up in a
@@ -66,13 +66,15 @@
  *       (the header's rest, the data segment's rest, readv of one iovec at the very
  *       address the command's buffer plus BufferOffset plus progress gives), else the
  *       connection is dropped with "lost track of the iSCSI stream";
- *     - read() on an observed socket refuses the connection;
+ *     - read() is not ours (probe.c defines it for libblkid, and libiscsi 1.19 uses it
+ *       only for /dev/urandom): bytes libiscsi would read with it would be missing from
+ *       the stream, which the next ask, or the next status, shows;
  *     - the transport refuses a login the observer did not see completed
  *       (wire_logged_in), and a command whose status the observer did not see
  *       (wire_answer.status_seen): no data is used that the observer did not vouch for.
  *   What is left unguarded is listed in README ("Hostile targets").
  */
-#undef _FORTIFY_SOURCE /* the fortified recv/read are inline wrappers; we define the real names */
+#undef _FORTIFY_SOURCE /* the fortified recv is an inline wrapper; we define the real name */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -207,15 +209,13 @@ static struct wire_conn *fd_lookup(int fd)
 	return slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
 }
 
-/* ---------- the next definitions of recv, readv, read ---------- */
+/* ---------- the next definitions of recv and readv ---------- */
 
 typedef ssize_t (*recv_fn)(int, void *, size_t, int);
 typedef ssize_t (*readv_fn)(int, const struct iovec *, int);
-typedef ssize_t (*read_fn)(int, void *, size_t);
 
 static recv_fn next_recv_fn;
 static readv_fn next_readv_fn;
-static read_fn next_read_fn;
 
 /* dlsym(RTLD_NEXT) once; until it answers (or if it finds only us), the syscall. */
 static void *next_sym(void **cache, const char *name, void *self)
@@ -241,12 +241,6 @@ static ssize_t next_readv(int fd, const struct iovec *iov, int iovcnt)
 {
 	readv_fn f = (readv_fn)next_sym((void **)&next_readv_fn, "readv", (void *)readv);
 	return f ? f(fd, iov, iovcnt) : syscall(SYS_readv, fd, iov, iovcnt);
-}
-
-static ssize_t next_read(int fd, void *buf, size_t len)
-{
-	read_fn f = (read_fn)next_sym((void **)&next_read_fn, "read", (void *)read);
-	return f ? f(fd, buf, len) : syscall(SYS_read, fd, buf, len);
 }
 
 /* ---------- faults ---------- */
@@ -732,14 +726,6 @@ ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	if (n <= 0)
 		return n;
 	return consumed(w, NULL, (size_t)n);
-}
-
-ssize_t read(int fd, void *buf, size_t len)
-{
-	struct wire_conn *w = fd_lookup(fd);
-	if (!w)
-		return next_read(fd, buf, len);
-	return refuse(w, false, 0, LOST_TRACK " (read() on the socket)" LOST_TRACK_END);
 }
 
 /* ---------- the API ---------- */
