@@ -482,7 +482,7 @@ static ssize_t header_done(struct wire_conn *w)
 			 * has no task, and it dereferences NULL. */
 			return refuse(w, false, 0, "the target sent Data-In for no command of ours "
 				      "(ITT 0x%08x)", itt);
-		if (!c->in || c->in_len == 0)
+		if ((!c->in || c->in_len == 0) && w->dsl)
 			return refuse(w, true, itt, "the target sent Data-In for a command that "
 				      "reads nothing");
 		if ((uint64_t)off + w->dsl > c->in_len)

@@ -345,6 +345,13 @@ static void test_data_in_refused(void)
 
 	connect_fresh();
 	CHECK_EQ("reserve", 0, wire_cmd_reserve(W));
+	wire_cmd_begin(W, 41, NULL, 0, 0);     /* TEST UNIT READY */
+	data_in(41, 0, 0, 0, true, 0);         /* status in an empty Data-In: odd, harmless */
+	CHECK_EQ("an empty Data-In with status", 1, read_pdus(W, 1));
+	struct wire_answer b;
+	wire_cmd_end(W, 41, &b);
+	CHECK("its status seen", b.status_seen && !b.fault[0]);
+	CHECK_EQ("reserve", 0, wire_cmd_reserve(W));
 	wire_cmd_begin(W, 40, NULL, 0, 512);   /* a WRITE */
 	data_in(40, 0, 0, 512, true, 0);
 	CHECK_EQ("a WRITE: read fails", -ECONNRESET, read_pdus(W, 1));
