@@ -176,6 +176,8 @@ struct call {
 	struct scsi_iovec iov;       /* the task's data buffer; lives as long as the task */
 	bool reads;                  /* a command with a Data-In buffer */
 	bool login;                  /* the observer must have seen this login complete */
+	bool answered;               /* called back already (li_service): libiscsi's own
+	                                callback, when it comes, only frees it */
 	struct call *next, *prev;
 };
 
@@ -281,6 +283,10 @@ static void call_done(struct iscsi_context *ctx, int status, void *data, void *p
 	struct transport_conn *conn = k->conn;
 	(void)ctx;
 	(void)data;
+	if (k->answered) {
+		call_free(k);
+		return;
+	}
 	if (k->task) {
 		cmd_done(k, status);
 	} else {
@@ -402,6 +408,18 @@ static int li_service(struct transport_conn *conn, int revents)
 		return resolve_step(conn);
 	wire_service_begin(conn->w);
 	int r = iscsi_service(conn->ctx, revents);
+	/* The observer refused a PDU about one command: that command was answered
+	 * (wrongly) and must fail with the reason, not be re-issued with the others when
+	 * the session recovers. libiscsi 1.19 cancels everything from iscsi_service when
+	 * a read fails (cmd_done then reports it); if it has not, report it here. */
+	uint32_t itt;
+	if (wire_fault_itt(conn->w, &itt))
+		for (struct call *k = conn->calls; k; k = k->next)
+			if (k->task && k->task->itt == itt && !k->answered) {
+				cmd_done(k, SCSI_STATUS_CANCELLED);
+				k->answered = true;
+				break;
+			}
 	return r < 0 || conn->err[0] || wire_fault(conn->w) ? -1 : 0;
 }
 
