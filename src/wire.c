@@ -56,8 +56,9 @@
  *   loop runs its timers and sends before the next call.
  *
  * WHAT IT ASSUMES, AND WHAT BREAKS IT
- *   It assumes libiscsi's read pattern above (1.19.0's; later releases keep it up to at
- *   least 1.20) and that libiscsi reads session sockets only through recv/readv. A
+ *   It assumes libiscsi's read pattern above (1.19.0's; 1.20.x keeps it and adds, when a
+ *   data digest was negotiated, a recv of the 4-byte digest after the padding, which the
+ *   framer follows) and that libiscsi reads session sockets only through recv/readv. A
  *   libiscsi that reads differently (other sizes, recvmsg, MSG_PEEK, several PDUs per
  *   read), links with -Bsymbolic or calls syscalls directly, or a build whose executable
  *   does not export recv/readv, breaks it. None of that passes silently:
@@ -154,13 +155,16 @@ struct wire_conn {
 	bool hdr_fixed;        /* hdr_size is the full feature phase's */
 	bool in_data;
 	uint32_t dsl;          /* data segment length (without padding) */
-	uint32_t data_size;    /* with padding */
+	uint32_t padded;       /* with padding: what libiscsi keeps of the segment */
+	uint32_t data_size;    /* with padding and, when negotiated, the data digest */
 	uint32_t data_pos;
 	uint8_t *cap;          /* the data segment, for PDUs whose content we check */
 	uint32_t cap_size;
 	bool capture;
 	/* the connection */
 	bool logged_in;
+	bool digest_next;      /* the login negotiated DataDigest=CRC32C ... */
+	bool data_digest;      /* ... in force from the full feature phase (libiscsi >= 1.20) */
 	bool dead;
 	char fault[240];
 	bool fault_has_itt;
@@ -438,7 +442,7 @@ static void pdu_reset(struct wire_conn *w)
 {
 	w->hdr_pos = 0;
 	w->in_data = false;
-	w->dsl = w->data_size = w->data_pos = 0;
+	w->dsl = w->padded = w->data_size = w->data_pos = 0;
 	w->capture = false;
 	w->svc_pdus++;
 }
@@ -462,7 +466,8 @@ static ssize_t header_done(struct wire_conn *w)
 	uint8_t op = h[0] & 0x3f;
 	uint32_t itt = be32(h + 16);
 	w->dsl = be24(h + 5);
-	w->data_size = (w->dsl + 3) & ~3u;
+	w->padded = (w->dsl + 3) & ~3u;
+	w->data_size = w->padded + (w->data_digest && w->dsl ? 4 : 0);
 	w->data_pos = 0;
 	w->in_data = w->data_size > 0;
 	w->capture = want_capture(op, h) && w->data_size <= LIBISCSI_MAX_RECV;
@@ -570,7 +575,7 @@ static ssize_t pdu_done(struct wire_conn *w)
 			return refuse(w, true, itt, "the target answered CHECK CONDITION with a "
 				      "%u-byte data segment", w->dsl);
 		uint32_t claimed = w->dsl >= 2 ? ((uint32_t)w->cap[0] << 8 | w->cap[1]) : 0;
-		if (!libiscsi_sense_parse_fits(w->cap, w->data_size)) {
+		if (!libiscsi_sense_parse_fits(w->cap, w->padded)) {
 			if (claimed > (w->dsl >= 2 ? w->dsl - 2 : 0))
 				return refuse(w, true, itt, "the target answered CHECK CONDITION "
 					      "with %u bytes of sense data where %u were claimed",
@@ -597,14 +602,22 @@ static ssize_t pdu_done(struct wire_conn *w)
 		if (h[1] & LOGIN_CONTINUE)
 			break;
 		bool ok = h[36] == 0;   /* status class */
-		const char *bad = ok ? check_login_keys(w->login_text, w->login_len, why,
-							sizeof(why))
-				     : NULL;
+		uint32_t len = w->login_len;
 		w->login_len = 0;
+		const char *bad = ok ? check_login_keys(w->login_text, len, why, sizeof(why)) : NULL;
 		if (bad)
 			return refuse(w, false, 0, "%s", bad);
-		if (ok && (h[1] & LOGIN_TRANSIT) && (h[1] & 3) == 3)
+		for (uint32_t pos = 0; ok && pos < len;) {
+			const char *kv = w->login_text + pos;
+			size_t n = strnlen(kv, len - pos);
+			if (n == strlen("DataDigest=CRC32C") && memcmp(kv, "DataDigest=CRC32C", n) == 0)
+				w->digest_next = true;
+			pos += (uint32_t)n + 1;
+		}
+		if (ok && (h[1] & LOGIN_TRANSIT) && (h[1] & 3) == 3) {
 			w->logged_in = true;
+			w->data_digest = w->digest_next;
+		}
 		break;
 	}
 	case OP_NOP_IN:
@@ -653,7 +666,11 @@ static ssize_t expect_read(struct wire_conn *w, size_t len, bool vector)
 		}
 		return 0;
 	}
-	size_t want = vector ? w->dsl - MIN(w->dsl, w->data_pos) : w->data_size - w->data_pos;
+	/* readv: the segment's rest before the padding; recv: the padding's (or, with no
+	 * buffer, the whole padded segment's) rest, then the data digest's */
+	size_t want = vector		       ? w->dsl - MIN(w->dsl, w->data_pos)
+		      : w->data_pos < w->padded ? w->padded - w->data_pos
+						: w->data_size - w->data_pos;
 	if (len != want || want == 0)
 		return refuse(w, false, 0, LOST_TRACK " (%zu bytes asked at byte %u of a %u-byte "
 			      "data segment)" LOST_TRACK_END, len, w->data_pos, w->dsl);

@@ -65,6 +65,7 @@ static void pdu_init(struct pdu *p, uint8_t op, uint32_t itt, uint32_t dsl)
 
 static int T;   /* the target's end */
 static int I;   /* the initiator's end: observed */
+static bool data_digest;   /* both ends: DataDigest=CRC32C, read as libiscsi 1.20 does */
 
 static void send_pdu(const struct pdu *p, uint32_t hdr_size)
 {
@@ -74,6 +75,10 @@ static void send_pdu(const struct pdu *p, uint32_t hdr_size)
 	memcpy(buf + hdr_size, p->data, p->dsl);
 	memset(buf + hdr_size + p->dsl, 0, padded - p->dsl);
 	size_t len = hdr_size + padded, off = 0;
+	if (data_digest && p->dsl) {
+		memset(buf + len, 0xdd, 4); /* libiscsi checks it; the observer only skips it */
+		len += 4;
+	}
 	while (off < len) {
 		ssize_t n = write(T, buf + off, len - off);
 		if (n <= 0) {
@@ -200,6 +205,15 @@ static int libiscsi_read_pdu(void)
 			return -EPIPE;
 		in.data_pos += (uint32_t)n;
 	}
+	while (data_digest && size && in.data_pos < size + 4) {
+		uint8_t digest[4];
+		ssize_t n = recv(I, digest, size + 4 - in.data_pos, 0);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (n == 0)
+			return -EPIPE;
+		in.data_pos += (uint32_t)n;
+	}
 	free(in.data);
 	memset(&in, 0, sizeof(in));
 	return 1;
@@ -232,6 +246,7 @@ static void connect_fresh(void)
 	memset(&in, 0, sizeof(in));
 	memset(tasks, 0, sizeof(tasks));
 	hdr_size = 48;
+	data_digest = false;
 	W = wire_new();
 	CHECK_EQ("wire_attach", 0, wire_attach(W, I));
 	login_response("TargetPortalGroupTag=1;MaxRecvDataSegmentLength=65536;"
@@ -614,6 +629,44 @@ static void test_unexpected_reads(void)
 	CHECK("wire_selftest: recv and readv are wire.c's", wire_selftest(err, sizeof(err)));
 }
 
+static void test_data_digest(void)
+{
+	printf("data digest (libiscsi 1.20's read pattern): after a login that negotiated "
+	       "DataDigest=CRC32C, the 4 digest bytes after each data segment are skipped: "
+	       "Data-In is counted, sense is judged, the stream stays in step\n");
+	int sv[2];
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	I = sv[0];
+	T = sv[1];
+	memset(&in, 0, sizeof(in));
+	memset(tasks, 0, sizeof(tasks));
+	hdr_size = 48;
+	data_digest = false;
+	W = wire_new();
+	wire_attach(W, I);
+	login_response("HeaderDigest=None;DataDigest=CRC32C;MaxRecvDataSegmentLength=65536", true);
+	CHECK_EQ("login", 1, read_pdus(W, 1));
+	data_digest = true;
+	track_read(0, 70, 4096);
+	data_in(70, 0, 0, 2048, false, 0);
+	data_in(70, 1, 2048, 2046, true, 0); /* 2 bytes of padding, then the digest */
+	CHECK_EQ("Data-In with digests", 2, read_pdus(W, 2));
+	struct wire_answer a;
+	wire_cmd_end(W, 70, &a);
+	CHECK_EQ("data_in", 4094, a.data_in);
+	CHECK("status seen", a.status_seen && !a.fault[0]);
+	uint8_t seg[20] = { 0, 18, 0x70, 0, 0x02, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x01 };
+	track_read(1, 71, 512);
+	response(71, 2, seg, 20);
+	nop_in(false); /* no data segment: no digest */
+	CHECK_EQ("sense with a digest, then a NOP-In", 2, read_pdus(W, 2));
+	wire_cmd_end(W, 71, &a);
+	CHECK("sense valid", a.sense_valid && a.sense_key == 2 && a.asc == 4 && a.ascq == 1);
+	CHECK("in step", !wire_fault(W));
+	disconnect();
+	data_digest = false;
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -625,6 +678,7 @@ int main(void)
 	test_budget();
 	test_r2t();
 	test_unexpected_reads();
+	test_data_digest();
 	printf("%s: %d failure(s)\n", failures ? "FAILED" : "ok", failures);
 	return failures ? 1 : 0;
 }
