@@ -151,8 +151,29 @@ static const char *address_method(uint64_t a)
 	}
 }
 
+static bool is_known(uint64_t a, const uint64_t *known, int nknown)
+{
+	for (int i = 0; i < nknown; i++)
+		if (known[i] == a)
+			return true;
+	return false;
+}
+
+static int list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
+		     const uint64_t *known, int nknown, struct target_lun **out, int *nout,
+		     char *err, size_t errlen);
+
 int target_list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
 		     struct target_lun **out, int *nout, char *err, size_t errlen)
+{
+	return list_luns(cfg, t, number, probe_all, NULL, 0, out, nout, err, errlen);
+}
+
+/* target_list_luns; the addresses in `known` are listed without a probe (probed and
+ * mountable false, no reason): their files check themselves (lun_check_*). */
+static int list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
+		     const uint64_t *known, int nknown, struct target_lun **out, int *nout,
+		     char *err, size_t errlen)
 {
 	uint64_t *luns = NULL;
 	int n = discovery_report_luns(t->sess[0], t->name, cfg->login_timeout, &luns, err, errlen);
@@ -201,6 +222,8 @@ int target_list_luns(const struct config *cfg, struct fs_target *t, int number, 
 		}
 		if (!file && !probe_all)
 			continue;
+		if (file && is_known(luns[i], known, nknown))
+			continue; /* a file already: it checks itself */
 		r = discovery_probe_lun(t->sess[0], t->name, cfg->login_timeout, luns[i],
 					&tl->info, err, errlen);
 		if (DISCOVERY_TARGET_FAILED(r))
@@ -466,13 +489,21 @@ int target_diff_luns(const struct lun_info *cur, int ncur, const struct target_l
 }
 
 int target_rescan(const struct config *cfg, struct fs_target *t, const struct lun_info *cur,
-		  int ncur, struct target_lun **now, int *nnow, struct target_change **changes,
-		  char *err, size_t errlen)
+		  int ncur, const bool *trusted, struct target_lun **now, int *nnow,
+		  struct target_change **changes, char *err, size_t errlen)
 {
 	*now = NULL;
 	*nnow = 0;
 	*changes = NULL;
-	int r = target_list_luns(cfg, t, cfg->url.lun, false, now, nnow, err, errlen);
+	uint64_t *known = calloc((size_t)ncur + 1, sizeof(*known));
+	int nknown = 0;
+	if (!known)
+		return -ENOMEM;
+	for (int i = 0; trusted && i < ncur; i++)
+		if (trusted[i])
+			known[nknown++] = cur[i].lun;
+	int r = list_luns(cfg, t, cfg->url.lun, false, known, nknown, now, nnow, err, errlen);
+	free(known);
 	if (r < 0)
 		return r;
 	r = target_diff_luns(cur, ncur, *now, *nnow, changes);

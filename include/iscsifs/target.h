@@ -126,14 +126,18 @@ bool target_same_disk(const struct lun_info *was, const struct lun_info *now, ch
 
 /*
  * Rescan one target: REPORT LUNS and a probe of each LUN (target_list_luns, only the
- * URL's LUN number when it names one), then target_diff_luns against `cur`. *now
- * (malloc'ed, *nnow entries) and *changes (malloc'ed or NULL) belong to the caller.
- * Returns the number of changes, or -errno when the target could not be listed (then
- * nothing is known and nothing changes; err says why).
+ * URL's LUN number when it names one), then target_diff_luns against `cur`. A LUN of
+ * `cur` with trusted[i] set (trusted may be NULL: none) is not probed again: its file
+ * has checked its identity and capacity through its own blkdev (lun_check_*), so it
+ * stays unless REPORT LUNS no longer lists it; this keeps a rescan to one command per
+ * LUN file plus a probe of each new LUN. *now (malloc'ed, *nnow entries) and *changes
+ * (malloc'ed or NULL) belong to the caller. Returns the number of changes, or -errno
+ * when the target could not be listed (then nothing is known and nothing changes;
+ * err says why).
  */
 int target_rescan(const struct config *cfg, struct fs_target *t, const struct lun_info *cur,
-		  int ncur, struct target_lun **now, int *nnow, struct target_change **changes,
-		  char *err, size_t errlen);
+		  int ncur, const bool *trusted, struct target_lun **now, int *nnow,
+		  struct target_change **changes, char *err, size_t errlen);
 
 /*
  * A portal mount: SendTargets again; the targets it lists that are not in `have`

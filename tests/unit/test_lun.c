@@ -1515,7 +1515,7 @@ static int rescan_once(struct fs_target *t, const struct lun_info *cur, int ncur
 {
 	char err[CONFIG_ERRLEN] = "";
 	int nnow = 0;
-	int n = target_rescan(&cfg, t, cur, ncur, now, &nnow, c, err, sizeof(err));
+	int n = target_rescan(&cfg, t, cur, ncur, NULL, now, &nnow, c, err, sizeof(err));
 	if (n < 0)
 		fprintf(stderr, "  target_rescan: %s\n", err);
 	return n;
@@ -1577,6 +1577,20 @@ static void test_target_rescan(void)
 	CHECK_EQ("LUN 2 reported, not answering", 1, rescan_once(&t, cur, ncur, &now, &c));
 	if (c)
 		CHECK("removed", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 1);
+	free(now), free(c);
+
+	/* trusted files are not probed again: only the new LUN is */
+	set_luns((int[]){ 1, 2, 3 }, (uint8_t[]){ 1, 2, 3 }, 3, 0);
+	bool trusted[2] = { true, true };
+	int inq = tcount(0x12), nnow = 0;
+	CHECK_EQ("trusted: LUN 3 added", 1,
+		 target_rescan(&cfg, &t, cur, ncur, trusted, &now, &nnow, &c, err, sizeof(err)));
+	CHECK("only LUN 3 probed (standard INQUIRY + VPD 0x00, 0x80?, 0x83, 0xB0, 0xB2)",
+	      tcount(0x12) - inq <= 6);
+	free(now), free(c);
+	set_luns((int[]){ 1, 3 }, (uint8_t[]){ 9, 3 }, 2, 0);
+	CHECK_EQ("trusted LUN 1 (another disk now, but trusted) kept; LUN 2 removed; 3 added", 2,
+		 target_rescan(&cfg, &t, cur, ncur, trusted, &now, &nnow, &c, err, sizeof(err)));
 	free(now), free(c);
 
 	/* REPORT LUNS itself failing: nothing known, nothing changes */
