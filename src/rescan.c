@@ -68,8 +68,10 @@ struct rescan {
 
 const char *rescan_reasons_text(unsigned reasons, char *buf, size_t len)
 {
-	static const char *const names[] = { "rescan command", "SIGHUP", "unit attention",
-					     "re-login", "rescan_interval", "capacity change" };
+	static const char *const names[RESCAN_NREASONS] = {
+		"rescan command", "SIGHUP", "unit attention", "re-login", "rescan_interval",
+		"capacity change", "partition table written", "LUN no longer used"
+	};
 	size_t k = 0;
 	buf[0] = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)

@@ -40,7 +40,14 @@ enum rescan_reason {
 	RESCAN_INTERVAL = 1 << 4,       /* -o rescan_interval */
 	RESCAN_CAPACITY = 1 << 5,       /* a LUN's capacity changed (2A/09): only the files
 	                                   of LUNs whose size differs follow */
+	RESCAN_PROBE = 1 << 6,          /* a partition table may have been written: re-probe
+	                                   the LUNs that say so (no target I/O but reads) */
+	RESCAN_REAP = 1 << 7,           /* a removed LUN is no longer used: free it */
 };
+#define RESCAN_NREASONS 8
+/* The reasons that read REPORT LUNS again (the others only follow what is known). */
+#define RESCAN_FULL (RESCAN_USER | RESCAN_SIGNAL | RESCAN_UNIT_ATTENTION | RESCAN_RELOGIN | \
+		     RESCAN_INTERVAL)
 
 /* The reasons in words, for log lines: "SIGHUP, a re-login". Returns buf. */
 const char *rescan_reasons_text(unsigned reasons, char *buf, size_t len);
@@ -92,7 +99,7 @@ struct rescan_stats {
 	uint64_t runs;                  /* rescans run */
 	uint64_t failures;              /* of those, failed (-errno) */
 	uint64_t changes;               /* namespace changes they made, all together */
-	uint64_t requests[6];           /* requests per reason bit (enum rescan_reason) */
+	uint64_t requests[RESCAN_NREASONS]; /* requests per reason bit (enum rescan_reason) */
 	uint64_t last_ms;               /* util_now_ms() when the last one ended; 0 never */
 };
 void rescan_get_stats(struct rescan *r, struct rescan_stats *out);
