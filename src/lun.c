@@ -100,8 +100,10 @@ struct lun {
 	                                writes; never written after lun_create */
 	struct lun_stats st;         /* atomic adds */
 	int cap_check;               /* atomic: a capacity re-read is in flight */
-	int refs;                    /* atomic: the blkdev's own + one per capacity re-read
-	                                (which may complete after lun_destroy) */
+	int refs;                    /* atomic: the blkdev's own + one per request and per
+	                                check in flight (which may complete after
+	                                lun_destroy: a LUN removed while mounted is
+	                                destroyed with its cache's I/O still running) */
 	int failed;                  /* atomic: the LUN changed identity (seen on any
 	                                session): every request fails with EIO */
 	int slow_unmap_noted;        /* atomic: the notice about a small UNMAP limit */
@@ -547,6 +549,8 @@ struct check_cmd {
 	struct session *s;
 	int tries;
 	uint64_t start_ms;
+	uint64_t expire_ms;          /* the time budget of each of its commands; 0: the
+	                                session's (replacement_timeout) */
 	const char *when;            /* capacity: the cause, for the log */
 	bool rc10;                   /* capacity: READ CAPACITY(10) after (16) failed */
 	int page;                    /* identity: index of the page being checked */
@@ -555,7 +559,8 @@ struct check_cmd {
 	uint8_t buf[255];
 };
 
-static struct check_cmd *check_new(struct lun *l, void (*done)(void *, int), void *opaque)
+static struct check_cmd *check_new(struct lun *l, int budget_ms, void (*done)(void *, int),
+				   void *opaque)
 {
 	struct check_cmd *k = calloc(1, sizeof(*k));
 	if (!k)
@@ -565,6 +570,7 @@ static struct check_cmd *check_new(struct lun *l, void (*done)(void *, int), voi
 	k->done = done;
 	k->opaque = opaque;
 	k->start_ms = util_now_ms();
+	k->expire_ms = budget_ms > 0 ? k->start_ms + (uint64_t)budget_ms : 0;
 	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL);
 	return k;
 }
@@ -581,6 +587,7 @@ static void check_submit(struct check_cmd *k, const uint8_t *cdb, uint8_t cdb_le
 	c->buf = k->buf;
 	c->len = len;
 	c->done = step;
+	c->expire_ms = k->expire_ms;
 	k->tries = 0;
 	memset(k->buf, 0, sizeof(k->buf));
 	session_submit(k->s, c);
@@ -661,11 +668,12 @@ static void cap_step(struct session_cmd *c)
 }
 
 /* Start a capacity re-read; `done` (may be NULL) gets its result. 0 or -errno. */
-static int cap_start(struct lun *l, const char *when, void (*done)(void *, int), void *opaque)
+static int cap_start(struct lun *l, const char *when, int budget_ms, void (*done)(void *, int),
+		     void *opaque)
 {
 	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
 		return -ENODEV;
-	struct check_cmd *k = check_new(l, done, opaque);
+	struct check_cmd *k = check_new(l, budget_ms, done, opaque);
 	if (!k)
 		return -ENOMEM;
 	k->when = when;
@@ -685,16 +693,16 @@ static void recheck_capacity(struct lun *l)
 {
 	if (__atomic_exchange_n(&l->cap_check, 1, __ATOMIC_ACQ_REL))
 		return;
-	if (cap_start(l, "on a CAPACITY DATA HAS CHANGED unit attention", cap_ua_done, l) < 0)
+	if (cap_start(l, "on a CAPACITY DATA HAS CHANGED unit attention", 0, cap_ua_done, l) < 0)
 		__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
 }
 
-int lun_check_capacity(struct blkdev *dev, const char *when)
+int lun_check_capacity(struct blkdev *dev, const char *when, int budget_ms)
 {
 	struct lun *l = dev->priv;
 	struct waiter w;
 	waiter_init(&w);
-	int r = cap_start(l, when, waiter_cb, &w);
+	int r = cap_start(l, when, budget_ms, waiter_cb, &w);
 	if (r < 0)
 		waiter_cb(&w, r);
 	return waiter_wait(&w);
@@ -768,7 +776,7 @@ static void id_step(struct session_cmd *c)
 }
 
 /* Start an identity check; `done` gets 0 (same), -ENODEV (failed) or -errno. */
-static int id_start(struct lun *l, void (*done)(void *, int), void *opaque)
+static int id_start(struct lun *l, int budget_ms, void (*done)(void *, int), void *opaque)
 {
 	uint8_t pages[2];
 	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
@@ -778,19 +786,19 @@ static int id_start(struct lun *l, void (*done)(void *, int), void *opaque)
 		done(opaque, 0); /* nothing to compare: taken as the same, as the session does */
 		return 0;
 	}
-	struct check_cmd *k = check_new(l, done, opaque);
+	struct check_cmd *k = check_new(l, budget_ms, done, opaque);
 	if (!k)
 		return -ENOMEM;
 	id_send(k);
 	return 0;
 }
 
-int lun_check_identity(struct blkdev *dev)
+int lun_check_identity(struct blkdev *dev, int budget_ms)
 {
 	struct lun *l = dev->priv;
 	struct waiter w;
 	waiter_init(&w);
-	int r = id_start(l, waiter_cb, &w);
+	int r = id_start(l, budget_ms, waiter_cb, &w);
 	if (r < 0)
 		waiter_cb(&w, r);
 	return waiter_wait(&w);
@@ -836,8 +844,10 @@ static void req_free(struct lun_req *r)
 
 static void req_finish(struct lun_req *r)
 {
+	struct lun *l = r->l;
 	r->cb(r->opaque, r->err);
 	req_free(r);
+	lun_put(l); /* the request's reference: lun_destroy may have come meanwhile */
 }
 
 /* Submit a command of the LUN, or park it while an identity check runs. */
@@ -1024,7 +1034,7 @@ static void verify_after_ua(struct lun *l, struct lun_chunk *ch, const char *wha
 		return;
 	log_notice("%s LUN %s: %s: checking that it is still the same disk before sending it "
 		   "more", l->target, LUNSTR(l->info.lun), what);
-	int r = id_start(l, verify_done, l);
+	int r = id_start(l, 0, verify_done, l);
 	if (r < 0)
 		verify_done(l, r);
 }
@@ -1084,10 +1094,12 @@ static int req_start(struct lun *l, enum op op, uint64_t lba, uint64_t nblocks, 
 	r->per = MAX(per, 1);
 	r->ncmds = op == OP_FLUSH ? 1 : DIV_ROUND_UP(nblocks, r->per);
 	pthread_mutex_init(&r->lock, NULL);
+	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL); /* until req_finish */
 	for (uint64_t i = 0; i < MIN(r->ncmds, (uint64_t)REQ_WINDOW); i++) {
 		struct lun_chunk *ch = calloc(1, sizeof(*ch));
 		if (!ch) {
 			req_free(r);
+			lun_put(l);
 			return -ENOMEM;
 		}
 		ch->req = r;

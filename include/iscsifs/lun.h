@@ -129,19 +129,21 @@ uint64_t lun_get_size(struct blkdev *dev);
  * Read the capacity again (READ CAPACITY(16), (10) when the LUN lacks it) and apply
  * it as described above. `when` says what caused it, for the log line ("after
  * re-login", "on rescan"). Blocks the calling thread (not a session thread) for at
- * most the command's time budget. Returns 0 (applied, changed or not), -ENODEV (the
- * LUN is failed, or just failed: its block size changed), or -errno when the target
- * did not answer usefully (the size is then unchanged).
+ * most budget_ms per command (0: the session's budget, replacement_timeout). Returns
+ * 0 (applied, changed or not), -ENODEV (the LUN is failed, or just failed: its block
+ * size changed), or -errno when the target did not answer usefully (the size is then
+ * unchanged).
  */
-int lun_check_capacity(struct blkdev *dev, const char *when);
+int lun_check_capacity(struct blkdev *dev, const char *when, int budget_ms);
 
 /*
  * Check on the live session that VPD pages 0x83 and 0x80 are what they were at
  * lun_create (a LUN that had neither is taken as the same). Blocks the calling thread
- * (not a session thread). Returns 0 (same disk), -ENODEV (another disk, or none: the
- * LUN is failed for good), or -errno when it could not be checked.
+ * (not a session thread), budget_ms per command as lun_check_capacity. Returns 0 (same
+ * disk), -ENODEV (another disk, or none: the LUN is failed for good), or -errno when
+ * it could not be checked.
  */
-int lun_check_identity(struct blkdev *dev);
+int lun_check_identity(struct blkdev *dev, int budget_ms);
 
 /* Whether the LUN has failed for good (identity or block size changed). */
 bool lun_is_failed(struct blkdev *dev);

@@ -1200,10 +1200,10 @@ static void test_capacity_follows(void)
 
 	/* an explicit re-read (after a re-login, on a rescan) */
 	int before = events(LUN_EVENT_CAPACITY);
-	CHECK_EQ("re-read, unchanged", 0, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("re-read, unchanged", 0, lun_check_capacity(d, "on rescan", 0));
 	CHECK_EQ("no event when unchanged", before, events(LUN_EVENT_CAPACITY));
 	set_last_lba((1u << 20) / 512 - 1, 512);
-	CHECK_EQ("re-read after a re-login", 0, lun_check_capacity(d, "after re-login"));
+	CHECK_EQ("re-read after a re-login", 0, lun_check_capacity(d, "after re-login", 0));
 	CHECK_EQ("size back to 1 MiB", 1u << 20, lun_get_size(d));
 	CHECK_EQ("and reported", before + 1, events(LUN_EVENT_CAPACITY));
 	CHECK("the event says why", strstr(EV.why, "after re-login") != NULL);
@@ -1211,7 +1211,7 @@ static void test_capacity_follows(void)
 	T.rc16_unsupported = true;
 	T.rc10_last = (3u << 20) / 512 - 1;
 	pthread_mutex_unlock(&T.lock);
-	CHECK_EQ("READ CAPACITY(10) when (16) is not supported", 0, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("READ CAPACITY(10) when (16) is not supported", 0, lun_check_capacity(d, "on rescan", 0));
 	CHECK_EQ("size 3 MiB", 3u << 20, lun_get_size(d));
 	pthread_mutex_lock(&T.lock);
 	T.rc16_unsupported = false;
@@ -1223,20 +1223,20 @@ static void test_capacity_follows(void)
 
 	/* an impossible capacity is refused; the size stays */
 	set_last_lba(UINT64_MAX, 512);
-	CHECK_EQ("impossible capacity", -EOVERFLOW, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("impossible capacity", -EOVERFLOW, lun_check_capacity(d, "on rescan", 0));
 	CHECK_EQ("size kept", 3u << 20, lun_get_size(d));
 
 	/* a new block size is another disk */
 	set_last_lba((4u << 20) / 4096 - 1, 4096);
 	CHECK_EQ("block size 512 -> 4096: the LUN fails", -ENODEV,
-		 lun_check_capacity(d, "on rescan"));
+		 lun_check_capacity(d, "on rescan", 0));
 	CHECK("lun_is_failed", lun_is_failed(d));
 	CHECK_EQ("reported as failed", 1, events(LUN_EVENT_FAILED));
 	CHECK("saying why", strstr(EV.why, "block size") != NULL);
 	reads = tcount(0x28);
 	CHECK_EQ("a failed LUN's READ", -EIO, blkdev_read_sync(d, 0, 4096, buf));
 	CHECK_EQ("is not sent", reads, tcount(0x28));
-	CHECK_EQ("no further re-read", -ENODEV, lun_check_capacity(d, "on rescan"));
+	CHECK_EQ("no further re-read", -ENODEV, lun_check_capacity(d, "on rescan", 0));
 	d->ops->destroy(d);
 }
 
@@ -1264,7 +1264,7 @@ static void test_identity_unit_attentions(void)
 	lun_get_stats(d, &st);
 	CHECK_EQ("one identity check", 1, st.identity_checks);
 	CHECK("the LUN is fine", !lun_is_failed(d));
-	CHECK_EQ("explicit check: same disk", 0, lun_check_identity(d));
+	CHECK_EQ("explicit check: same disk", 0, lun_check_identity(d, 5000));
 
 	/* 3F/03 on a WRITE, and another disk now answers at the address */
 	pthread_mutex_lock(&T.lock);
@@ -1296,7 +1296,7 @@ static void test_identity_unit_attentions(void)
 	pthread_mutex_lock(&T.lock);
 	T.wwn[0] = 0x43;
 	pthread_mutex_unlock(&T.lock);
-	CHECK_EQ("explicit check: another disk", -ENODEV, lun_check_identity(d));
+	CHECK_EQ("explicit check: another disk", -ENODEV, lun_check_identity(d, 5000));
 	CHECK("fails the LUN", lun_is_failed(d));
 	d->ops->destroy(d);
 }
