@@ -61,8 +61,11 @@ int rescan_main(const struct config *cfg)
 	}
 	char buf[4096];
 	ssize_t n;
-	while ((n = read(fd, buf, sizeof(buf))) > 0) /* the report of this handle's rescan */
+	off_t off = 0; /* the report of this handle's rescan, from its start */
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
 		fwrite(buf, 1, (size_t)n, stdout);
+		off += n;
+	}
 	if (n < 0) {
 		fprintf(stderr, "iscsifs: rescan: reading the report of %s: %s\n", path,
 			strerror(errno));
