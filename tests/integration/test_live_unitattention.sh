@@ -37,6 +37,7 @@ stop()
 {
 	iscsifs_umount_ok "$M"
 	badtarget_stop
+	rm -f "$BT_CONTROL" # the next target starts with its misbehaviours off
 }
 
 # --- 2A/09: the capacity grows at once
