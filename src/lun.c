@@ -593,6 +593,17 @@ static void check_submit(struct check_cmd *k, const uint8_t *cdb, uint8_t cdb_le
 	session_submit(k->s, c);
 }
 
+/* The session failed the command because its check after a re-login found another
+ * disk at the LUN's address: the LUN fails for good (as chunk_end does). */
+static bool check_found_other_disk(struct check_cmd *k)
+{
+	if (k->cmd.result != -ENODEV)
+		return false;
+	lun_fail(k->l, "another disk answers at its address (found by the identity check "
+		       "after a re-login)");
+	return true;
+}
+
 static void check_end(struct check_cmd *k, int ret)
 {
 	struct lun *l = k->l;
@@ -640,6 +651,10 @@ static void cap_step(struct session_cmd *c)
 	check_notes(k, &notes);
 	if (r == 1) {
 		session_submit(k->s, c);
+		return;
+	}
+	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
 		return;
 	}
 	if ((r == -EOPNOTSUPP || r == -EINVAL) && !k->rc10) {
@@ -743,6 +758,10 @@ static void id_step(struct session_cmd *c)
 	check_notes(k, &notes);
 	if (r == 1) {
 		session_submit(k->s, c);
+		return;
+	}
+	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
 		return;
 	}
 	if (r == -ENODEV) {
