@@ -106,6 +106,7 @@ struct lun {
 	                                destroyed with its cache's I/O still running) */
 	int failed;                  /* atomic: the LUN changed identity (seen on any
 	                                session): every request fails with EIO */
+	int nreq;                    /* atomic: requests started and not finished */
 	int slow_unmap_noted;        /* atomic: the notice about a small UNMAP limit */
 	int past_end_noted;          /* atomic: a request past the end was logged since the
 	                                last capacity change */
@@ -842,6 +843,12 @@ void lun_retire(struct blkdev *dev, const char *why)
 	lun_fail(dev->priv, why);
 }
 
+int lun_inflight(struct blkdev *dev)
+{
+	struct lun *l = dev->priv;
+	return __atomic_load_n(&l->nreq, __ATOMIC_ACQUIRE);
+}
+
 bool lun_is_failed(struct blkdev *dev)
 {
 	struct lun *l = dev->priv;
@@ -866,12 +873,20 @@ static void req_finish(struct lun_req *r)
 	struct lun *l = r->l;
 	r->cb(r->opaque, r->err);
 	req_free(r);
+	__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	lun_put(l); /* the request's reference: lun_destroy may have come meanwhile */
 }
 
-/* Submit a command of the LUN, or park it while an identity check runs. */
+static void chunk_end(struct lun_chunk *ch, int res, const char *why);
+
+/* Submit a command of the LUN, or park it while an identity check runs; a LUN that
+ * failed for good sends nothing more, not even a retry. */
 static void chunk_send(struct lun *l, struct lun_chunk *ch)
 {
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE)) {
+		chunk_end(ch, -EIO, "the LUN failed for good");
+		return;
+	}
 	if (__atomic_load_n(&l->verifying, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&l->lock);
 		if (l->verifying) {
@@ -1031,7 +1046,7 @@ static void verify_done(void *opaque, int ret)
 	for (struct lun_chunk *ch = list, *next; ch; ch = next) {
 		next = ch->next;
 		if (ret == 0)
-			session_submit(ch->s, &ch->cmd);
+			chunk_send(l, ch);
 		else
 			chunk_end(ch, -EIO, ret == -ENODEV ? "the LUN failed for good"
 							   : "its identity could not be checked");
@@ -1114,10 +1129,12 @@ static int req_start(struct lun *l, enum op op, uint64_t lba, uint64_t nblocks, 
 	r->ncmds = op == OP_FLUSH ? 1 : DIV_ROUND_UP(nblocks, r->per);
 	pthread_mutex_init(&r->lock, NULL);
 	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL); /* until req_finish */
+	__atomic_fetch_add(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	for (uint64_t i = 0; i < MIN(r->ncmds, (uint64_t)REQ_WINDOW); i++) {
 		struct lun_chunk *ch = calloc(1, sizeof(*ch));
 		if (!ch) {
 			req_free(r);
+			__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
 			lun_put(l);
 			return -ENOMEM;
 		}

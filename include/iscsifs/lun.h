@@ -148,6 +148,12 @@ int lun_check_identity(struct blkdev *dev, int budget_ms);
 /* Whether the LUN has failed for good (identity or block size changed). */
 bool lun_is_failed(struct blkdev *dev);
 
+/* Requests started and not finished (a command of one may be queued in a session,
+ * waiting for a retry, or at the target). A failed LUN starts no new command, so once
+ * this is 0 nothing of it can reach its address any more: the address may be given to
+ * another LUN's blkdev (session_clear_identity). */
+int lun_inflight(struct blkdev *dev);
+
 /*
  * The LUN leaves the namespace (a rescan removed it: no longer reported, or another
  * disk at its address): fail it for good, logged once with `why`, so that nothing it

@@ -1601,6 +1601,33 @@ static void test_target_rescan(void)
 	free(cur);
 }
 
+/* A LUN that leaves the namespace (lun_retire) sends nothing more, not even the retry
+ * of a command the target asked to retry; lun_inflight says when nothing of it is left. */
+static void test_retire(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096];
+	target_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	CHECK_EQ("nothing in flight", 0, lun_inflight(d));
+	misbehave(0x28, 100, 8, 0, 0, 0, 0); /* BUSY: retried with backoff */
+	struct async_wait w = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	CHECK_EQ("READ accepted", 0, d->ops->read(d, 0, 4096, buf, async_cb, &w));
+	for (int i = 0; i < 200 && tcount(0x28) < 2; i++)
+		usleep(5000);
+	CHECK_EQ("one request in flight", 1, lun_inflight(d));
+	lun_retire(d, "no longer reported by REPORT LUNS");
+	int reads = tcount(0x28);
+	CHECK_EQ("the request fails", -EIO, async_wait(&w));
+	CHECK("its retry was not sent", tcount(0x28) <= reads + 1);
+	CHECK_EQ("nothing in flight", 0, lun_inflight(d));
+	CHECK_EQ("new requests fail at once", -EIO, blkdev_read_sync(d, 0, 4096, buf));
+	misbehave(-1, 0, 0, 0, 0, 0, 0);
+	d->ops->destroy(d);
+}
+
 int main(void)
 {
 	log_init(false);
@@ -1626,6 +1653,7 @@ int main(void)
 	test_commands_wait_for_identity();
 	test_lun_set_diff();
 	test_target_rescan();
+	test_retire();
 
 	session_destroy(S);
 	printf(failures ? "test_lun: %d failed\n" : "test_lun: all passed\n", failures);
