@@ -209,13 +209,13 @@ run_variant()
 		fi
 	done
 	# I/O on the handles opened before the fault fails (EIO, or ENODEV once their file
-	# is gone), reads included; so does the close of WB's, which had dirty data.
+	# is gone), reads included, and so does their close (their writes never landed).
 	touch "$T/go"
 	wait_for 60 eval '! pid_alive $nch && ! pid_alive $wbh' ||
 		fail "$name: the held handles' I/O did not end within 60 s"
 	wait "$nch" "$wbh" || true
 	check_eq "$name: I/O on NC's lun1 opened before" "$(failed "$(cat "$T/nch.out")")" \
-		"read fail;write fail;read fail;fsync fail;"
+		"read fail;write fail;read fail;fsync fail;close fail;"
 	out=$(failed "$(cat "$T/wbh.out")")
 	[[ $out == "fsync fail;read fail;"*"fsync fail;"* ]] ||
 		fail "$name: I/O on WB's lun1 opened before: $out, want fsync, read and the last fsync to fail"
