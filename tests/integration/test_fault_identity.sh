@@ -228,8 +228,8 @@ run_variant()
 	check_eq "$name: I/O on NC's lun2 (unchanged)" "$(results "$out")" "write ok;fsync ok;read ok;"
 	check_eq "$name: lun2's backing file at 4096" "$(dd if="$L2" bs=4096 skip=1 count=2 status=none | tr -d X | wc -c)" 0
 	check_eq "$name: sha256 of the new disk's backing file while mounted" "$(sha256sum <"$NEW")" "$new_sum"
-	pass "$name: LUN 1 changed across the restart: the queued write, dirty data, new reads," \
-		"writes and fsync all fail with EIO; the new disk is untouched; LUN 2 works"
+	pass "$name: LUN 1 changed across the restart: the queued write, dirty data and I/O on handles opened before all fail," \
+		"lun1 is the new disk's own file now (or gone); the new disk is untouched through the old; LUN 2 works"
 
 	# Unmount both (WB gives up on its dirty data); still not a byte on the new disk.
 	touch "$T/release"
