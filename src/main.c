@@ -31,7 +31,7 @@ int main(int argc, char **argv)
 	log_init(cfg.debug);
 	switch (cfg.command) {
 	case CONFIG_CMD_HELP:
-		fputs(config_usage(), stdout);
+		config_print_usage(stdout);
 		return 0;
 	case CONFIG_CMD_VERSION:
 		printf("iscsifs %s (libiscsi data digest: %s)\n", ISCSIFS_VERSION,
