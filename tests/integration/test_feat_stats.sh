@@ -2,9 +2,11 @@
 # Proves the statistics a user sees: .iscsifs/stats.json is valid JSON with one entry per
 # session (logged-in) and per LUN, whose counters move as I/O is done (read bytes grow
 # by what was read, cache hits on rereads, writes reach write-back and SCSI after
-# fsync, nothing stays dirty, no errors); .iscsifs/metrics is Prometheus text with the
-# same numbers (iscsifs_cache_hits_total per LUN); `iscsifs stat MNT` prints the table
-# with the target and exits 0, `--watch` refreshes it with rates; `iscsifs stat` of a
+# fsync, nothing stays dirty, no errors; schema, version and latency histograms);
+# .iscsifs/metrics is Prometheus text with the same numbers (iscsifs_cache_hits_total
+# per LUN, HELP and TYPE for every family, a latency histogram per LUN and op); `iscsifs stat MNT` prints the table
+# with the target and exits 0, `--watch` refreshes it with rates and ends when its reader
+# goes away (`| head`), `--json` prints the same document; `iscsifs stat` of a
 # directory that is no iscsifs mount fails with a message.
 source "$(dirname "$0")/lib.sh"
 requires python3
@@ -42,6 +44,12 @@ def need(cond, what):
         bad.append(what)
 
 iqn = os.environ["IQN"]
+need(d.get("schema") == 1, "schema %r, want 1" % d.get("schema"))
+need(d.get("version") == os.environ["VERSION"], "version %r, want %r (iscsifs --version)" % (d.get("version"), os.environ["VERSION"]))
+need(d.get("mountpoint") == mnt, "mountpoint %r" % d.get("mountpoint"))
+bounds = d.get("latency_buckets_us", [])
+need(bounds == [100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+                500000, 1000000, 2500000, 5000000, 10000000], "latency_buckets_us %r" % bounds)
 need(isinstance(d.get("uptime_s"), (int, float)) and d["uptime_s"] >= 0, "uptime_s")
 sess = d.get("sessions", [])
 need(len(sess) == 1, "one session, got %d" % len(sess))
@@ -60,7 +68,20 @@ for n, size, bs in ((1, 64 << 20, 512), (2, 32 << 20, 4096)):
     need(l["size"] == size and l["block_size"] == bs, "lun %d size/block_size" % n)
     c, s = l["cache"], l["scsi"]
     for k, v in list(c.items()) + list(s.items()):
+        if k == "latency":
+            continue
         need(isinstance(v, (int, float)) and v >= 0, "lun %d counter %s = %r" % (n, k, v))
+    # latency histograms: read, write, flush; cumulative buckets, one per bound + Inf
+    for op in ("read", "write", "flush"):
+        h = s.get("latency", {}).get(op)
+        if not isinstance(h, dict):
+            need(False, "lun %d scsi.latency.%s missing" % (n, op))
+            continue
+        b = h.get("buckets", [])
+        need(len(b) == len(bounds) + 1, "lun %d latency.%s: %d buckets for %d bounds" % (n, op, len(b), len(bounds)))
+        need(all(x <= y for x, y in zip(b, b[1:])), "lun %d latency.%s buckets not cumulative: %r" % (n, op, b))
+        need(b and b[-1] == h.get("count"), "lun %d latency.%s: +Inf bucket %r != count %r" % (n, op, b[-1:], h.get("count")))
+        need(isinstance(h.get("sum_us"), int) and h["sum_us"] >= 0, "lun %d latency.%s sum_us" % (n, op))
     need(c["cached_bytes"] <= 32 << 20, "lun %d cached_bytes %d > cache_size" % (n, c["cached_bytes"]))
     need(c["dirty_bytes"] <= c["cached_bytes"], "lun %d dirty > cached" % n)
     need(c["fetch_bytes"] <= s["read_bytes"], "lun %d fetch_bytes %d > scsi read_bytes %d" % (n, c["fetch_bytes"], s["read_bytes"]))
@@ -82,7 +103,8 @@ if bad:
     print("stats.json checks failed:\n  " + "\n  ".join(bad) + "\n--- stats.json ---\n" + text)
     sys.exit(1)
 EOF
-export M IQN
+VERSION=$("$ISCSIFS" --version | awk '{ print $2 }')
+export M IQN VERSION
 snap() { python3 "$T/stats.py" "$@" || fail "see above"; }
 
 snap "$T/s0.json"
@@ -113,7 +135,20 @@ bad=$(grep -vE '^(# (HELP|TYPE) [a-z_]+ .*|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[
 [[ -z $bad ]] || fail "lines of .iscsifs/metrics that are not Prometheus text:
 $bad"
 for name in $(sed -n 's/^\([a-z_]*\)[{ ].*/\1/p' <<<"$metrics" | sort -u); do
-	grep -q "^# TYPE $name " <<<"$metrics" || fail "metric $name has no # TYPE line"
+	base=$name
+	if [[ $name =~ ^(.*)_(bucket|sum|count)$ ]] &&
+		grep -q "^# TYPE ${BASH_REMATCH[1]} histogram$" <<<"$metrics"; then
+		base=${BASH_REMATCH[1]}
+	fi
+	grep -q "^# TYPE $base " <<<"$metrics" || fail "metric $name has no # TYPE line"
+	grep -q "^# HELP $base " <<<"$metrics" || fail "metric $name has no # HELP line"
+done
+for op in read write flush; do
+	for n in 1 2; do
+		grep -qE "^iscsifs_scsi_latency_seconds_bucket\{target=\"$IQN\",lun=\"$n\",op=\"$op\",le=\"\+Inf\"\} [0-9]+$" <<<"$metrics" ||
+			fail "no +Inf bucket of the $op latency histogram of LUN $n:
+$(grep latency <<<"$metrics")"
+	done
 done
 for n in 1 2; do
 	grep -qE "^iscsifs_cache_hits_total\{target=\"$IQN\",lun=\"$n\"\} [0-9]+$" <<<"$metrics" ||
@@ -158,6 +193,22 @@ $(cat -v "$T/watch.out")"
 grep -q 'READ MB/s' "$T/watch.out" || fail "iscsifs stat --watch shows no rates:
 $(cat -v "$T/watch.out")"
 pass "iscsifs stat --watch: $frames frames with rates in 2.5 s"
+
+# --json: the stats.json document; --watch ends when its reader goes away (EPIPE)
+timeout -k 5 30 "$ISCSIFS" stat --json "$M" >"$T/stat.json" || fail "iscsifs stat --json exited $?"
+python3 - "$T/stat.json" "$IQN" <<'PY' || fail "iscsifs stat --json: see above"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == 1, d["schema"]
+assert sorted(l["lun"] for l in d["luns"]) == [1, 2], d["luns"]
+assert all(l["target"] == sys.argv[2] for l in d["luns"])
+PY
+start=$SECONDS
+rc=0
+timeout -k 5 20 "$ISCSIFS" stat "$M" --watch | head -n 1 >/dev/null || rc=${PIPESTATUS[0]}
+((rc == 0)) || fail "iscsifs stat --watch | head -n 1: stat exited $rc (124: it never noticed the closed pipe)"
+((SECONDS - start <= 5)) || fail "iscsifs stat --watch | head -n 1 took $((SECONDS - start)) s"
+pass "iscsifs stat --json is the stats.json document; stat --watch | head exits 0 at once"
 
 # --- not an iscsifs mount
 expect_fail_msg "not an iscsifs mount" "$ISCSIFS" stat /tmp
