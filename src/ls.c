@@ -1,6 +1,7 @@
 /*
  * ls.c - `iscsifs ls URL`: every target, every LUN (disks and the rest), size, block
- * size, write protection, identity and content, without mounting anything.
+ * size, write protection, identity and content, without mounting anything. What is
+ * printed, and how (table or --json), is lsout.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,49 +9,58 @@
 
 #include "iscsifs/commands.h"
 #include "iscsifs/discovery.h"
+#include "iscsifs/exitcode.h"
 #include "iscsifs/log.h"
+#include "iscsifs/lsout.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/lunaddr.h"
 #include "iscsifs/probe.h"
 #include "iscsifs/target.h"
 #include "iscsifs/util.h"
 
-static void human_size(uint64_t b, char *buf, size_t len)
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int i = 0;
-	double v = (double)b;
-	while (v >= 1024 && i < 5) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 int ls_main(struct config *cfg)
 {
 	char err[CONFIG_ERRLEN] = "";
 	struct target_list tl = { 0 };
-	int status = 0;
+	int status = EXITCODE_OK, r;
+	struct lsout *out;
 
 	if (config_load_secrets(cfg, err, sizeof(err)) < 0 ||
-	    config_resolve_initiator(cfg, NULL, err, sizeof(err)) < 0 ||
-	    target_find(cfg, &tl, err, sizeof(err)) < 0) {
+	    config_resolve_initiator(cfg, NULL, err, sizeof(err)) < 0) {
 		config_wipe_secrets(cfg);
 		fprintf(stderr, "iscsifs: %s\n", err);
+		return EXITCODE_USAGE;
+	}
+	out = lsout_new(cfg);
+	if (!out) {
+		config_wipe_secrets(cfg);
+		fprintf(stderr, "iscsifs: out of memory\n");
+		return EXITCODE_RUNTIME;
+	}
+	lsout_waiting(out, cfg->url.target[0] ? "%s" : "the target list (SendTargets) of %s",
+		      cfg->url.portal);
+	r = target_find(cfg, &tl, err, sizeof(err));
+	if (r < 0) {
+		lsout_error(out, err);
+		lsout_finish(out);
+		config_wipe_secrets(cfg);
 		free(tl.v);
-		return 1;
+		return exitcode_from_errno(r);
 	}
 	for (int t = 0; t < tl.n; t++) {
 		struct fs_target *tg = &tl.v[t];
-		printf("%s  %s\n", tg->name, tg->portal);
+		lsout_target(out, tg);
 		struct lun_info *infos = NULL;
 		int n = 0;
-		if (target_open_sessions(cfg, tg, 1, err, sizeof(err)) < 0 ||
-		    target_probe_luns(cfg, tg, true, &infos, &n, err, sizeof(err)) < 0) {
-			fflush(stdout);
-			fprintf(stderr, "iscsifs: %s\n", err);
-			status = 1;
+		lsout_waiting(out, "login to %s at %s", tg->name, tg->portal);
+		r = target_open_sessions(cfg, tg, 1, err, sizeof(err));
+		if (r == 0) {
+			lsout_waiting(out, "the LUNs of %s (REPORT LUNS, INQUIRY)", tg->name);
+			r = target_probe_luns(cfg, tg, true, &infos, &n, err, sizeof(err));
+		}
+		if (r < 0) {
+			lsout_error(out, err);
+			status = exitcode_from_errno(r);
 			continue;
 		}
 		if (cfg->url.lun >= 0) { /* the URL names one LUN: list just that one */
@@ -59,49 +69,41 @@ int ls_main(struct config *cfg)
 				if (lunaddr_number(infos[i].lun) == cfg->url.lun)
 					infos[k++] = infos[i];
 			if (k == 0) {
-				fflush(stdout);
-				fprintf(stderr, "iscsifs: target %s has no LUN %d\n", tg->name,
-					cfg->url.lun);
-				status = 1;
+				snprintf(err, sizeof(err), "target %s has no LUN %d", tg->name,
+					 cfg->url.lun);
+				lsout_error(out, err);
+				status = EXITCODE_NOTFOUND;
 			}
 			n = k;
 		}
-		printf("  %-4s %-10s %10s %6s %-3s %-8s %-16s %-24s %s\n", "LUN", "TYPE", "SIZE",
-		       "BLOCK", "RO", "VENDOR", "PRODUCT", "WWN", "CONTENT");
 		for (int i = 0; i < n; i++) {
 			struct lun_info *li = &infos[i];
-			char size[32] = "-", content[96] = "-";
+			struct probe_result *pr = NULL;
 			bool disk = li->devtype == 0 && li->qualifier == 0;
 			if (disk) {
-				human_size(li->nblocks * li->block_size, size, sizeof(size));
+				lsout_waiting(out, "the content of LUN %s of %s", LUNSTR(li->lun),
+					      tg->name);
 				struct blkdev *d = lun_create(tg->sess, 1, tg->name, li, true);
-				struct probe_result *pr = malloc(sizeof(*pr));
-				if (d && pr && probe_blkdev(d, true, pr) == 0) {
-					if (pr->pttype[0])
-						snprintf(content, sizeof(content), "%s, %d partition%s",
-							 pr->pttype, pr->nparts, pr->nparts == 1 ? "" : "s");
-					else if (pr->content.type[0])
-						snprintf(content, sizeof(content), "%s%s%s", pr->content.type,
-							 pr->content.label[0] ? " " : "", pr->content.label);
-					else
-						snprintf(content, sizeof(content), "unknown");
+				pr = malloc(sizeof(*pr));
+				if (!d || !pr || probe_blkdev(d, true, pr) != 0) {
+					free(pr);
+					pr = NULL;
 				}
-				free(pr);
 				if (d)
 					d->ops->destroy(d);
 			}
-			printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", LUNSTR(li->lun),
-			       discovery_devtype_name(li->devtype), size, disk ? li->block_size : 0,
-			       disk ? (li->write_protected ? "yes" : "no") : "-",
-			       li->vendor[0] ? li->vendor : "-", li->product[0] ? li->product : "-",
-			       li->wwn[0] ? li->wwn : (li->serial[0] ? li->serial : "-"), content);
+			lsout_lun(out, li, pr, NULL);
+			free(pr);
 		}
 		free(infos);
 	}
-	if (status == 0)
+	lsout_waiting(out, NULL);
+	if (status == EXITCODE_OK)
 		target_log_port_notices(cfg, &tl);
 	target_close_sessions(&tl);
 	free(tl.v);
 	config_wipe_secrets(cfg);
+	if (lsout_finish(out) < 0 && status == EXITCODE_OK)
+		status = EXITCODE_RUNTIME;
 	return status;
 }
