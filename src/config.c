@@ -1589,6 +1589,16 @@ static void roff(FILE *f, const char *s)
 	}
 }
 
+/* A markdown table cell: '|' would end it. */
+static void markdown_cell(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+}
+
 void config_write_options_doc(FILE *f, enum config_doc_format format)
 {
 	if (format == CONFIG_DOC_README)
@@ -1621,7 +1631,11 @@ void config_write_options_doc(FILE *f, enum config_doc_format format)
 			}
 			break;
 		case CONFIG_DOC_README:
-			fprintf(f, "| %s | %s |\n", names, text);
+			fputs("| ", f);
+			markdown_cell(f, names);
+			fputs(" | ", f);
+			markdown_cell(f, text);
+			fputs(" |\n", f);
 			break;
 		case CONFIG_DOC_MAN:
 			fputs(".TP\n", f);
