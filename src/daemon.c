@@ -178,6 +178,9 @@ void daemon_ready(const struct fs_model *m, int ready_fd)
 				dup2(nul, STDERR_FILENO);
 			close(nul);
 		}
+		/* the first line where the daemon's log now goes */
+		log_info("daemon pid %d serving %s on %s", (int)getpid(), m->cfg->url_text,
+			 m->cfg->mountpoint);
 	}
 	session_summary(m, status, sizeof status);
 	notify_printf("READY=1\nSTATUS=%s", status);
@@ -229,6 +232,8 @@ void daemon_stopped(int lost)
 	if (dirty && !lost)
 		log_notice("write-back done: %.1f MiB in %.1f s", mib(dirty),
 			   (double)(util_now_ms() - start) / 1000.0);
+	log_info("unmounted %s; %s", st.m->cfg->mountpoint,
+		 lost ? "dirty data could not be written" : "all data written");
 	notify_printf("STATUS=%s", lost ? "exiting: dirty data could not be written"
 					: "exiting: all data written");
 	st.m = NULL;
