@@ -49,7 +49,7 @@ track_mount "$M" "$PID" "$LOG"
 wait_for 20 grep -q 'READY=1' "$T/notify.log" || fail "no READY=1 within 20 s: $(cat "$T/notify.log")"
 is_fuse_mounted "$M" || fail "READY=1 was sent but $M is not mounted"
 [[ -f $M/lun1 ]] || fail "READY=1 was sent but $M/lun1 is not there"
-grep 'READY=1' "$T/notify.log" | grep -q "STATUS=$M: 1 LUN, 1/1 session logged in" ||
+grep -qF "READY=1|STATUS=$M: 1 LUN, 1/1 session logged in" "$T/notify.log" ||
 	fail "READY=1 without the sessions' STATUS=: $(cat "$T/notify.log")"
 pass "READY=1 once the mount is usable, with STATUS= (1 LUN, 1/1 session logged in)"
 
