@@ -29,13 +29,13 @@ enum phase { PHASE_NONE, PHASE_MOUNTED, PHASE_STOPPING, PHASE_STOPPED };
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;         /* signalled when `phase` changes */
-	enum phase phase;            /* protected by lock */
-	bool thread_started;         /* set by daemon_ready, read by daemon_stopped */
+	pthread_cond_t cond; /* signalled when `phase` changes */
+	enum phase phase;    /* protected by lock */
+	bool thread_started; /* set by daemon_ready, read by daemon_stopped */
 	pthread_t thread;
-	const struct fs_model *m;    /* immutable while the thread runs */
-	uint64_t stop_ms;            /* when daemon_stopping ran; protected by lock */
-	uint64_t dirty_at_stop;      /* protected by lock */
+	const struct fs_model *m; /* immutable while the thread runs */
+	uint64_t stop_ms;         /* when daemon_stopping ran; protected by lock */
+	uint64_t dirty_at_stop;   /* protected by lock */
 } st = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 int daemon_fork(struct config *cfg)
@@ -88,10 +88,13 @@ static void session_summary(const struct fs_model *m, char *buf, size_t len)
 				continue;
 			}
 			if (k < sizeof bad)
-				k += (size_t)snprintf(bad + k, sizeof bad - k, "; %s #%d %s (down %llu s)",
-						      m->targets[t].name, i, si.state,
-						      si.down_since_ms ? (unsigned long long)(now - si.down_since_ms) / 1000
-								       : 0ULL);
+				k += (size_t)snprintf(
+					bad + k, sizeof bad - k, "; %s #%d %s (down %llu s)",
+					m->targets[t].name, i, si.state,
+					si.down_since_ms ?
+						(unsigned long long)(now - si.down_since_ms) /
+							1000 :
+						0ULL);
 		}
 	snprintf(buf, len, "%s: %d LUN%s, %d/%d session%s logged in%s", m->cfg->mountpoint,
 		 m->nluns, m->nluns == 1 ? "" : "s", up, total, total == 1 ? "" : "s", bad);
@@ -123,7 +126,8 @@ static void *status_main(void *arg)
 	pthread_mutex_lock(&st.lock);
 	while (st.phase == PHASE_MOUNTED || st.phase == PHASE_STOPPING) {
 		enum phase ph = st.phase;
-		struct timespec dl = util_deadline_ms(ph == PHASE_MOUNTED ? 1000 : DAEMON_PROGRESS_MS);
+		struct timespec dl =
+			util_deadline_ms(ph == PHASE_MOUNTED ? 1000 : DAEMON_PROGRESS_MS);
 
 		pthread_mutex_unlock(&st.lock);
 		if (ph == PHASE_MOUNTED) {
@@ -143,10 +147,13 @@ static void *status_main(void *arg)
 			double secs = (double)(now - last_ms) / 1000.0;
 			double rate = secs > 0 && last_dirty > d ? mib(last_dirty - d) / secs : 0;
 			if (now - last_ms >= DAEMON_PROGRESS_MS / 2) {
-				log_notice("writing back before exit: %.1f MiB dirty left, %.1f MiB/s",
-					   mib(d), rate);
-				notify_printf("STATUS=writing back before exit: %.1f MiB dirty left, "
-					      "%.1f MiB/s", mib(d), rate);
+				log_notice(
+					"writing back before exit: %.1f MiB dirty left, %.1f MiB/s",
+					mib(d), rate);
+				notify_printf(
+					"STATUS=writing back before exit: %.1f MiB dirty left, "
+					"%.1f MiB/s",
+					mib(d), rate);
 				last_ms = now;
 				last_dirty = d;
 			}
@@ -234,7 +241,7 @@ void daemon_stopped(int lost)
 			   (double)(util_now_ms() - start) / 1000.0);
 	log_info("unmounted %s; %s", st.m->cfg->mountpoint,
 		 lost ? "dirty data could not be written" : "all data written");
-	notify_printf("STATUS=%s", lost ? "exiting: dirty data could not be written"
-					: "exiting: all data written");
+	notify_printf("STATUS=%s", lost ? "exiting: dirty data could not be written" :
+					  "exiting: all data written");
 	st.m = NULL;
 }

@@ -23,13 +23,13 @@
 
 enum dest { DEST_STDERR, DEST_SYSLOG, DEST_FILE };
 
-static bool log_debug_on;                 /* set before threads start */
-static enum config_log_to log_to;         /* what -o log= asked for; likewise */
-static _Atomic int dest = DEST_STDERR;    /* where lines go now */
-static _Atomic int file_fd = -1;          /* DEST_FILE */
-static bool journal;                      /* stderr is systemd's journal stream */
+static bool log_debug_on;              /* set before threads start */
+static enum config_log_to log_to;      /* what -o log= asked for; likewise */
+static _Atomic int dest = DEST_STDERR; /* where lines go now */
+static _Atomic int file_fd = -1;       /* DEST_FILE */
+static bool journal;                   /* stderr is systemd's journal stream */
 
-static const char *const level_names[] = { "emerg", "alert", "crit", "error",
+static const char *const level_names[] = { "emerg",   "alert",  "crit", "error",
 					   "warning", "notice", "info", "debug" };
 
 /* JOURNAL_STREAM=DEV:INODE names the journal's socket; it is ours only while stderr is
@@ -158,17 +158,17 @@ bool log_detach(const char *mountpoint)
 	case CONFIG_LOG_AUTO:
 		break;
 	default:
-		return false;      /* already a file or syslog */
+		return false; /* already a file or syslog */
 	}
 	if (have_syslog()) {
 		openlog("iscsifs", LOG_PID, LOG_DAEMON);
 		atomic_store(&dest, DEST_SYSLOG);
 		return false;
 	}
-	if (log_fallback_path(mountpoint, path, sizeof path) < 0 ||
-	    open_file(path, NULL, 0) < 0) {
-		fprintf(stderr, "iscsifs: no syslog (/dev/log) and no log file could be "
-				"created (%s): the log of this mount is lost; use -o log=FILE\n",
+	if (log_fallback_path(mountpoint, path, sizeof path) < 0 || open_file(path, NULL, 0) < 0) {
+		fprintf(stderr,
+			"iscsifs: no syslog (/dev/log) and no log file could be "
+			"created (%s): the log of this mount is lost; use -o log=FILE\n",
 			path);
 		return false;
 	}
@@ -202,7 +202,8 @@ void log_msg(int level, const char *fmt, ...)
 		localtime_r(&tv.tv_sec, &tm);
 		n = (int)strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
 		n += snprintf(buf + n, sizeof buf - (size_t)n, ".%03d iscsifs: %s%s",
-			      (int)(tv.tv_usec / 1000), level <= LOG_WARNING ? level_names[level] : "",
+			      (int)(tv.tv_usec / 1000),
+			      level <= LOG_WARNING ? level_names[level] : "",
 			      level <= LOG_WARNING ? ": " : "");
 	}
 	if (n < 0 || (size_t)n >= sizeof buf)

@@ -26,15 +26,15 @@
 struct lsout {
 	const struct config *cfg;
 	bool json;
-	json_object *root, *targets, *cur;   /* JSON: the document, its targets, the last */
-	bool header_done;                    /* text: the LUN table header of this target */
+	json_object *root, *targets, *cur; /* JSON: the document, its targets, the last */
+	bool header_done;                  /* text: the LUN table header of this target */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	char wait_what[512];                 /* protected by lock; "" = not waiting */
-	uint64_t wait_since;                 /* protected by lock */
-	bool wait_told;                      /* protected by lock */
-	bool stop;                           /* protected by lock */
+	char wait_what[512]; /* protected by lock; "" = not waiting */
+	uint64_t wait_since; /* protected by lock */
+	bool wait_told;      /* protected by lock */
+	bool stop;           /* protected by lock */
 	pthread_t watcher;
 	bool watcher_started;
 };
@@ -49,9 +49,10 @@ static void *watcher_main(void *arg)
 		if (o->wait_what[0] && !o->wait_told &&
 		    util_now_ms() - o->wait_since >= LSOUT_WAIT_NOTICE_MS) {
 			fflush(stdout);
-			fprintf(stderr, "iscsifs: still waiting for %s (login_timeout=%d s, "
-					"cmd_timeout=%d s)\n", o->wait_what, o->cfg->login_timeout,
-				o->cfg->cmd_timeout);
+			fprintf(stderr,
+				"iscsifs: still waiting for %s (login_timeout=%d s, "
+				"cmd_timeout=%d s)\n",
+				o->wait_what, o->cfg->login_timeout, o->cfg->cmd_timeout);
 			o->wait_told = true;
 		}
 		pthread_cond_timedwait(&o->cond, &o->lock, &dl);
@@ -165,8 +166,8 @@ static void lun_text(struct lsout *o, const struct lun_info *li, const struct pr
 	}
 	printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", LUNSTR(li->lun),
 	       discovery_devtype_name(li->devtype), size, disk ? li->block_size : 0,
-	       disk ? (li->write_protected ? "yes" : "no") : "-",
-	       li->vendor[0] ? li->vendor : "-", li->product[0] ? li->product : "-",
+	       disk ? (li->write_protected ? "yes" : "no") : "-", li->vendor[0] ? li->vendor : "-",
+	       li->product[0] ? li->product : "-",
 	       li->wwn[0] ? li->wwn : (li->serial[0] ? li->serial : "-"), content);
 }
 
@@ -205,15 +206,20 @@ void lsout_lun(struct lsout *o, const struct lun_info *li, const struct probe_re
 	l = json_object_new_object();
 	snprintf(addr, sizeof addr, "0x%016" PRIx64, li->lun);
 	json_object_object_add(l, "target", json_object_get(member(o->cur, "target")));
-	json_object_object_add(l, "lun", lunaddr_number(li->lun) >= 0
-					  ? json_object_new_int(lunaddr_number(li->lun)) : NULL);
+	json_object_object_add(
+		l, "lun",
+		lunaddr_number(li->lun) >= 0 ? json_object_new_int(lunaddr_number(li->lun)) : NULL);
 	json_object_object_add(l, "lun_address", json_object_new_string(addr));
-	json_object_object_add(l, "type", json_object_new_string(discovery_devtype_name(li->devtype)));
+	json_object_object_add(l, "type",
+			       json_object_new_string(discovery_devtype_name(li->devtype)));
 	json_object_object_add(l, "devtype", json_object_new_int(li->devtype));
 	json_object_object_add(l, "disk", json_object_new_boolean(disk));
-	json_object_object_add(l, "size", disk ? json_object_new_uint64(li->nblocks * li->block_size) : NULL);
-	json_object_object_add(l, "block_size", disk ? json_object_new_uint64(li->block_size) : NULL);
-	json_object_object_add(l, "write_protected", disk ? json_object_new_boolean(li->write_protected) : NULL);
+	json_object_object_add(l, "size",
+			       disk ? json_object_new_uint64(li->nblocks * li->block_size) : NULL);
+	json_object_object_add(l, "block_size",
+			       disk ? json_object_new_uint64(li->block_size) : NULL);
+	json_object_object_add(l, "write_protected",
+			       disk ? json_object_new_boolean(li->write_protected) : NULL);
 	json_object_object_add(l, "vendor", str_or_null(li->vendor));
 	json_object_object_add(l, "product", str_or_null(li->product));
 	json_object_object_add(l, "revision", str_or_null(li->revision));
@@ -225,9 +231,12 @@ void lsout_lun(struct lsout *o, const struct lun_info *li, const struct probe_re
 		json_object_object_add(c, "pttype", str_or_null(pr->pttype));
 		for (int i = 0; i < pr->nparts; i++) {
 			json_object *p = content_json(&pr->parts[i].content);
-			json_object_object_add(p, "number", json_object_new_int(pr->parts[i].number));
-			json_object_object_add(p, "start", json_object_new_uint64(pr->parts[i].start));
-			json_object_object_add(p, "size", json_object_new_uint64(pr->parts[i].size));
+			json_object_object_add(p, "number",
+					       json_object_new_int(pr->parts[i].number));
+			json_object_object_add(p, "start",
+					       json_object_new_uint64(pr->parts[i].start));
+			json_object_object_add(p, "size",
+					       json_object_new_uint64(pr->parts[i].size));
 			json_object_array_add(parts, p);
 		}
 		json_object_object_add(c, "partitions", parts);
@@ -250,9 +259,9 @@ int lsout_finish(struct lsout *o)
 		pthread_join(o->watcher, NULL);
 	}
 	if (o->json) {
-		puts(json_object_to_json_string_ext(o->root, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_SPACED |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
+		puts(json_object_to_json_string_ext(
+			o->root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+					 JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o->root);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout))

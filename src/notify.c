@@ -37,7 +37,7 @@ int notify_send(const char *state)
 		return -EINVAL;
 	memcpy(sa.sun_path, path, len);
 	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0';      /* abstract namespace */
+		sa.sun_path[0] = '\0'; /* abstract namespace */
 	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
 			    (path[0] == '/' ? 1 : 0));
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -86,7 +86,8 @@ static void print_table(const struct config *cfg, json_object *d, json_object *p
 	       rates ? "READ MB/s" : "READ MB", rates ? "WRITE MB/s" : "WRITE MB", "CACHED MB",
 	       "DIRTY MB", "WERR");
 	for (size_t i = 0; i < nl; i++) {
-		json_object *l = json_object_array_get_idx(luns, i), *p = rates ? same_lun(prev, l) : NULL;
+		json_object *l = json_object_array_get_idx(luns, i),
+			    *p = rates ? same_lun(prev, l) : NULL;
 		double h = num(l, "cache", "hits"), m = num(l, "cache", "misses");
 		double rb = num(l, "cache", "read_bytes"), wb = num(l, "cache", "write_bytes");
 		char hit[16] = "-";
@@ -119,22 +120,25 @@ int stat_main(const struct config *cfg)
 		uint64_t now = util_now_ms();
 
 		if (!d) {
-			fprintf(stderr, "iscsifs: %s is not an iscsifs mount (cannot read %s: %s)\n",
+			fprintf(stderr,
+				"iscsifs: %s is not an iscsifs mount (cannot read %s: %s)\n",
 				cfg->mountpoint, path,
 				rc == -EBADMSG ? "not the JSON iscsifs writes" : strerror(-rc));
 			json_object_put(prev);
 			return EXITCODE_RUNTIME;
 		}
 		if (json_object_get_int(get(d, "schema")) != STATS_SCHEMA)
-			fprintf(stderr, "iscsifs: %s has stats schema %d, this iscsifs reads %d: "
-				"some columns may be empty\n", path,
-				json_object_get_int(get(d, "schema")), STATS_SCHEMA);
+			fprintf(stderr,
+				"iscsifs: %s has stats schema %d, this iscsifs reads %d: "
+				"some columns may be empty\n",
+				path, json_object_get_int(get(d, "schema")), STATS_SCHEMA);
 		if (cfg->json) {
 			/* --watch --json: one document per line (JSON Lines) */
 			puts(json_object_to_json_string_ext(
-				d, (cfg->watch ? JSON_C_TO_STRING_PLAIN
-					       : JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) |
-					   JSON_C_TO_STRING_NOSLASHESCAPE));
+				d,
+				(cfg->watch ? JSON_C_TO_STRING_PLAIN :
+					      JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) |
+					JSON_C_TO_STRING_NOSLASHESCAPE));
 		} else {
 			if (cfg->watch)
 				printf("\033[H\033[2J");

@@ -34,9 +34,11 @@
 
 #ifndef LUN_LAT_BUCKETS
 /* Until lun.c counts latency (PLAN.md interface 3): the same shape, always empty. */
-#define LUN_LAT_BOUNDS_US                                                            \
-	{ 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, \
-	  1000000, 2500000, 5000000, 10000000 }
+#define LUN_LAT_BOUNDS_US                                                                     \
+	{                                                                                     \
+		100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, \
+			1000000, 2500000, 5000000, 10000000                                   \
+	}
 #define LUN_LAT_NBOUNDS 16
 #define LUN_LAT_BUCKETS (LUN_LAT_NBOUNDS + 1)
 struct lun_latency {
@@ -55,7 +57,7 @@ static const uint64_t lat_bounds_us[LUN_LAT_NBOUNDS] = LUN_LAT_BOUNDS_US;
 struct lun_snap {
 	struct cache_stats cs;
 	struct lun_stats ls;
-	struct lun_latency lat[3];    /* read, write, flush */
+	struct lun_latency lat[3]; /* read, write, flush */
 };
 
 static const char *const lat_ops[3] = { "read", "write", "flush" };
@@ -63,29 +65,29 @@ static const char *const lat_ops[3] = { "read", "write", "flush" };
 enum mtype { COUNTER, GAUGE };
 
 struct metric {
-	const char *group;    /* stats.json object inside the row ("" = the row itself) */
-	const char *key;      /* stats.json key */
-	const char *prom;     /* Prometheus family without "iscsifs_"; NULL: JSON only */
+	const char *group; /* stats.json object inside the row ("" = the row itself) */
+	const char *key;   /* stats.json key */
+	const char *prom;  /* Prometheus family without "iscsifs_"; NULL: JSON only */
 	enum mtype type;
 	const char *help;
-	size_t off;           /* uint64_t in the snapshot */
+	size_t off; /* uint64_t in the snapshot */
 };
 
 #define C(f) offsetof(struct lun_snap, cs.f)
 #define L(f) offsetof(struct lun_snap, ls.f)
 static const struct metric lun_metrics[] = {
-	{ "cache", "hits", "cache_hits_total", COUNTER,
-	  "Cache blocks found valid when read.", C(hits) },
+	{ "cache", "hits", "cache_hits_total", COUNTER, "Cache blocks found valid when read.",
+	  C(hits) },
 	{ "cache", "misses", "cache_misses_total", COUNTER,
 	  "Cache blocks that needed a fetch from the target when read.", C(misses) },
-	{ "cache", "read_ops", "read_requests_total", COUNTER,
-	  "Read requests served by the cache.", C(read_ops) },
+	{ "cache", "read_ops", "read_requests_total", COUNTER, "Read requests served by the cache.",
+	  C(read_ops) },
 	{ "cache", "write_ops", "write_requests_total", COUNTER,
 	  "Write requests served by the cache.", C(write_ops) },
-	{ "cache", "read_bytes", "read_bytes_total", COUNTER,
-	  "Bytes read by applications.", C(read_bytes) },
-	{ "cache", "write_bytes", "write_bytes_total", COUNTER,
-	  "Bytes written by applications.", C(write_bytes) },
+	{ "cache", "read_bytes", "read_bytes_total", COUNTER, "Bytes read by applications.",
+	  C(read_bytes) },
+	{ "cache", "write_bytes", "write_bytes_total", COUNTER, "Bytes written by applications.",
+	  C(write_bytes) },
 	{ "cache", "fetch_ops", "fetch_requests_total", COUNTER,
 	  "READs the cache issued to the LUN, read-ahead included.", C(fetch_ops) },
 	{ "cache", "fetch_bytes", "fetch_bytes_total", COUNTER,
@@ -96,32 +98,30 @@ static const struct metric lun_metrics[] = {
 	  "WRITEs the cache issued to the LUN.", C(writeback_ops) },
 	{ "cache", "writeback_bytes", "writeback_bytes_total", COUNTER,
 	  "Bytes the cache wrote to the LUN.", C(writeback_bytes) },
-	{ "cache", "write_errors", "write_errors_total", COUNTER,
-	  "WRITEs to the LUN that failed.", C(write_errors) },
+	{ "cache", "write_errors", "write_errors_total", COUNTER, "WRITEs to the LUN that failed.",
+	  C(write_errors) },
 	{ "cache", "writeback_errors", "writeback_errors_total", COUNTER,
 	  "Background write-backs that failed (reported at the next fsync or close).",
 	  C(writeback_errors) },
-	{ "cache", "evictions", "evictions_total", COUNTER,
-	  "Cache blocks evicted.", C(evictions) },
-	{ "cache", "cached_bytes", "cached_bytes", GAUGE,
-	  "Bytes held in the cache now.", C(cached_bytes) },
+	{ "cache", "evictions", "evictions_total", COUNTER, "Cache blocks evicted.", C(evictions) },
+	{ "cache", "cached_bytes", "cached_bytes", GAUGE, "Bytes held in the cache now.",
+	  C(cached_bytes) },
 	{ "cache", "dirty_bytes", "dirty_bytes", GAUGE,
 	  "Bytes in the cache not yet written to the LUN.", C(dirty_bytes) },
 	{ "cache", "lost_bytes", "lost_bytes_total", COUNTER,
 	  "Dirty bytes given up at shutdown because the target kept refusing them.",
 	  C(lost_bytes) },
-	{ "scsi", "reads", "scsi_reads_total", COUNTER,
-	  "SCSI READ commands completed.", L(reads) },
-	{ "scsi", "writes", "scsi_writes_total", COUNTER,
-	  "SCSI WRITE commands completed.", L(writes) },
+	{ "scsi", "reads", "scsi_reads_total", COUNTER, "SCSI READ commands completed.", L(reads) },
+	{ "scsi", "writes", "scsi_writes_total", COUNTER, "SCSI WRITE commands completed.",
+	  L(writes) },
 	{ "scsi", "read_bytes", "scsi_read_bytes_total", COUNTER,
 	  "Bytes read by SCSI READ commands.", L(read_bytes) },
 	{ "scsi", "write_bytes", "scsi_write_bytes_total", COUNTER,
 	  "Bytes written by SCSI WRITE commands.", L(write_bytes) },
 	{ "scsi", "retries", "scsi_retries_total", COUNTER,
 	  "SCSI commands retried (BUSY, UNIT ATTENTION, ...).", L(retries) },
-	{ "scsi", "errors", "scsi_errors_total", COUNTER,
-	  "SCSI commands that failed for good.", L(errors) },
+	{ "scsi", "errors", "scsi_errors_total", COUNTER, "SCSI commands that failed for good.",
+	  L(errors) },
 };
 #undef C
 #undef L
@@ -135,8 +135,8 @@ static const struct metric session_metrics[] = {
 	  "SCSI commands that timed out (cmd_timeout) on this session.", S(timeouts) },
 	{ "", "nop_timeouts", "session_nop_timeouts_total", COUNTER,
 	  "Keepalives (NOP-Out) not answered within noop_timeout.", S(nop_timeouts) },
-	{ "", "commands", "session_commands_total", COUNTER,
-	  "SCSI commands sent on this session.", S(commands) },
+	{ "", "commands", "session_commands_total", COUNTER, "SCSI commands sent on this session.",
+	  S(commands) },
 };
 #undef S
 
@@ -205,15 +205,21 @@ static char *render_json(const struct fs_model *m, size_t *len)
 			json_object *s = json_object_new_object();
 
 			session_get_info(m->targets[t].sess[i], &si);
-			json_object_object_add(s, "target", json_object_new_string(m->targets[t].name));
-			json_object_object_add(s, "portal", json_object_new_string(m->targets[t].portal));
+			json_object_object_add(s, "target",
+					       json_object_new_string(m->targets[t].name));
+			json_object_object_add(s, "portal",
+					       json_object_new_string(m->targets[t].portal));
 			json_object_object_add(s, "index", json_object_new_int(i));
 			json_object_object_add(s, "state", json_object_new_string(si.state));
 			for (size_t k = 0; k < ARRAY_SIZE(session_metrics); k++)
 				json_object_object_add(s, session_metrics[k].key,
 						       u64(field_u64(&si, session_metrics[k].off)));
-			json_object_object_add(s, "down_for_s", json_object_new_double(
-				si.down_since_ms ? (double)(now - si.down_since_ms) / 1000.0 : 0.0));
+			json_object_object_add(
+				s, "down_for_s",
+				json_object_new_double(si.down_since_ms ?
+							       (double)(now - si.down_since_ms) /
+								       1000.0 :
+							       0.0));
 			json_object_array_add(arr, s);
 		}
 	json_object_object_add(root, "sessions", arr);
@@ -234,12 +240,18 @@ static char *render_json(const struct fs_model *m, size_t *len)
 		json_object_object_add(o, "size", u64(l->info.nblocks * l->info.block_size));
 		json_object_object_add(o, "block_size", u64(l->info.block_size));
 		for (size_t k = 0; k < ARRAY_SIZE(lun_metrics); k++)
-			json_object_object_add(strcmp(lun_metrics[k].group, "cache") == 0 ? cache : scsi,
-					       lun_metrics[k].key, u64(field_u64(&s, lun_metrics[k].off)));
-		json_object_object_add(scsi, "read_latency_us_avg", json_object_new_double(
-			s.ls.reads ? (double)s.ls.read_lat_us / (double)s.ls.reads : 0.0));
-		json_object_object_add(scsi, "write_latency_us_avg", json_object_new_double(
-			s.ls.writes ? (double)s.ls.write_lat_us / (double)s.ls.writes : 0.0));
+			json_object_object_add(
+				strcmp(lun_metrics[k].group, "cache") == 0 ? cache : scsi,
+				lun_metrics[k].key, u64(field_u64(&s, lun_metrics[k].off)));
+		json_object_object_add(
+			scsi, "read_latency_us_avg",
+			json_object_new_double(
+				s.ls.reads ? (double)s.ls.read_lat_us / (double)s.ls.reads : 0.0));
+		json_object_object_add(scsi, "write_latency_us_avg",
+				       json_object_new_double(s.ls.writes ?
+								      (double)s.ls.write_lat_us /
+									      (double)s.ls.writes :
+								      0.0));
 		for (int op = 0; op < 3; op++)
 			json_object_object_add(lat, lat_ops[op], latency_json(&s.lat[op]));
 		json_object_object_add(scsi, "latency", lat);
@@ -250,7 +262,8 @@ static char *render_json(const struct fs_model *m, size_t *len)
 	json_object_object_add(root, "luns", arr);
 
 	const char *text = json_object_to_json_string_ext(
-		root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+		root,
+		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t n = strlen(text);
 	char *out = malloc(n + 2);
 	if (out) {
@@ -332,7 +345,8 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 		for (int i = 0; i < m->targets[t].nsess; i++, k2++) {
 			fputs("iscsifs_session_up{target=\"", f);
 			label(f, m->targets[t].name);
-			fprintf(f, "\",session=\"%d\"} %d\n", i, strcmp(si[k2].state, "logged-in") == 0);
+			fprintf(f, "\",session=\"%d\"} %d\n", i,
+				strcmp(si[k2].state, "logged-in") == 0);
 		}
 	for (size_t c = 0; c < ARRAY_SIZE(session_metrics); c++) {
 		const struct metric *mt = &session_metrics[c];
@@ -342,7 +356,8 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 			for (int i = 0; i < m->targets[t].nsess; i++, k2++) {
 				fprintf(f, "iscsifs_%s{target=\"", mt->prom);
 				label(f, m->targets[t].name);
-				fprintf(f, "\",session=\"%d\"} %" PRIu64 "\n", i, field_u64(&si[k2], mt->off));
+				fprintf(f, "\",session=\"%d\"} %" PRIu64 "\n", i,
+					field_u64(&si[k2], mt->off));
 			}
 	}
 
@@ -376,11 +391,11 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 				fputs("iscsifs_scsi_latency_seconds_bucket", f);
 				lun_labels(f, &m->luns[i]);
 				if (b < LUN_LAT_NBOUNDS)
-					fprintf(f, ",op=\"%s\",le=\"%g\"} %" PRIu64 "\n", lat_ops[op],
-						(double)lat_bounds_us[b] / 1e6, cum);
+					fprintf(f, ",op=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+						lat_ops[op], (double)lat_bounds_us[b] / 1e6, cum);
 				else
-					fprintf(f, ",op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", lat_ops[op],
-						cum);
+					fprintf(f, ",op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+						lat_ops[op], cum);
 			}
 			fputs("iscsifs_scsi_latency_seconds_sum", f);
 			lun_labels(f, &m->luns[i]);

@@ -12,13 +12,13 @@
 #include <errno.h>
 
 enum exitcode {
-	EXITCODE_OK = 0,          /* done */
-	EXITCODE_RUNTIME = 1,     /* failed while running (I/O error, mount refused, ...) */
-	EXITCODE_USAGE = 2,       /* bad command line, option, URL, secret file */
-	EXITCODE_CONNECT = 3,     /* cannot connect, or the login timed out */
-	EXITCODE_AUTH = 4,        /* authentication (CHAP) or authorization (ACL) refused */
-	EXITCODE_NOTFOUND = 5,    /* no such target or LUN, or the LUN is not a disk */
-	EXITCODE_UNWRITTEN = 6,   /* unmounted, but dirty data could not be written */
+	EXITCODE_OK = 0,        /* done */
+	EXITCODE_RUNTIME = 1,   /* failed while running (I/O error, mount refused, ...) */
+	EXITCODE_USAGE = 2,     /* bad command line, option, URL, secret file */
+	EXITCODE_CONNECT = 3,   /* cannot connect, or the login timed out */
+	EXITCODE_AUTH = 4,      /* authentication (CHAP) or authorization (ACL) refused */
+	EXITCODE_NOTFOUND = 5,  /* no such target or LUN, or the LUN is not a disk */
+	EXITCODE_UNWRITTEN = 6, /* unmounted, but dirty data could not be written */
 };
 
 /*

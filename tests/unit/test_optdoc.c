@@ -47,8 +47,7 @@ static char *generate(enum config_doc_format fmt)
 }
 
 /* The text between the line holding `begin` and the line holding `end`. */
-static int section(const char *text, const char *begin, const char *end, size_t *from,
-		   size_t *to)
+static int section(const char *text, const char *begin, const char *end, size_t *from, size_t *to)
 {
 	const char *b = strstr(text, begin), *e;
 
@@ -79,8 +78,9 @@ static void first_difference(const char *what, const char *want, const char *got
 		want++;
 		got++;
 	}
-	fprintf(stderr, "FAIL: %s differs from the option table at generated line %d:\n"
-			"  want: %.*s\n  got:  %.*s\n",
+	fprintf(stderr,
+		"FAIL: %s differs from the option table at generated line %d:\n"
+		"  want: %.*s\n  got:  %.*s\n",
 		what, line, (int)strcspn(want, "\n"), want, (int)strcspn(got, "\n"), got);
 }
 
@@ -95,7 +95,8 @@ static void check_or_update(const char *path, const char *begin, const char *end
 		failures++;
 	} else if (update) {
 		FILE *f = fopen(path, "w");
-		if (!f || fprintf(f, "%.*s%s%s", (int)from, text, gen, text + to) < 0 || fclose(f)) {
+		if (!f || fprintf(f, "%.*s%s%s", (int)from, text, gen, text + to) < 0 ||
+		    fclose(f)) {
 			fprintf(stderr, "cannot rewrite %s\n", path);
 			failures++;
 		} else {
@@ -126,7 +127,8 @@ static void check_completion(const char *path)
 
 		snprintf(word, sizeof word, "%s%s", o[i].name,
 			 o[i].kind == CONFIG_OPT_IGNORED && o[i].metavar ? "" :
-			 (o[i].metavar || o[i].has_value) ? "=" : "");
+			 (o[i].metavar || o[i].has_value)                ? "=" :
+									   "");
 		if (!strstr(text, word)) {
 			fprintf(stderr, "FAIL: %s does not offer option \"%s\"\n", path, word);
 			failures++;
