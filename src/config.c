@@ -968,25 +968,27 @@ int config_parse_options(struct config *cfg, const char *opts, char *err, size_t
 
 /* ---- defaults --------------------------------------------------------------------- */
 
+/*
+ * The defaults come from the table: every number, size, duration and enum option whose
+ * `def` is a value is set by parsing that text, so the documented default is the one
+ * in force. (dirty_max's "cache_size/4" is derived once the options are read.)
+ */
 void config_init(struct config *cfg)
 {
+	struct opt_state st = { 0 };
+
 	memset(cfg, 0, sizeof *cfg);
 	cfg->command = CONFIG_CMD_MOUNT;
 	cfg->url.port = CONFIG_DEFAULT_PORT;
 	cfg->url.lun = -1;
-	cfg->cache_mode = CONFIG_CACHE_WRITEBACK;
-	cfg->cache_size = 256ULL << 20;
-	cfg->cache_block = 64ULL << 10;
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		const struct config_option *o = &options[i];
+
+		if (o->def && (o->kind == CONFIG_OPT_INT || o->kind == CONFIG_OPT_SIZE ||
+			       o->kind == CONFIG_OPT_SECONDS || o->kind == CONFIG_OPT_ENUM))
+			parse_one_option(cfg, o->name, o->def, &st, NULL, 0);
+	}
 	cfg->dirty_max = cfg->cache_size / 4;
-	cfg->dirty_expire_ms = 1000;
-	cfg->readahead_max = 4ULL << 20;
-	cfg->sessions = 1;
-	cfg->noop_interval = 5;
-	cfg->noop_timeout = 5;
-	cfg->cmd_timeout = 30;
-	cfg->login_timeout = 15;
-	cfg->replacement_timeout = 120;
-	cfg->header_digest = ISCSI_HEADER_DIGEST_NONE_CRC32C;
 	cfg->uid = (uint32_t)getuid();
 	cfg->gid = (uint32_t)getgid();
 }

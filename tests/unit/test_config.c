@@ -1151,6 +1151,39 @@ static void test_usage(void)
 	free(u);
 }
 
+/* The option table: each documented default is a value the option accepts and is the
+ * value config_init() sets; names are unique; a relation names real options. */
+static void test_option_table(void)
+{
+	size_t n;
+	const struct config_option *o = config_options(&n);
+	char err[CONFIG_ERRLEN], opt[256];
+
+	for (size_t i = 0; i < n; i++) {
+		struct config fresh, c;
+
+		for (size_t j = 0; j < i; j++)
+			CHECK_INT(strcmp(o[i].name, o[j].name) != 0, 1);
+		CHECK_INT(o[i].help != NULL && o[i].help[0] != '\0', 1);
+		if (o[i].min_of || o[i].max_of) {
+			const char *rel = o[i].min_of ? o[i].min_of : o[i].max_of;
+			bool found = false;
+			for (size_t j = 0; j < n; j++)
+				found |= strcmp(o[j].name, rel) == 0;
+			CHECK_INT(found, 1);
+		}
+		if (!o[i].def || strcmp(o[i].name, "dirty_max") == 0 ||
+		    !(o[i].kind == CONFIG_OPT_INT || o[i].kind == CONFIG_OPT_SIZE ||
+		      o[i].kind == CONFIG_OPT_SECONDS || o[i].kind == CONFIG_OPT_ENUM))
+			continue;
+		config_init(&fresh);
+		config_init(&c);
+		snprintf(opt, sizeof opt, "%s=%s", o[i].name, o[i].def);
+		CHECK_INT(config_parse_options(&c, opt, err, sizeof err), 0);
+		CHECK_INT(memcmp(&c, &fresh, sizeof c), 0);
+	}
+}
+
 /* Messages are cut to errlen, never overflow it. */
 static void test_short_err(void)
 {
@@ -1181,6 +1214,7 @@ int main(void)
 	test_load_secrets();
 	test_resolve_initiator();
 	test_usage();
+	test_option_table();
 	test_short_err();
 
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
