@@ -76,6 +76,9 @@ fi
 pass "as $TUSER: mount (fusermount3), write + fsync, unmount; data on the target; CHAP from its secret file; initiator $init"
 
 # --- (b) an unprivileged user namespace with its own mount namespace
+if ! as_user unshare --user --map-root-user --mount true 2>"$T/unshare.err"; then
+	skip "unprivileged user namespaces are not permitted here: $(cat "$T/unshare.err")"
+fi
 cat >"$U/inside.sh" <<'EOF2'
 # runs as "root" of a user namespace the test user made; mounts are private to it
 set -u
