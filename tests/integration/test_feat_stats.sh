@@ -203,12 +203,17 @@ assert d["schema"] == 1, d["schema"]
 assert sorted(l["lun"] for l in d["luns"]) == [1, 2], d["luns"]
 assert all(l["target"] == sys.argv[2] for l in d["luns"])
 PY
+rc=0
+timeout -k 5 20 "$ISCSIFS" stat "$M" --watch --json | head -n 2 >"$T/watch.jsonl" || rc=${PIPESTATUS[0]}
+((rc == 0)) || fail "iscsifs stat --watch --json | head -n 2: stat exited $rc"
+python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]; assert len(open(sys.argv[1]).readlines()) == 2' "$T/watch.jsonl" ||
+	fail "iscsifs stat --watch --json: not one JSON document per line: $(head -c 300 "$T/watch.jsonl")"
 start=$SECONDS
 rc=0
 timeout -k 5 20 "$ISCSIFS" stat "$M" --watch | head -n 1 >/dev/null || rc=${PIPESTATUS[0]}
 ((rc == 0)) || fail "iscsifs stat --watch | head -n 1: stat exited $rc (124: it never noticed the closed pipe)"
 ((SECONDS - start <= 5)) || fail "iscsifs stat --watch | head -n 1 took $((SECONDS - start)) s"
-pass "iscsifs stat --json is the stats.json document; stat --watch | head exits 0 at once"
+pass "iscsifs stat --json is the stats.json document (--watch: one per line); stat --watch | head exits 0 at once"
 
 # --- not an iscsifs mount
 expect_fail_msg "not an iscsifs mount" "$ISCSIFS" stat /tmp
