@@ -4,10 +4,10 @@
 # by what was read, cache hits on rereads, writes reach write-back and SCSI after
 # fsync, nothing stays dirty, no errors; schema, version and latency histograms);
 # .iscsifs/metrics is Prometheus text with the same numbers (iscsifs_cache_hits_total
-# per LUN, HELP and TYPE for every family, a latency histogram per LUN and op); `iscsifs stat MNT` prints the table
-# with the target and exits 0, `--watch` refreshes it with rates and ends when its reader
-# goes away (`| head`), `--json` prints the same document; `iscsifs stat` of a
-# directory that is no iscsifs mount fails with a message.
+# per LUN, HELP and TYPE for every family, a latency histogram per LUN and op);
+# `iscsifs stat MNT` prints the table with the target and exits 0, `--watch` refreshes
+# it with rates and ends when its reader goes away (`| head`), `--json` prints the same
+# document; `iscsifs stat` of a directory that is no iscsifs mount fails with a message.
 source "$(dirname "$0")/lib.sh"
 requires python3
 
