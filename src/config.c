@@ -495,9 +495,9 @@ static const struct config_option options[] = {
 	  .values = cache_modes, .def = "writeback",
 	  .help = "writeback: write() completes in the cache; writethrough: write() "
 		  "completes when the target has it; none: no caching at all, for LUNs "
-		  "shared by several initiators (a shared mmap then fails with ENODEV: the "
-		  "kernel needs FUSE_DIRECT_IO_ALLOW_MMAP, which libfuse 3.14 cannot ask "
-		  "for)." },
+		  "shared by several initiators (direct I/O: a shared mmap needs Linux 6.6 "
+		  "or later, for FUSE_DIRECT_IO_ALLOW_MMAP; older kernels refuse it with "
+		  "ENODEV)." },
 	{ .name = "cache_size", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
 	  .off = F(cache_size), .min = 0, .max = UINT64_MAX, .def = "256M",
 	  .min_of = "cache_block", .min_mult = 8, .needs_cache = true,

@@ -32,6 +32,7 @@
 #include "iscsifs/cache.h"
 #include "iscsifs/daemon.h"
 #include "iscsifs/fs.h"
+#include "iscsifs/fuseext.h"
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
 
@@ -141,23 +142,34 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, attr_timeout());
 }
 
+static int rewrite_truncate(struct node *n, struct fuse_file_info *fi, uint64_t size);
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct node *n = node_get(fs, ino);
-	(void)fi;
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		/* A LUN's size is fixed: only a no-op "truncate" to the current size works,
-		 * so tools that truncate to the size they are about to write still run. */
-		if (is_dir(n) || (uint64_t)attr->st_size != n->size) {
-			fuse_reply_err(req, is_dir(n) ? EISDIR : EPERM);
-			return;
-		}
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
 	}
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		fuse_reply_err(req, EPERM);
 		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* A LUN's size is fixed, as a block device's. Truncating to the current size
+		 * succeeds and does nothing (tools that set the size they are about to write
+		 * keep working); ftruncate of a file opened with O_TRUNC marks the end of the
+		 * image being written (see "O_TRUNC" below); any other size fails with EPERM,
+		 * the errno of a size change on a sealed memfd (F_SEAL_GROW, F_SEAL_SHRINK):
+		 * this file's size may not change. EINVAL, a block device's answer, would
+		 * say the argument is malformed. */
+		int r = is_dir(n) ? -EISDIR : rewrite_truncate(n, fi, (uint64_t)attr->st_size);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
 	}
 	/* times: accepted and ignored (touch works) */
 	op_getattr(req, ino, NULL);
@@ -246,7 +258,178 @@ struct lun_fh {
 	bool write;                  /* opened for writing */
 	uint64_t errors_seen;        /* cache write_errors when last reported to this file;
 	                                atomic (flush and fsync may race on one file) */
+	struct rewrite *rw;          /* opened for writing with O_TRUNC; else NULL */
 };
+
+/* ---------- O_TRUNC: writing an image from offset 0 ----------
+ *
+ * dd of=lunN (without conv=notrunc), cp, `cat img > lunN` and `pv img > lunN` open the
+ * file with O_TRUNC. A LUN cannot be emptied: as a block device does, the file keeps its
+ * size and the writes land from offset 0 (FUSE_CAP_ATOMIC_O_TRUNC, set in op_init, makes
+ * O_TRUNC arrive here as a flag of open instead of as a truncate to 0, which fails).
+ * A regular file would also read as zeroes where the writer skipped bytes, and writers
+ * rely on that: cp and dd conv=sparse seek over the holes of a sparse image, and cp
+ * calls ftruncate(fd, image size) when the image ends in a hole. So a file opened for
+ * writing with O_TRUNC remembers the byte ranges written through it and the image's end
+ * (the highest byte written, or the size it was ftruncated to, whichever is larger); at
+ * that ftruncate and at close (flush), every byte before the end not written through
+ * it is zeroed (WRITE SAME, or UNMAP on a thin LUN that reads unmapped blocks as
+ * zeroes). The LUN then reads as the image from 0 to its end; the bytes after the end
+ * and the size are unchanged. Writing to the file while it is being ftruncated or
+ * closed (from another thread) is a race the writer owns: the zeroes and the write
+ * may land in either order.
+ */
+#define REWRITE_MAX_RANGES 65536 /* then the first gap is zeroed at once */
+
+struct wrange {
+	uint64_t start, end;
+};
+
+struct rewrite {
+	pthread_mutex_t lock;
+	struct wrange *done;         /* written through the file: sorted, disjoint; lock */
+	size_t n, cap;               /* lock */
+	uint64_t end;                /* the image's end; lock */
+	bool given_up;               /* a write could not be recorded: zero nothing; lock */
+};
+
+static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch);
+
+static struct rewrite *rewrite_new(void)
+{
+	struct rewrite *rw = calloc(1, sizeof(*rw));
+	if (rw)
+		pthread_mutex_init(&rw->lock, NULL);
+	return rw;
+}
+
+static void rewrite_free(struct rewrite *rw)
+{
+	if (!rw)
+		return;
+	pthread_mutex_destroy(&rw->lock);
+	free(rw->done);
+	free(rw);
+}
+
+/* Add [start, end) to rw->done, merging; caller holds rw->lock. 0 or -ENOMEM. */
+static int rewrite_add(struct rewrite *rw, uint64_t start, uint64_t end)
+{
+	size_t i = 0, j;
+	while (i < rw->n && rw->done[i].end < start)
+		i++;
+	for (j = i; j < rw->n && rw->done[j].start <= end; j++) {
+		start = MIN(start, rw->done[j].start);
+		end = MAX(end, rw->done[j].end);
+	}
+	if (j == i) {
+		if (rw->n == rw->cap) {
+			size_t cap = rw->cap ? 2 * rw->cap : 16;
+			struct wrange *nv = realloc(rw->done, cap * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			rw->done = nv;
+			rw->cap = cap;
+		}
+		memmove(&rw->done[i + 1], &rw->done[i], (rw->n - i) * sizeof(*rw->done));
+		rw->n++;
+	} else if (j > i + 1) {
+		memmove(&rw->done[i + 1], &rw->done[j], (rw->n - j) * sizeof(*rw->done));
+		rw->n -= j - i - 1;
+	}
+	rw->done[i] = (struct wrange){ start, end };
+	return 0;
+}
+
+/* Zero every byte of [0, upto) of node n not written through rw, and count it written.
+ * 0 or -errno. */
+static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
+{
+	struct wrange *gaps = NULL;
+	size_t ngaps = 0;
+	uint64_t pos = 0;
+	int r = 0;
+	pthread_mutex_lock(&rw->lock);
+	if (rw->given_up) {
+		pthread_mutex_unlock(&rw->lock);
+		return 0;
+	}
+	gaps = malloc((rw->n + 1) * sizeof(*gaps));
+	for (size_t i = 0; gaps && i <= rw->n && pos < upto; i++) {
+		uint64_t gap_end = i < rw->n ? MIN(rw->done[i].start, upto) : upto;
+		if (pos < gap_end)
+			gaps[ngaps++] = (struct wrange){ pos, gap_end };
+		if (i < rw->n)
+			pos = MAX(pos, rw->done[i].end);
+	}
+	pthread_mutex_unlock(&rw->lock);
+	if (!gaps)
+		return -ENOMEM;
+	for (size_t i = 0; i < ngaps && r == 0; i++) {
+		r = zero_range(n->lun, n->off + gaps[i].start, gaps[i].end - gaps[i].start,
+			       n->lun->cache->can_discard);
+		if (r == 0) {
+			pthread_mutex_lock(&rw->lock);
+			r = rewrite_add(rw, gaps[i].start, gaps[i].end);
+			pthread_mutex_unlock(&rw->lock);
+		}
+	}
+	free(gaps);
+	return r;
+}
+
+/* op_write's hook: [off, off+len) of node n was written through h. */
+static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_t len)
+{
+	struct rewrite *rw = h->rw;
+	uint64_t first_gap_end = 0;
+	if (!rw)
+		return;
+	pthread_mutex_lock(&rw->lock);
+	rw->end = MAX(rw->end, off + len);
+	if (rewrite_add(rw, off, off + len) < 0) {
+		/* zeroing "unwritten" bytes could now destroy this write: stop zeroing */
+		if (!rw->given_up)
+			log_err("%s %s: out of memory: the holes skipped by the writer of a file "
+				"opened with O_TRUNC keep their old content",
+				n->lun->target->name, n->name);
+		rw->given_up = true;
+	} else if (rw->n > REWRITE_MAX_RANGES) {
+		first_gap_end = rw->done[1].start;
+	}
+	pthread_mutex_unlock(&rw->lock);
+	/* Too many ranges (a writer that skips around a lot): settle the first gap now
+	 * rather than keep it. */
+	if (first_gap_end && rewrite_settle(n, rw, first_gap_end) < 0)
+		log_err("%s %s: cannot zero the bytes skipped before offset %" PRIu64
+			" of a file opened with O_TRUNC",
+			n->lun->target->name, n->name, first_gap_end);
+}
+
+/* op_setattr's size change of node n (fi: the open file, when ftruncate). */
+static int rewrite_truncate(struct node *n, struct fuse_file_info *fi, uint64_t size)
+{
+	struct lun_fh *h = fi && n->lun ? (struct lun_fh *)(uintptr_t)fi->fh : NULL;
+	if (h && h->rw && size <= n->size) {
+		pthread_mutex_lock(&h->rw->lock);
+		h->rw->end = MAX(h->rw->end, size);
+		pthread_mutex_unlock(&h->rw->lock);
+		return rewrite_settle(n, h->rw, size);
+	}
+	return size == n->size ? 0 : -EPERM;
+}
+
+/* At close (flush): zero what the image skipped. 0 or -errno. */
+static int rewrite_close(struct node *n, struct lun_fh *h)
+{
+	uint64_t end;
+	if (!h->rw)
+		return 0;
+	pthread_mutex_lock(&h->rw->lock);
+	end = h->rw->end;
+	pthread_mutex_unlock(&h->rw->lock);
+	return rewrite_settle(n, h->rw, end);
+}
 
 static uint64_t write_errors(struct fs_lun *l)
 {
@@ -288,16 +471,33 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct lun_fh *h = calloc(1, sizeof(*h));
+	if (h && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		h->write = true; /* flush() does not get the flags */
+		/* O_TRUNC: write from offset 0, keep the size (see "O_TRUNC" above) */
+		if ((fi->flags & O_TRUNC) && !(h->rw = rewrite_new())) {
+			free(h);
+			h = NULL;
+		}
+	}
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->write = (fi->flags & O_ACCMODE) != O_RDONLY; /* flush() does not get the flags */
 	h->errors_seen = write_errors(n->lun);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
+	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE) {
+		static bool told; /* atomic */
 		fi->direct_io = 1; /* shared LUN: no page cache either */
-	else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
+		/* The kernel refuses a shared mmap of a direct-I/O file unless the daemon
+		 * asked for FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6+; fuseext.c asks for it,
+		 * as libfuse 3.14 cannot); and mmap sends nothing to the daemon, so when
+		 * the kernel lacks it this is the last moment to say it. */
+		if (!fuseext_dio_mmap() && !__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+			log_notice("cache=none: LUN files are opened for direct I/O, so mmap(MAP_SHARED) "
+				   "of them fails with ENODEV (libfuse 3.14 cannot ask the kernel for "
+				   "FUSE_DIRECT_IO_ALLOW_MMAP): use cache=writethrough for programs "
+				   "that map files shared");
+	} else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
 	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
 	 * page caches, so a write through one leaves stale pages in the other; without
@@ -315,7 +515,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		free(h->data);
 		free(h);
 	} else if (n && n->lun) {
-		free((struct lun_fh *)(uintptr_t)fi->fh);
+		struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
+		rewrite_free(h->rw);
+		free(h);
 	}
 	fuse_reply_err(req, 0);
 }
@@ -337,8 +539,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = node_get(fs_of(req), ino);
 	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
 	int r = 0;
-	if (n && n->lun && h->write)
-		r = report_errors(n->lun, h, blkdev_flush_sync(n->lun->cache, false));
+	if (n && n->lun && h->write) {
+		r = rewrite_close(n, h); /* first zero what an O_TRUNC writer skipped */
+		r = report_errors(n->lun, h, r ?: blkdev_flush_sync(n->lun->cache, false));
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -476,6 +680,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	}
 	size = (size_t)MIN((uint64_t)size, n->size - (uint64_t)off); /* short write at the end */
 	int r = write_bytes(n->lun, n->off + (uint64_t)off, size, data);
+	if (r == 0) /* before the reply: the writer's close() may follow at once */
+		rewrite_note(n, (struct lun_fh *)(uintptr_t)fi->fh, (uint64_t)off, size);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -789,7 +995,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = MIN(conn->max_readahead, 1u << 20);
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
-	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC; /* O_TRUNC: see op_open */
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -914,6 +1120,7 @@ int fs_run(struct fs_model *m, int ready_fd)
 			cfg->mountpoint);
 		goto out_signals;
 	}
+	fuseext_install(se); /* FUSE_DIRECT_IO_ALLOW_MMAP: shared mmap with cache=none */
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
 	daemon_ready(m, ready_fd);   /* parent exits, READY=1 to systemd (daemon.c) */

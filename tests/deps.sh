@@ -6,14 +6,16 @@
 # Build: meson .. libjson-c-dev. Run: fuse3 (fusermount3). Tests: the rest — tgt is the
 # iSCSI target the integration tests log in to, libiscsi-bin has iscsi-ls/-inq/
 # -readcapacity16 to check it, and gdisk, e2fsprogs, fuse2fs, qemu-utils are the
-# "real clients" of test_core_clients.sh. The ecosystem tests (test_eco_*) use
-# python3-yaml (the Pod manifest), man-db and groff-base (`man -l`), bash-completion,
-# systemd (only systemd-analyze verify: nothing is started; it installs cleanly in a
-# container), passwd (useradd for the no-root test) and promtool (deps_promtool).
+# "real clients" of test_core_clients.sh; fdisk (sfdisk) and pv those of
+# test_feat_partsanywhere.sh and test_feat_writeidioms.sh. The ecosystem tests
+# (test_eco_*) use python3-yaml (the Pod manifest), man-db and groff-base (`man -l`),
+# bash-completion, systemd (only systemd-analyze verify: nothing is started; it
+# installs cleanly in a container), passwd (useradd for the no-root test) and promtool
+# (deps_promtool).
 ISCSIFS_DEB_PACKAGES=(
 	meson ninja-build pkg-config gcc libc6-dev
 	libfuse3-dev fuse3 libiscsi-dev libiscsi-bin libblkid-dev libjson-c-dev
-	tgt fio python3 gdisk e2fsprogs fuse2fs qemu-utils attr
+	tgt fio python3 gdisk fdisk e2fsprogs fuse2fs qemu-utils attr pv
 	util-linux procps iproute2 valgrind
 	python3-yaml man-db groff-base bash-completion systemd passwd
 )
