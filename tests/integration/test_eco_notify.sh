@@ -106,7 +106,7 @@ pass "-o log=FILE: timestamped lines in the file"
 if [[ -S /dev/log ]]; then
 	log "/dev/log exists here: the fallback file is not exercised"
 else
-	mkdir -m 700 "$T/run"
+	mkdir -p -m 700 "$T/run"
 	rc=0
 	XDG_RUNTIME_DIR=$T/run timeout -k 2 30 "$ISCSIFS" "$URL" "$M" </dev/null >"$T/d.out" 2>"$T/d.err" || rc=$?
 	((rc == 0)) || fail "daemonized mount exited $rc: $(cat "$T/d.err")"

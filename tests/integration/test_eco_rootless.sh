@@ -2,8 +2,8 @@
 # Proves the mission "remote LUNs without root": the whole cycle (mount, write, fsync,
 # unmount, data on the target) works (a) as an ordinary user through the setuid
 # fusermount3, daemonized, with that user's CHAP secret file, the initiator-name
-# fallback (the target sees iqn.2026-11.org.iscsifs:HOSTNAME) and the log in that
-# user's own directory; and (b) inside an unprivileged user namespace with its own
+# fallback (the target sees iqn.2026-11.org.iscsifs:HOSTNAME), its per-LUN lock and
+# its log in that user's own directories; and (b) inside an unprivileged user namespace with its own
 # mount namespace (`unshare --user --map-root-user --mount`), as a rootless container
 # runs it. /dev/fuse is set to 0666 (Debian's default) for the test and restored.
 source "$(dirname "$0")/lib.sh"
@@ -60,6 +60,15 @@ dpid=$(pgrep -u "$TUSER" -f -- "$ISCSIFS" | head -n 1)
 init=$(tgt_adm --op show --mode target | sed -n 's/^ *Initiator: \([^ ]*\).*/\1/p' | head -n 1)
 check_eq "initiator name the target sees (fallback, no /etc/iscsi/initiatorname.iscsi)" \
 	"$init" "$HOSTNAME_IQN"
+# the per-LUN lock (lunlock.h) lives in a 0700 directory of the user's own
+lockdir=
+for d in "/run/user/$TUID/iscsifs" "/tmp/iscsifs-$TUID"; do
+	[[ -d $d ]] && { lockdir=$d; break; }
+done
+[[ -n $lockdir ]] || fail "no lock directory of $TUSER (/run/user/$TUID/iscsifs or /tmp/iscsifs-$TUID)"
+[[ $lockdir != /tmp/* ]] || cleanup_fn rm -rf "$lockdir"
+check_eq "owner and mode of the lock directory $lockdir" "$(stat -c '%U %a' "$lockdir")" "$TUSER 700"
+[[ -n $(find "$lockdir" -type f -user "$TUSER") ]] || fail "no lock file of $TUSER in $lockdir"
 as_user dd if="$T/data" of="$U/mnt/lun1" bs=1M seek=3 conv=notrunc,fsync status=none ||
 	fail "dd as $TUSER into the LUN failed"
 as_user fusermount3 -u "$U/mnt" || fail "fusermount3 -u as $TUSER failed"
