@@ -28,6 +28,7 @@ struct lsout {
 	bool json;
 	json_object *root, *targets, *cur; /* JSON: the document, its targets, the last */
 	bool header_done;                  /* text: the LUN table header of this target */
+	char cur_name[CONFIG_NAME_MAX];    /* the current target's name */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -104,6 +105,7 @@ void lsout_waiting(struct lsout *o, const char *fmt, ...)
 void lsout_target(struct lsout *o, const struct fs_target *t)
 {
 	o->header_done = false;
+	snprintf(o->cur_name, sizeof o->cur_name, "%s", t->name);
 	if (!o->json) {
 		printf("%s  %s\n", t->name, t->portal);
 		return;
@@ -137,15 +139,40 @@ static void human_size(uint64_t b, char *buf, size_t len)
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
-static bool is_disk(const struct lun_info *li)
+static bool is_disk(const struct target_lun *tl)
 {
-	return li->devtype == 0 && li->qualifier == 0;
+	return tl->probed && tl->info.devtype == 0 && tl->info.qualifier == 0;
 }
 
-static void lun_text(struct lsout *o, const struct lun_info *li, const struct probe_result *pr)
+/* The CONTENT column: what is on it, or why it is not a file. */
+static void content_text(const struct target_lun *tl, const struct probe_result *pr,
+			 const char *error, char *buf, size_t len)
 {
-	char size[32] = "-", content[96] = "-";
-	bool disk = is_disk(li);
+	snprintf(buf, len, "-");
+	if (tl->err)
+		snprintf(buf, len, "not mounted: probing failed");
+	else if (!tl->mountable && tl->warn)
+		snprintf(buf, len, "not mounted: %s", tl->reason);
+	else if (tl->mountable && !pr)
+		snprintf(buf, len, "unreadable (%s)", error ? error : "?");
+	else if (pr && pr->pttype[0])
+		snprintf(buf, len, "%s, %d partition%s", pr->pttype, pr->nparts,
+			 pr->nparts == 1 ? "" : "s");
+	else if (pr && pr->content.type[0])
+		snprintf(buf, len, "%s%s%s", pr->content.type, pr->content.label[0] ? " " : "",
+			 pr->content.label);
+	else if (pr)
+		snprintf(buf, len, "unknown");
+	if (tl->mountable && tl->reason[0]) /* the same identifier as another LUN */
+		snprintf(buf + strlen(buf), len - strlen(buf), "; not mountable: %s", tl->reason);
+}
+
+static void lun_text(struct lsout *o, const struct target_lun *tl, const struct probe_result *pr,
+		     const char *error)
+{
+	const struct lun_info *li = &tl->info;
+	char size[32] = "-", content[CONFIG_ERRLEN + 64];
+	bool disk = is_disk(tl);
 
 	if (!o->header_done) {
 		printf("  %-4s %-10s %10s %6s %-3s %-8s %-16s %-24s %s\n", "LUN", "TYPE", "SIZE",
@@ -154,20 +181,11 @@ static void lun_text(struct lsout *o, const struct lun_info *li, const struct pr
 	}
 	if (disk)
 		human_size(li->nblocks * li->block_size, size, sizeof(size));
-	if (pr) {
-		if (pr->pttype[0])
-			snprintf(content, sizeof(content), "%s, %d partition%s", pr->pttype,
-				 pr->nparts, pr->nparts == 1 ? "" : "s");
-		else if (pr->content.type[0])
-			snprintf(content, sizeof(content), "%s%s%s", pr->content.type,
-				 pr->content.label[0] ? " " : "", pr->content.label);
-		else
-			snprintf(content, sizeof(content), "unknown");
-	}
-	printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", LUNSTR(li->lun),
-	       discovery_devtype_name(li->devtype), size, disk ? li->block_size : 0,
-	       disk ? (li->write_protected ? "yes" : "no") : "-", li->vendor[0] ? li->vendor : "-",
-	       li->product[0] ? li->product : "-",
+	content_text(tl, pr, error, content, sizeof(content));
+	printf("  %-4s %-10s %10s %6u %-3s %-8s %-16s %-24s %s\n", tl->label,
+	       tl->probed ? discovery_devtype_name(li->devtype) : "-", size,
+	       disk ? li->block_size : 0, disk ? (li->write_protected ? "yes" : "no") : "-",
+	       li->vendor[0] ? li->vendor : "-", li->product[0] ? li->product : "-",
 	       li->wwn[0] ? li->wwn : (li->serial[0] ? li->serial : "-"), content);
 }
 
@@ -192,28 +210,39 @@ static json_object *content_json(const struct probe_content *c)
 	return o;
 }
 
-void lsout_lun(struct lsout *o, const struct lun_info *li, const struct probe_result *pr,
-	       const char *content_error)
+void lsout_lun(struct lsout *o, const struct target_lun *tl, const struct probe_result *pr,
+	       const char *error)
 {
-	json_object *l, *luns, *c = NULL;
+	const struct lun_info *li = &tl->info;
+	json_object *l, *c = NULL;
 	char addr[32];
-	bool disk = is_disk(li);
+	bool disk = is_disk(tl);
 
+	if (error) {
+		fflush(stdout);
+		fprintf(stderr, "iscsifs: %s LUN %s: %s\n", o->cur_name, tl->label, error);
+	}
 	if (!o->json) {
-		lun_text(o, li, pr);
+		lun_text(o, tl, pr, error);
 		return;
 	}
 	l = json_object_new_object();
 	snprintf(addr, sizeof addr, "0x%016" PRIx64, li->lun);
-	json_object_object_add(l, "target", json_object_get(member(o->cur, "target")));
+	json_object_object_add(l, "target", json_object_new_string(o->cur_name));
 	json_object_object_add(
 		l, "lun",
 		lunaddr_number(li->lun) >= 0 ? json_object_new_int(lunaddr_number(li->lun)) : NULL);
+	json_object_object_add(l, "label", json_object_new_string(tl->label));
 	json_object_object_add(l, "lun_address", json_object_new_string(addr));
-	json_object_object_add(l, "type",
-			       json_object_new_string(discovery_devtype_name(li->devtype)));
-	json_object_object_add(l, "devtype", json_object_new_int(li->devtype));
+	json_object_object_add(l, "probed", json_object_new_boolean(tl->probed));
+	json_object_object_add(
+		l, "type",
+		tl->probed ? json_object_new_string(discovery_devtype_name(li->devtype)) : NULL);
+	json_object_object_add(l, "devtype", tl->probed ? json_object_new_int(li->devtype) : NULL);
 	json_object_object_add(l, "disk", json_object_new_boolean(disk));
+	json_object_object_add(l, "mountable",
+			       json_object_new_boolean(tl->mountable && !tl->reason[0]));
+	json_object_object_add(l, "not_mounted", str_or_null(tl->reason));
 	json_object_object_add(l, "size",
 			       disk ? json_object_new_uint64(li->nblocks * li->block_size) : NULL);
 	json_object_object_add(l, "block_size",
@@ -242,9 +271,8 @@ void lsout_lun(struct lsout *o, const struct lun_info *li, const struct probe_re
 		json_object_object_add(c, "partitions", parts);
 	}
 	json_object_object_add(l, "content", c);
-	json_object_object_add(l, "content_error", str_or_null(content_error));
-	luns = member(o->cur, "luns");
-	json_object_array_add(luns, l);
+	json_object_object_add(l, "error", str_or_null(error));
+	json_object_array_add(member(o->cur, "luns"), l);
 }
 
 int lsout_finish(struct lsout *o)

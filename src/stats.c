@@ -32,22 +32,6 @@
 #include "iscsifs/stats.h"
 #include "iscsifs/util.h"
 
-#ifndef LUN_LAT_BUCKETS
-/* Until lun.c counts latency (PLAN.md interface 3): the same shape, always empty. */
-#define LUN_LAT_BOUNDS_US                                                                     \
-	{                                                                                     \
-		100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, \
-			1000000, 2500000, 5000000, 10000000                                   \
-	}
-#define LUN_LAT_NBOUNDS 16
-#define LUN_LAT_BUCKETS (LUN_LAT_NBOUNDS + 1)
-struct lun_latency {
-	uint64_t bucket[LUN_LAT_BUCKETS];
-	uint64_t count;
-	uint64_t sum_us;
-};
-#define STATS_NO_LATENCY 1
-#endif
 
 static const uint64_t lat_bounds_us[LUN_LAT_NBOUNDS] = LUN_LAT_BOUNDS_US;
 
@@ -152,11 +136,9 @@ static void snap_lun(const struct fs_lun *l, struct lun_snap *s)
 	memset(s, 0, sizeof *s);
 	cache_get_stats(l->cache, &s->cs);
 	lun_get_stats(l->lundev, &s->ls);
-#ifndef STATS_NO_LATENCY
 	s->lat[0] = s->ls.lat_read;
 	s->lat[1] = s->ls.lat_write;
 	s->lat[2] = s->ls.lat_flush;
-#endif
 }
 
 /* ---- JSON ------------------------------------------------------------------------ */

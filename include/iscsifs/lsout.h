@@ -6,13 +6,15 @@
  * lun, lun_address, size and block_size mean what they mean in stats.json):
  *   { "schema": 1, "version", "url",
  *     "targets": [ { "target", "portal", "error": null | "one line",
- *                    "luns": [ { "target", "lun", "lun_address", "type", "devtype",
- *                                "disk", "size", "block_size", "write_protected",
- *                                "vendor", "product", "revision", "serial", "wwn",
+ *                    "luns": [ { "target", "lun", "label", "lun_address", "probed",
+ *                                "type", "devtype", "disk", "mountable",
+ *                                "not_mounted": null | "why", "size", "block_size",
+ *                                "write_protected", "vendor", "product", "revision",
+ *                                "serial", "wwn",
  *                                "content": null | { "type", "label", "uuid",
  *                                  "pttype", "partitions": [ {number, start, size,
  *                                  type, label, uuid} ] },
- *                                "content_error": null | "one line" } ] } ] }
+ *                                "error": null | "one line" } ] } ] }
  * Errors also go to stderr as one line each, as in text mode.
  *
  * Also: lsout_waiting() names what `ls` is waiting for, and a watcher says so on stderr
@@ -25,6 +27,7 @@
 #include "iscsifs/fs.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/probe.h"
+#include "iscsifs/target.h"
 
 #define LSOUT_WAIT_NOTICE_MS 2000
 
@@ -39,10 +42,11 @@ void lsout_target(struct lsout *o, const struct fs_target *t);
 /* The current target (or, before any, the command) failed: `msg` is one line. */
 void lsout_error(struct lsout *o, const char *msg);
 
-/* One LUN of the current target; `pr` is its probe (NULL when not a disk or the probe
- * failed: then `content_error` says why, or is NULL). */
-void lsout_lun(struct lsout *o, const struct lun_info *li, const struct probe_result *pr,
-	       const char *content_error);
+/* One LUN of the current target, as target_list_luns() found it; `pr` is its content
+ * (NULL when it was not probed or could not be read). `error` (NULL: none) says why
+ * probing the LUN or reading its content failed; it also goes to stderr. */
+void lsout_lun(struct lsout *o, const struct target_lun *tl, const struct probe_result *pr,
+	       const char *error);
 
 /* What ls waits for now ("login to IQN at PORTAL"), printf-style; NULL: nothing. */
 void lsout_waiting(struct lsout *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

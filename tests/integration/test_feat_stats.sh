@@ -82,6 +82,8 @@ for n, size, bs in ((1, 64 << 20, 512), (2, 32 << 20, 4096)):
         need(all(x <= y for x, y in zip(b, b[1:])), "lun %d latency.%s buckets not cumulative: %r" % (n, op, b))
         need(b and b[-1] == h.get("count"), "lun %d latency.%s: +Inf bucket %r != count %r" % (n, op, b[-1:], h.get("count")))
         need(isinstance(h.get("sum_us"), int) and h["sum_us"] >= 0, "lun %d latency.%s sum_us" % (n, op))
+        if op in ("read", "write"):
+            need(h.get("count") == s[op + "s"], "lun %d latency.%s count %r != scsi.%ss %r" % (n, op, h.get("count"), op, s[op + "s"]))
     need(c["cached_bytes"] <= 32 << 20, "lun %d cached_bytes %d > cache_size" % (n, c["cached_bytes"]))
     need(c["dirty_bytes"] <= c["cached_bytes"], "lun %d dirty > cached" % n)
     need(c["fetch_bytes"] <= s["read_bytes"], "lun %d fetch_bytes %d > scsi read_bytes %d" % (n, c["fetch_bytes"], s["read_bytes"]))
@@ -92,8 +94,10 @@ if len(sys.argv) > 2:
     prev = {l["lun"]: l for l in json.load(open(sys.argv[2]))["luns"]}
     for chk in sys.argv[3:]:
         name, op, val = chk.split("=")
-        grp, key = name.split(".")
-        now, before = luns[1][grp][key], prev[1][grp][key]
+        path = name.split(".")
+        now, before = luns[1], prev[1]
+        for k in path:
+            now, before = now[k], before[k]
         val = int(val)
         ok = {"ge": now - before >= val, "gt": now - before > val, "eq": now - before == val,
               "abs_eq": now == val}[op]
@@ -114,7 +118,7 @@ pass "stats.json: valid JSON, one logged-in session, LUNs 1 and 2 with sane coun
 dd if="$M/lun1" of="$T/read1" bs=64K skip=256 count=32 iflag=direct status=none
 check_cmp "$T/read1" "$T/lun1.img" 2097152 0 $((256 * 65536))
 snap "$T/s1.json" "$T/s0.json" cache.read_bytes=ge=2097152 cache.misses=gt=0 \
-	scsi.read_bytes=ge=2097152 scsi.reads=gt=0
+	scsi.read_bytes=ge=2097152 scsi.reads=gt=0 scsi.latency.read.count=gt=0
 # The same range again: served from the cache.
 dd if="$M/lun1" of=/dev/null bs=64K skip=256 count=32 iflag=direct status=none
 snap "$T/s2.json" "$T/s1.json" cache.read_bytes=ge=2097152 cache.hits=gt=0 \
@@ -126,7 +130,8 @@ head -c 1048576 /dev/urandom >"$T/w"
 dd if="$T/w" of="$M/lun1" bs=64K seek=512 conv=notrunc,fsync status=none
 check_cmp "$T/lun1.img" "$T/w" 1048576 $((512 * 65536)) 0
 snap "$T/s3.json" "$T/s2.json" cache.write_bytes=ge=1048576 cache.writeback_bytes=ge=1048576 \
-	scsi.write_bytes=ge=1048576 scsi.writes=gt=0 cache.dirty_bytes=abs_eq=0
+	scsi.write_bytes=ge=1048576 scsi.writes=gt=0 cache.dirty_bytes=abs_eq=0 \
+	scsi.latency.write.count=gt=0 scsi.latency.flush.count=gt=0
 pass "writes: write_bytes, writeback_bytes and SCSI write_bytes grow; nothing dirty after fsync"
 
 # --- Prometheus text
