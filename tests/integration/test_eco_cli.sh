@@ -104,6 +104,7 @@ if iqn in t:
     need(sorted(luns) == [0, 1], "luns of %s: %r" % (iqn, sorted(luns)))
     l1 = luns.get(1, {})
     need(l1.get("disk") is True and l1.get("type") == "disk", "lun 1 type %r" % l1)
+    need(l1.get("label") == "1" and l1.get("mountable") is True and l1.get("not_mounted") is None and l1.get("error") is None, "lun 1 label/mountable %r" % l1)
     need(l1.get("size") == 16 << 20 and l1.get("block_size") == 512, "lun 1 size %r" % l1)
     need(l1.get("write_protected") is False, "lun 1 write_protected")
     need(l1.get("lun_address") == "0x0001000000000000", "lun 1 address %r" % l1.get("lun_address"))
