@@ -535,10 +535,10 @@ static const struct config_option options[] = {
 	  .help = "Bound on connect + login, the first one included." },
 	{ .name = "replacement_timeout", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
 	  .off = F(replacement_timeout), .min = 0, .max = SECONDS_MAX, .def = "120",
-	  .help = "While a session is down, I/O waits this long, then fails with EIO "
-		  "until the session is back; 0 fails at once. Every request completes, "
-		  "with EIO at worst, at most replacement_timeout + cmd_timeout after it "
-		  "was issued." },
+	  .help = "The time budget of every request: every request completes, with EIO "
+		  "at worst, at most replacement_timeout + cmd_timeout after it was issued; "
+		  "once the target has answered nothing for this long, waiting and new I/O "
+		  "fails at once until it answers again; 0 fails at once." },
 	{ .name = "initiator", .kind = CONFIG_OPT_STRING, .metavar = "NAME",
 	  .off = F(initiator), .max = sizeof(((struct config *)0)->initiator),
 	  .check = check_initiator,
