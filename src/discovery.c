@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "iscsifs-config.h"
 #include "iscsifs/discovery.h"
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
@@ -35,12 +34,7 @@ static uint64_t be64(const uint8_t *p)
  */
 static void set_budget(struct session_cmd *c, int budget_s)
 {
-#if HAVE_SESSION_CMD_DATA_IN
 	c->expire_ms = util_now_ms() + (uint64_t)MAX(budget_s, 1) * 1000;
-#else
-	(void)c;
-	(void)budget_s;
-#endif
 }
 
 /* What the commands of one probe share: where they go and how to say what happened. */

@@ -35,7 +35,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "iscsifs-config.h"
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/sense.h"
@@ -48,45 +47,27 @@
 #define WS_DEFAULT_BLOCKS 65536u     /* WRITE SAME when the LUN reports no limit */
 
 /*
- * PLAN.md interfaces 1 and 2: what the session reports besides status and sense. These
- * accessors are the only place that reads the fields, so the rules below (judge())
- * hold for whichever transport fills them. (Without them - a session.h from before the
- * interfaces - libiscsi 1.19 leaves sense key 0 when it cannot parse the sense, which
- * sense.c maps to EIO as well; MAX_TRIES alone bounds the retries; and a READ is
- * checked by its residual only.)
+ * What the session reports besides status and sense (usable sense, the time budget,
+ * the Data-In proven to have arrived). These accessors are the only place that reads
+ * the fields, so the rules below (judge()) hold for whichever transport fills them.
  */
 static bool cmd_sense_valid(const struct session_cmd *c)
 {
-#if HAVE_SESSION_CMD_DATA_IN
 	return c->sense_valid;
-#else
-	(void)c;
-	return true;
-#endif
 }
 
 /* The command's time budget: set by the session at its first submission, kept by us
  * across retries (chunk_prepare clears it for each new command). 0: none. */
 static uint64_t cmd_expire_ms(const struct session_cmd *c)
 {
-#if HAVE_SESSION_CMD_DATA_IN
 	return c->expire_ms;
-#else
-	(void)c;
-	return 0;
-#endif
 }
 
 /* Bytes of Data-In proven to have arrived in order from the start of the buffer (READ
  * direction only); UINT32_MAX when there is nothing to count or no way to. */
 static uint32_t cmd_data_in(const struct session_cmd *c)
 {
-#if HAVE_SESSION_CMD_DATA_IN
 	return c->dir == SESSION_DIR_READ ? c->data_in : UINT32_MAX;
-#else
-	(void)c;
-	return UINT32_MAX;
-#endif
 }
 
 enum op { OP_READ, OP_WRITE, OP_FLUSH, OP_UNMAP, OP_WRITE_SAME, OP_ZERO_WRITE };

@@ -23,7 +23,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "iscsifs-config.h"
 #include "iscsifs/config.h"
 #include "iscsifs/discovery.h"
 #include "iscsifs/log.h"
@@ -154,9 +153,7 @@ static void target_reset(void)
 static void sense(struct transport_result *r, int key, int asc, int ascq)
 {
 	r->status = TRANSPORT_STATUS_CHECK_CONDITION;
-#if HAVE_SESSION_CMD_DATA_IN
 	r->sense_valid = true;
-#endif
 	r->sense_key = key;
 	r->asc = asc;
 	r->ascq = ascq;
@@ -408,7 +405,6 @@ static int fake_service(struct transport_conn *conn, int revents)
 				if (!r.residual)
 					r.residual = res;
 			}
-#if HAVE_SESSION_CMD_DATA_IN
 			/* Data-In that arrived: all of the answer, less what bad_short cuts */
 			if (o->dir == TRANSPORT_DIR_READ && r.status == TRANSPORT_STATUS_GOOD) {
 				uint32_t got = o->len - MIN(r.residual, o->len);
@@ -416,7 +412,6 @@ static int fake_service(struct transport_conn *conn, int revents)
 					got -= MIN(T.bad_short, got);
 				r.data_in = got;
 			}
-#endif
 		}
 		pthread_mutex_unlock(&T.lock);
 		if (o->kind == OP_CMD)
@@ -554,9 +549,7 @@ static void misbehave(int op, int count, int status, int key, int asc, uint32_t 
 	T.bad_count = count;
 	memset(&T.bad, 0, sizeof(T.bad));
 	T.bad.status = status;
-#if HAVE_SESSION_CMD_DATA_IN
 	T.bad.sense_valid = status == 2 && key >= 0;
-#endif
 	T.bad.sense_key = key < 0 ? 0 : key;
 	T.bad.asc = asc;
 	T.bad.residual = residual;
@@ -602,12 +595,10 @@ static void test_check_condition_is_never_success(void)
 	misbehave(0x28, 1, 0, 0, 0, 512, 0);
 	CHECK_EQ("READ answered GOOD with 512 bytes of residual", -EIO,
 		 blkdev_read_sync(d, 0, sizeof(buf), buf));
-#if HAVE_SESSION_CMD_DATA_IN
 	/* READ answered GOOD, no residual, 512 bytes of Data-In missing (PLAN.md 2) */
 	misbehave(0x28, 1, 0, 0, 0, 0, 512);
 	CHECK_EQ("READ answered GOOD with 512 bytes of Data-In missing, no residual", -EIO,
 		 blkdev_read_sync(d, 0, sizeof(buf), buf));
-#endif
 	/* WRITE answered GOOD with a residual: the target did not take it all */
 	misbehave(0x2a, 1, 0, 0, 0, 512, 0);
 	CHECK_EQ("WRITE answered GOOD with 512 bytes of residual", -EIO,
@@ -919,7 +910,6 @@ static void test_report_luns(void)
 	CHECK_EQ("a list of 2^31 bytes is refused", -E2BIG, n);
 	CHECK("and says how long", strstr(err, "2147483640") != NULL);
 
-#if HAVE_SESSION_CMD_DATA_IN /* the time budget and sense_valid (PLAN.md 1, 2) */
 	/* never answered: fails within its budget, and says so (issue 9 §12) */
 	target_reset();
 	pthread_mutex_lock(&T.lock);
@@ -971,7 +961,6 @@ static void test_report_luns(void)
 	CHECK_EQ("REPORT LUNS answered CHECK CONDITION without usable sense", -EIO, n);
 	CHECK("and says so", strstr(err, "without usable sense") != NULL);
 
-#endif
 	/* answered with CHECK CONDITION: the message says so, decoded */
 	target_reset();
 	misbehave(0xa0, 1, 2, 3, 0x11, 0, 0);
