@@ -14,6 +14,7 @@
 #include "iscsifs/cache.h"
 #include "iscsifs/commands.h"
 #include "iscsifs/daemon.h"
+#include "iscsifs/exitcode.h"
 #include "iscsifs/fs.h"
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
@@ -153,8 +154,10 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 static int teardown(struct fs_model *m, struct target_list *tl)
 {
 	int lost = 0;
+	daemon_stopping(); /* STOPPING=1; logs the dirty MiB left every few seconds */
 	for (int i = 0; i < m->nluns; i++)
 		lost += cache_stop(m->luns[i].cache) > 0; /* in parallel would be faster; rare */
+	daemon_stopped(lost);
 	for (int i = 0; i < m->nluns; i++) {
 		/* the cache writes back what it holds, bounded by the session timeouts */
 		m->luns[i].cache->ops->destroy(m->luns[i].cache);
@@ -179,7 +182,7 @@ int mount_main(struct config *cfg)
 	    config_resolve_initiator(cfg, NULL, err, sizeof(err)) < 0) {
 		config_wipe_secrets(cfg);
 		fprintf(stderr, "iscsifs: %s\n", err);
-		return 1;
+		return EXITCODE_USAGE;
 	}
 	/* From here on cfg->secrets stay set while mounted: every re-login after a lost
 	 * connection builds a new libiscsi context from them (session.c new_context). */
@@ -194,7 +197,7 @@ int mount_main(struct config *cfg)
 		teardown(&m, &tl);
 		lunlock_release_all();
 		config_wipe_secrets(cfg);
-		return 1;
+		return exitcode_from_errno(r);
 	}
 	target_log_port_notices(cfg, &tl);
 	r = fs_run(&m, ready_fd);
@@ -204,5 +207,5 @@ int mount_main(struct config *cfg)
 	if (lost)
 		log_err("exiting with an error: dirty data of %d LUN%s could not be written (see "
 			"above)", lost, lost == 1 ? "" : "s");
-	return r < 0 || lost ? 1 : 0;
+	return lost ? EXITCODE_UNWRITTEN : r < 0 ? EXITCODE_RUNTIME : EXITCODE_OK;
 }
