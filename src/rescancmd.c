@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "iscsifs/commands.h"
+#include "iscsifs/exitcode.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
@@ -32,7 +33,7 @@ int rescan_main(const struct config *cfg)
 	if (statfs(cfg->mountpoint, &sf) != 0) {
 		fprintf(stderr, "iscsifs: rescan: cannot reach %s: %s\n", cfg->mountpoint,
 			strerror(errno));
-		return 1;
+		return EXITCODE_RUNTIME;
 	}
 	int fd = -1;
 	if (sf.f_type == FUSE_SUPER_MAGIC)
@@ -48,7 +49,7 @@ int rescan_main(const struct config *cfg)
 				"or root, may rescan)\n", path, strerror(e));
 		else
 			fprintf(stderr, "iscsifs: rescan: %s: %s\n", path, strerror(e));
-		return e == ENOENT ? 2 : 1;
+		return e == ENOENT ? EXITCODE_USAGE : EXITCODE_RUNTIME;
 	}
 	static const char req[] = "rescan\n";
 	if (write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1)) {
@@ -57,7 +58,7 @@ int rescan_main(const struct config *cfg)
 			strerror(e), e == ETIMEDOUT || e == EIO ? " (a target did not answer; see the "
 			"daemon's log)" : "");
 		close(fd);
-		return 1;
+		return EXITCODE_RUNTIME;
 	}
 	char buf[4096];
 	ssize_t n;
@@ -70,8 +71,8 @@ int rescan_main(const struct config *cfg)
 		fprintf(stderr, "iscsifs: rescan: reading the report of %s: %s\n", path,
 			strerror(errno));
 		close(fd);
-		return 1;
+		return EXITCODE_RUNTIME;
 	}
 	close(fd);
-	return fflush(stdout) == 0 ? 0 : 1;
+	return fflush(stdout) == 0 ? EXITCODE_OK : EXITCODE_RUNTIME;
 }
