@@ -5,7 +5,9 @@
 # gets errors (ENODEV/EIO) for reads - cached data included - and writes, also after
 # another disk has been put at the same LUN number and has become lun2 again (a new
 # file: another inode), whose data the old handle never reads and never changes; SIGHUP
-# rescans and the daemon lives on; -o rescan_interval polls without being asked; the
+# rescans and the daemon lives on; tgt's own REPORTED LUNS DATA HAS CHANGED unit
+# attention to a read makes a new LUN appear (identity of the LUN that got it checked
+# first); -o rescan_interval polls without being asked; the
 # rescan command fails with a clear message on a directory that is not an iscsifs mount.
 source "$(dirname "$0")/lib.sh"
 requires python3 stat sha256sum
@@ -111,6 +113,16 @@ pid_alive "$PID" || fail "the daemon died of SIGHUP"
 is_fuse_mounted "$M" || fail "the mount is gone after SIGHUP"
 check_eq "lun3 size" "$(stat -c %s "$M/lun3")" $((16 * MiB))
 grep -q 'SIGHUP' "$DAEMON_LOG" || fail "the SIGHUP rescan is not logged"
+
+# --- tgt itself reports REPORTED LUNS DATA HAS CHANGED (3F/0E) to the next command
+# after a LUN is created: a read is enough, no rescan asked for
+tgt_sparse "$T/lun5.img" 8M
+tgt_lun 1 5 "$T/lun5.img"
+dd if="$M/lun1" of=/dev/null bs=4k count=1 skip=$((40 * 256)) iflag=direct status=none ||
+	fail "the read that gets the unit attention failed"
+wait_for 20 test -e "$M/lun5" || fail "lun5 did not appear after tgt's 3F/0E unit attention"
+grep -q 'reported LUNs data has changed' "$DAEMON_LOG" || fail "the 3F/0E unit attention is not logged"
+grep -q 'still the same disk' "$DAEMON_LOG" || fail "lun1's identity was not checked on the live session"
 
 # --- not an iscsifs mount
 mkdir -p "$T/plain"
