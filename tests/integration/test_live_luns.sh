@@ -128,6 +128,11 @@ grep -q 'still the same disk' "$DAEMON_LOG" || fail "lun1's identity was not che
 mkdir -p "$T/plain"
 expect_fail_msg "not an iscsifs mount" "$ISCSIFS" rescan "$T/plain"
 
+# --- stats.json counts the rescans and the changes
+got=$(python3 -c 'import json,sys; l=json.load(open(sys.argv[1]))["live"]; print(l["rescans"] >= 4, l["luns_added"], l["luns_removed"])' "$M/.iscsifs/stats.json")
+check_eq "stats.json live: rescans >= 4, LUNs added, removed" "$got" "True 4 1"
+grep -q '^iscsifs_luns_added_total 4$' "$M/.iscsifs/metrics" || fail "metrics lack iscsifs_luns_added_total 4"
+
 # --- polling: -o rescan_interval
 iscsifs_umount_ok "$M"
 iscsifs_mount "$URL" "$M" -o noop_interval=1,rescan_interval=1
