@@ -7,7 +7,8 @@
 # file: another inode), whose data the old handle never reads and never changes; SIGHUP
 # rescans and the daemon lives on; tgt's own REPORTED LUNS DATA HAS CHANGED unit
 # attention to a read makes a new LUN appear (identity of the LUN that got it checked
-# first); -o rescan_interval polls without being asked; the
+# first); -o rescan_interval polls without being asked; a new target of a portal mount
+# appears as a directory with its LUNs on rescan; the
 # rescan command fails with a clear message on a directory that is not an iscsifs mount.
 source "$(dirname "$0")/lib.sh"
 requires python3 stat sha256sum
@@ -142,4 +143,18 @@ wait_for 15 test -e "$M/lun4" || fail "lun4 did not appear within 15 s with resc
 tgt_adm --op delete --mode logicalunit --tid 1 --lun 4 >/dev/null
 wait_for 15 eval '! test -e "$M/lun4"' || fail "lun4 did not go within 15 s with rescan_interval=1"
 iscsifs_umount_ok "$M"
-pass "LUN files follow the target: added, removed, replaced, on rescan, SIGHUP and polling"
+
+# --- a portal mount: a new target appears as a directory with its LUNs
+IQN2=iqn.2026-11.org.iscsifs.test:liveluns2
+iscsifs_mount "iscsi://$TGT_PORTAL" "$M" -o noop_interval=1,rescan_interval=0
+[[ -d $M/$IQN/ && ! -e $M/$IQN2 ]] || fail "portal mount: $(ls "$M")"
+tgt_target 2 "$IQN2"
+tgt_sparse "$T/t2lun1.img" 8M
+fill_random "$T/t2lun1.img" "$MiB"
+tgt_lun 2 1 "$T/t2lun1.img"
+rescan
+grep -q "$IQN2/: added" <<<"$RESCAN_OUT" || fail "the new target is not reported: $RESCAN_OUT"
+grep -q "$IQN2/lun1: added" <<<"$RESCAN_OUT" || fail "its LUN is not reported: $RESCAN_OUT"
+check_cmp "$T/t2lun1.img" "$M/$IQN2/lun1" "$MiB"
+iscsifs_umount_ok "$M"
+pass "LUN files follow the target: added, removed, replaced, on rescan, SIGHUP, unit attention, polling; new targets of a portal"
