@@ -20,10 +20,10 @@
 
 struct ns {
 	pthread_rwlock_t lock;
-	struct ns_node **hash;       /* lock */
-	size_t nbuckets;             /* a power of two; lock */
-	uint64_t alive, linked;      /* lock */
-	uint64_t next_ino;           /* lock */
+	struct ns_node **hash;  /* lock */
+	size_t nbuckets;        /* a power of two; lock */
+	uint64_t alive, linked; /* lock */
+	uint64_t next_ino;      /* lock */
 	void (*free_obj)(void *obj, void *opaque);
 	void *opaque;
 };
@@ -82,8 +82,8 @@ static void hash_remove(struct ns *ns, struct ns_node *node)
  * freed after the lock is released. Under the exclusive lock. */
 static void maybe_free(struct ns *ns, struct ns_node *node, struct ns_node **dead)
 {
-	if (node->linked || node->ino == 1 ||
-	    __atomic_load_n(&node->nlookup, __ATOMIC_ACQUIRE) || node->nopen)
+	if (node->linked || node->ino == 1 || __atomic_load_n(&node->nlookup, __ATOMIC_ACQUIRE) ||
+	    node->nopen)
 		return;
 	hash_remove(ns, node);
 	node->next = *dead;

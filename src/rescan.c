@@ -34,9 +34,9 @@
 
 #define REPORT_MAX 8192
 
-static int sig_efd = -1;          /* created once, never closed */
-static unsigned sig_pending;      /* atomic: reasons from signal handlers */
-static int sig_active;            /* atomic: a rescan thread is there to serve them */
+static int sig_efd = -1;     /* created once, never closed */
+static unsigned sig_pending; /* atomic: reasons from signal handlers */
+static int sig_active;       /* atomic: a rescan thread is there to serve them */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct async_waiter {
@@ -53,24 +53,26 @@ struct rescan {
 	pthread_t thread;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;          /* `served` moved, or stopped */
+	pthread_cond_t cond; /* `served` moved, or stopped */
 	/* protected by lock */
-	unsigned pending;             /* reasons asked for since the last run started */
-	uint64_t asked;               /* tickets taken by rescan_run_sync */
-	uint64_t served;              /* tickets served by the last finished run */
+	unsigned pending; /* reasons asked for since the last run started */
+	uint64_t asked;   /* tickets taken by rescan_run_sync */
+	uint64_t served;  /* tickets served by the last finished run */
 	bool stopping, stopped;
-	int waiters;                  /* in rescan_run_sync */
-	struct async_waiter *async;   /* rescan_run_async's, newest first */
+	int waiters;                /* in rescan_run_sync */
+	struct async_waiter *async; /* rescan_run_async's, newest first */
 	int last_result;
-	char *last_report;            /* REPORT_MAX bytes */
+	char *last_report; /* REPORT_MAX bytes */
 	struct rescan_stats st;
 };
 
 const char *rescan_reasons_text(unsigned reasons, char *buf, size_t len)
 {
 	static const char *const names[RESCAN_NREASONS] = {
-		"rescan command", "SIGHUP", "unit attention", "re-login", "rescan_interval",
-		"capacity change", "partition table written", "LUN no longer used"
+		"rescan command",          "SIGHUP",
+		"unit attention",          "re-login",
+		"rescan_interval",         "capacity change",
+		"partition table written", "LUN no longer used"
 	};
 	size_t k = 0;
 	buf[0] = 0;

@@ -41,12 +41,15 @@ int rescan_main(const struct config *cfg)
 	if (fd < 0) {
 		int e = sf.f_type == FUSE_SUPER_MAGIC ? errno : ENOENT;
 		if (e == ENOENT)
-			fprintf(stderr, "iscsifs: rescan: %s is not an iscsifs mount (no "
+			fprintf(stderr,
+				"iscsifs: rescan: %s is not an iscsifs mount (no "
 				".iscsifs/rescan there; a mount of an older iscsifs has none)\n",
 				cfg->mountpoint);
 		else if (e == EACCES || e == EPERM)
-			fprintf(stderr, "iscsifs: rescan: %s: %s (only the user who mounted it, "
-				"or root, may rescan)\n", path, strerror(e));
+			fprintf(stderr,
+				"iscsifs: rescan: %s: %s (only the user who mounted it, "
+				"or root, may rescan)\n",
+				path, strerror(e));
 		else
 			fprintf(stderr, "iscsifs: rescan: %s: %s\n", path, strerror(e));
 		return e == ENOENT ? EXITCODE_USAGE : EXITCODE_RUNTIME;
@@ -55,8 +58,10 @@ int rescan_main(const struct config *cfg)
 	if (write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1)) {
 		int e = errno;
 		fprintf(stderr, "iscsifs: rescan of %s failed: %s%s\n", cfg->mountpoint,
-			strerror(e), e == ETIMEDOUT || e == EIO ? " (a target did not answer; see the "
-			"daemon's log)" : "");
+			strerror(e),
+			e == ETIMEDOUT || e == EIO ? " (a target did not answer; see the "
+						     "daemon's log)" :
+						     "");
 		close(fd);
 		return EXITCODE_RUNTIME;
 	}

@@ -38,30 +38,30 @@
 #define NS_NAME_MAX 256
 
 enum ns_kind {
-	NS_ROOT,        /* the mountpoint */
-	NS_DIR,         /* a target's directory (portal mounts), .iscsifs */
-	NS_LUN,         /* a LUN file */
-	NS_PART,        /* a partition file: a window [off, off+size) onto its LUN */
-	NS_CTL,         /* a control file of .iscsifs (stats.json, metrics, rescan) */
+	NS_ROOT, /* the mountpoint */
+	NS_DIR,  /* a target's directory (portal mounts), .iscsifs */
+	NS_LUN,  /* a LUN file */
+	NS_PART, /* a partition file: a window [off, off+size) onto its LUN */
+	NS_CTL,  /* a control file of .iscsifs (stats.json, metrics, rescan) */
 };
 
 struct ns_node {
-	uint64_t ino;                /* immutable */
-	uint64_t parent;             /* immutable */
-	char name[NS_NAME_MAX];      /* immutable */
-	enum ns_kind kind;           /* immutable */
-	void *obj;                   /* the owner's, immutable */
-	uint64_t off;                /* immutable: NS_PART's start on the LUN */
-	int part;                    /* immutable: the owner's tag (partition number) */
-	uint64_t size;               /* atomic (ns_get_size / ns_set_size) */
+	uint64_t ino;           /* immutable */
+	uint64_t parent;        /* immutable */
+	char name[NS_NAME_MAX]; /* immutable */
+	enum ns_kind kind;      /* immutable */
+	void *obj;              /* the owner's, immutable */
+	uint64_t off;           /* immutable: NS_PART's start on the LUN */
+	int part;               /* immutable: the owner's tag (partition number) */
+	uint64_t size;          /* atomic (ns_get_size / ns_set_size) */
 
 	/* private to ns.c, under its lock */
 	uint64_t nlookup;
 	int nopen;
 	bool linked;
-	struct ns_node *first, *last;   /* children, in inode order */
-	struct ns_node *next;           /* sibling */
-	struct ns_node *hnext;          /* in the inode hash */
+	struct ns_node *first, *last; /* children, in inode order */
+	struct ns_node *next;         /* sibling */
+	struct ns_node *hnext;        /* in the inode hash */
 };
 
 struct ns;

@@ -46,8 +46,8 @@ enum rescan_reason {
 };
 #define RESCAN_NREASONS 8
 /* The reasons that read REPORT LUNS again (the others only follow what is known). */
-#define RESCAN_FULL (RESCAN_USER | RESCAN_SIGNAL | RESCAN_UNIT_ATTENTION | RESCAN_RELOGIN | \
-		     RESCAN_INTERVAL)
+#define RESCAN_FULL \
+	(RESCAN_USER | RESCAN_SIGNAL | RESCAN_UNIT_ATTENTION | RESCAN_RELOGIN | RESCAN_INTERVAL)
 
 /* The reasons in words, for log lines: "SIGHUP, a re-login". Returns buf. */
 const char *rescan_reasons_text(unsigned reasons, char *buf, size_t len);
@@ -96,11 +96,11 @@ int rescan_run_async(struct rescan *r, unsigned reasons,
 
 /* Counters, for stats. */
 struct rescan_stats {
-	uint64_t runs;                  /* rescans run */
-	uint64_t failures;              /* of those, failed (-errno) */
-	uint64_t changes;               /* namespace changes they made, all together */
+	uint64_t runs;                      /* rescans run */
+	uint64_t failures;                  /* of those, failed (-errno) */
+	uint64_t changes;                   /* namespace changes they made, all together */
 	uint64_t requests[RESCAN_NREASONS]; /* requests per reason bit (enum rescan_reason) */
-	uint64_t last_ms;               /* util_now_ms() when the last one ended; 0 never */
+	uint64_t last_ms;                   /* util_now_ms() when the last one ended; 0 never */
 };
 void rescan_get_stats(struct rescan *r, struct rescan_stats *out);
 
