@@ -584,6 +584,7 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
 	l->dev.can_discard = info->can_unmap;
 	if (!info->thin)
 		l->dev.can_discard = false;
+	l->dev.discard_zeroes = l->dev.can_discard && info->lbprz;
 	l->dev.priv = l;
 	l->refs = 1;
 	return &l->dev;

@@ -5,6 +5,7 @@
  * (fs_run) and takes it down, writing back what is dirty.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,23 +26,44 @@
 #define PR_SET_IO_FLUSHER 57
 #endif
 
-static struct cache_config cache_config_for(const struct config *cfg,
+/* One budget for the whole mount (DESIGN.md 4): cache_size and dirty_max are totals
+ * for every LUN, shared by use (cache_pool.c). */
+static struct cache_pool *pool_for(const struct config *cfg, char *err, size_t errlen)
+{
+	struct cache_pool_config pc = {
+		.cache_size = cfg->cache_mode == CONFIG_CACHE_NONE ? 8 * cfg->cache_block
+								   : cfg->cache_size,
+		.cache_block = cfg->cache_block,
+		.dirty_max = cfg->dirty_max,
+		.dirty_expire_ms = cfg->dirty_expire_ms,
+		.flushers = 2,
+	};
+	struct cache_pool *p = cache_pool_create(&pc);
+	if (!p)
+		snprintf(err, errlen, "cannot set up the cache (cache_size=%" PRIu64
+			 ", cache_block=%" PRIu64 "): %s%s",
+			 cfg->cache_size, cfg->cache_block, strerror(errno),
+			 errno == EINVAL ? "; cache_size must hold at least 8 cache blocks" : "");
+	return p;
+}
+
+static struct cache_config cache_config_for(const struct config *cfg, struct cache_pool *pool,
 					    const struct lun_info *info, const char *name)
 {
 	struct cache_config cc = {
 		.mode = cfg->cache_mode,
-		.cache_size = cfg->cache_size,
-		.cache_block = MAX(cfg->cache_block, info->block_size),
-		.dirty_max = cfg->dirty_max,
-		.dirty_expire_ms = cfg->dirty_expire_ms,
+		.pool = pool,
 		.readahead_max = cfg->readahead_max,
 		.max_write = 1u << 20,
+		/* at unmount, failed write-back is retried for as long as one request may
+		 * take (the session's budget), then given up */
+		.stop_budget_ms = (uint32_t)MAX(5, cfg->replacement_timeout + cfg->cmd_timeout) * 1000u,
 		.name = name,
 	};
 	if (info->max_xfer_blocks)
 		cc.max_write = (uint32_t)MIN((uint64_t)cc.max_write,
 					     MAX((uint64_t)info->max_xfer_blocks * info->block_size,
-						 cc.cache_block));
+						 cfg->cache_block));
 	return cc;
 }
 
@@ -54,6 +76,9 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 	if (r < 0)
 		return r;
 	m->cfg = cfg;
+	m->pool = pool_for(cfg, err, errlen);
+	if (!m->pool)
+		return -EINVAL;
 	m->targets = tl->v;
 	m->ntargets = tl->n;
 	m->target_dirs = cfg->url.target[0] == 0;
@@ -96,7 +121,15 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			}
 			char name[CONFIG_NAME_MAX + 16];
 			snprintf(name, sizeof(name), "%s LUN %s", tl->v[t].name, LUNSTR(l->info.lun));
-			struct cache_config cc = cache_config_for(cfg, &l->info, name);
+			if (cfg->cache_mode != CONFIG_CACHE_NONE && l->info.block_size > cfg->cache_block) {
+				snprintf(err, errlen, "%s has %u-byte blocks, larger than cache_block=%" PRIu64
+					 ": mount with -o cache_block=%u or larger",
+					 name, l->info.block_size, cfg->cache_block, l->info.block_size);
+				l->lundev->ops->destroy(l->lundev);
+				free(infos);
+				return -EINVAL;
+			}
+			struct cache_config cc = cache_config_for(cfg, m->pool, &l->info, name);
 			l->cache = cache_create(&cc, l->lundev);
 			if (!l->cache) {
 				snprintf(err, errlen, "cannot set up the cache for %s: %s", name,
@@ -105,8 +138,8 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 				free(infos);
 				return -EINVAL;
 			}
-			pthread_rwlock_init(&l->rmw, NULL);
 			m->nluns++;
+			/* through the cache, which bounds its memory (one budget for all LUNs) */
 			if (probe_blkdev(l->cache, true, &l->probe) < 0)
 				log_warn("%s: could not read the partition table; no partition files",
 					 name);
@@ -121,20 +154,25 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 	return 0;
 }
 
-/* Returns the number of LUNs whose dirty data could not all be written. */
+/* Returns the number of LUNs whose dirty data could not all be written.
+ * Order: write back every LUN at once (bounded by the session budget), then stop the
+ * sessions (every command still in flight - a read nobody waits for any more - is
+ * completed), then free the caches, the LUNs and the pool. */
 static int teardown(struct fs_model *m, struct target_list *tl)
 {
 	int lost = 0;
 	for (int i = 0; i < m->nluns; i++)
-		lost += cache_stop(m->luns[i].cache) > 0; /* in parallel would be faster; rare */
+		cache_stop_begin(m->luns[i].cache);
+	for (int i = 0; i < m->nluns; i++)
+		lost += cache_stop(m->luns[i].cache) > 0;
+	target_close_sessions(tl);
 	for (int i = 0; i < m->nluns; i++) {
-		/* the cache writes back what it holds, bounded by the session timeouts */
 		m->luns[i].cache->ops->destroy(m->luns[i].cache);
 		m->luns[i].lundev->ops->destroy(m->luns[i].lundev);
-		pthread_rwlock_destroy(&m->luns[i].rmw);
 	}
+	cache_pool_destroy(m->pool);
+	m->pool = NULL;
 	free(m->luns);
-	target_close_sessions(tl);
 	free(tl->v);
 	return lost;
 }
