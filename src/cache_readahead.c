@@ -3,8 +3,8 @@
  *
  * A cache follows NSTREAMS streams (the least recently used one is replaced). A read
  * that starts where a stream's last one ended (within a slack: several FUSE requests of
- * one stream arrive slightly out of order) continues it. From the second sequential
- * read on, demand misses fetch whole cache blocks, and read-ahead runs ahead of the
+ * one stream arrive slightly out of order) continues it. From the third read of a
+ * stream on, demand misses fetch whole cache blocks, and read-ahead runs ahead of the
  * stream by a window that doubles, from twice the request or cache block size up to
  * readahead_max, issued in steps of at least half the window to keep commands large.
  * Random reads are left alone: no read-ahead, and misses fetch only what they ask for.
@@ -44,7 +44,9 @@ bool ra_update(struct cache *c, uint64_t off, uint64_t len, uint64_t *ra_from,
 	}
 	s->last_use = c->stream_clock;
 	s->next_off = MAX(s->next_off, end);
-	if (++s->hits < 2 || c->cc.readahead_max == 0)
+	if (++s->hits < 2)
+		return false;   /* not a stream until its third read */
+	if (c->cc.readahead_max == 0)
 		return true;
 	s->window = s->window ? MIN(s->window * 2, c->cc.readahead_max)
 			      : MIN(MAX(len, c->cb) * 2, c->cc.readahead_max);
