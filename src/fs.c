@@ -308,6 +308,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
 		fi->direct_io = 1; /* shared LUN: no page cache either */
+	else if (fi->flags & O_DIRECT)
+		/* O_DIRECT bypasses the page cache anyway; with FOPEN_DIRECT_IO a synchronous
+		 * O_DIRECT read or write is an ordinary FUSE request, which the kernel
+		 * interrupts when the process is killed, instead of a background request of
+		 * the page cache's direct_IO path that it waits for uninterruptibly (a reader
+		 * blocked on a dead target then ignores SIGKILL). Asynchronous ones (libaio,
+		 * io_uring) are background requests either way. */
+		fi->direct_io = 1;
 	else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
 	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
