@@ -139,7 +139,7 @@ void blk_unpin(struct cache *c, struct cblk *b, struct defer *d)
 {
 	if (--b->pins == 0 && blk_evictable(b) &&
 	    __atomic_load_n(&c->pool->nspace_waiters, __ATOMIC_SEQ_CST))
-		defer_wake_pool(d, c->pool);
+		defer_wake_pool(d, c->pool, 1, 0);
 }
 
 /* ---------- dirty list ---------- */

@@ -168,11 +168,19 @@ struct defer {
 	struct cache_io *sub_head, *sub_tail;         /* requests whose inner op to submit */
 	struct cache_io *done_head, *done_tail;       /* requests to complete */
 	struct cache_pool *pools[DEFER_POOLS];        /* pool-wide work, a reference each */
-	unsigned pool_work[DEFER_POOLS];              /* DEFER_WAKE | DEFER_RECLAIM | DEFER_KICK */
+	unsigned pool_work[DEFER_POOLS];              /* DEFER_RECLAIM | DEFER_KICK */
+	int wake_space[DEFER_POOLS], wake_dirty[DEFER_POOLS];   /* how many to wake */
 	int npools;
 };
 #define DEFER_INIT { 0 }
-enum { DEFER_WAKE = 1, DEFER_RECLAIM = 2, DEFER_KICK = 4 };
+enum { DEFER_RECLAIM = 2, DEFER_KICK = 4 };
+#define WAKE_ALL (1 << 30)
+
+/* Requests parked on the pool, oldest first. */
+struct waitq {
+	struct cache_io *head, *tail;
+	int n;
+};
 
 /* ---------- the pool ---------- */
 
@@ -202,8 +210,8 @@ struct cache_pool {
 	struct cache *caches;         /* every cache of the pool (c->pnext) */
 	int ncaches;
 	uint32_t next_id;
-	struct cache_io *space_waiters;   /* parked: need a block */
-	struct cache_io *dirty_waiters;   /* parked: the dirty bound */
+	struct waitq space_waiters;   /* parked: need a block */
+	struct waitq dirty_waiters;   /* parked: the dirty bound */
 	uint64_t kick;                /* bumped to wake the write-back threads */
 	bool stopping;                /* destroy: threads exit */
 	void *bounce_free[16];        /* free bounce buffers of POOL_BOUNCE_UNIT bytes */
@@ -362,7 +370,8 @@ void defer_fetch(struct defer *d, struct fetch *f);
 void defer_wb(struct defer *d, struct wb *w);
 void defer_io_submit(struct defer *d, struct cache_io *io);   /* the request's inner op */
 void defer_io_done(struct defer *d, struct cache_io *io);     /* callback, then release */
-void defer_wake_pool(struct defer *d, struct cache_pool *p);  /* step requests parked on p */
+/* step up to `nspace` / `ndirty` requests parked on p (WAKE_ALL: every one) */
+void defer_wake_pool(struct defer *d, struct cache_pool *p, int nspace, int ndirty);
 void defer_reclaim(struct defer *d, struct cache_pool *p);    /* evict with blocking locks */
 void defer_kick(struct defer *d, struct cache_pool *p);       /* wake write-back threads */
 void *pool_bounce_get(struct cache_pool *p, uint64_t len, bool must);   /* NULL: over cap */
@@ -442,6 +451,7 @@ uint64_t wb_flusher_step(struct cache *c, uint64_t now, struct defer *d);   /* c
 void wb_submit(struct wb *w);            /* no lock held */
 uint64_t wb_oldest_unwritten(struct cache *c);          /* c locked */
 void wb_stop_begin(struct cache *c, struct defer *d);   /* c locked */
+void wb_pump(struct cache *c, struct defer *d);         /* c locked */
 bool wb_stop_done(struct cache *c);                     /* c locked */
 
 /* ---------- cache_io.c ---------- */

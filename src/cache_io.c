@@ -513,7 +513,7 @@ static void write_wb_step(struct cache_io *io, struct defer *d)
 		io->pos = e;
 	}
 	if (pool_background_due(c->pool))
-		defer_kick(d, c->pool);
+		wb_pump(c, d);
 	if (io->kind == IO_ZERO) {
 		edge_done(io, d);
 		return;
@@ -703,7 +703,7 @@ static void zero_step(struct cache_io *io, struct defer *d)
 					io->flush_asked = true;
 					io->gen = c->wb_error_gen;
 					c->flush_seq = MAX(c->flush_seq, c->seq);
-					defer_kick(d, c->pool);
+					wb_pump(c, d);
 				} else if (c->wb_error_gen != io->gen) {
 					finish(io, -EIO, d); /* the data stays dirty; nothing discarded */
 					return;
@@ -776,7 +776,7 @@ static void flush_step(struct cache_io *io, struct defer *d)
 			io->gen = c->wb_error_gen;
 			if (io->target_seq > c->flush_seq)
 				c->flush_seq = io->target_seq;
-			defer_kick(d, c->pool);
+			wb_pump(c, d);
 			io->state = F_WAIT;
 		}
 		/* fall through */

@@ -39,6 +39,7 @@
 #define POOL_BOUNCE_UNIT (1u << 20)
 #define POOL_BOUNCE_MAX (32u << 20)
 #define POOL_MIN_BLOCKS 8
+#define POOL_SAFETY_MS 100      /* requests parked on the pool are woken at least this often */
 
 /* ---------- references ---------- */
 
@@ -89,16 +90,22 @@ static void merge(struct defer *to, struct defer *from)
 			;
 		if (j < to->npools) {
 			to->pool_work[j] |= from->pool_work[i];
+			to->wake_space[j] = MIN(WAKE_ALL, to->wake_space[j] + from->wake_space[i]);
+			to->wake_dirty[j] = MIN(WAKE_ALL, to->wake_dirty[j] + from->wake_dirty[i]);
 			pool_put(from->pools[i]); /* `to` holds one already */
 		} else if (j < DEFER_POOLS) {
 			to->pools[j] = from->pools[i];
 			to->pool_work[j] = from->pool_work[i];
+			to->wake_space[j] = from->wake_space[i];
+			to->wake_dirty[j] = from->wake_dirty[i];
 			to->npools++;
 		} else {
 			/* more pools than slots (never in practice): do it now */
 			struct defer one = DEFER_INIT;
 			one.pools[0] = from->pools[i];
 			one.pool_work[0] = from->pool_work[i];
+			one.wake_space[0] = from->wake_space[i];
+			one.wake_dirty[0] = from->wake_dirty[i];
 			one.npools = 1;
 			struct defer *saved = tls_runner;
 			tls_runner = NULL;
@@ -109,17 +116,17 @@ static void merge(struct defer *to, struct defer *from)
 	from->npools = 0;
 }
 
-static void pool_wake(struct cache_pool *p);
+static void pool_wake(struct cache_pool *p, int nspace, int ndirty);
 static void pool_reclaim(struct cache_pool *p);
 
-static void run_pool_work(struct cache_pool *p, unsigned work)
+static void run_pool_work(struct cache_pool *p, unsigned work, int nspace, int ndirty)
 {
 	if (work & DEFER_KICK)
 		pool_kick(p);
 	if (work & DEFER_RECLAIM)
 		pool_reclaim(p);
-	if (work & DEFER_WAKE)
-		pool_wake(p);
+	if (nspace || ndirty)
+		pool_wake(p, nspace, ndirty);
 }
 
 void defer_run(struct defer *d)
@@ -161,7 +168,7 @@ void defer_run(struct defer *d)
 		} else if (d->npools) {
 			int i = --d->npools;
 			struct cache_pool *p = d->pools[i];
-			run_pool_work(p, d->pool_work[i]);
+			run_pool_work(p, d->pool_work[i], d->wake_space[i], d->wake_dirty[i]);
 			pool_put(p);
 		} else {
 			break;
@@ -210,38 +217,43 @@ void defer_io_done(struct defer *d, struct cache_io *io)
 	d->done_tail = io;
 }
 
-static void defer_pool(struct defer *d, struct cache_pool *p, unsigned work)
+static void defer_pool(struct defer *d, struct cache_pool *p, unsigned work, int nspace,
+		       int ndirty)
 {
 	for (int i = 0; i < d->npools; i++) {
 		if (d->pools[i] == p) {
 			d->pool_work[i] |= work;
+			d->wake_space[i] = MIN(WAKE_ALL, d->wake_space[i] + nspace);
+			d->wake_dirty[i] = MIN(WAKE_ALL, d->wake_dirty[i] + ndirty);
 			return;
 		}
 	}
 	if (d->npools == DEFER_POOLS) {
 		/* cannot happen with one pool per mount; be correct anyway */
-		run_pool_work(p, work);
+		run_pool_work(p, work, nspace, ndirty);
 		return;
 	}
 	pool_get(p);
 	d->pools[d->npools] = p;
 	d->pool_work[d->npools] = work;
+	d->wake_space[d->npools] = nspace;
+	d->wake_dirty[d->npools] = ndirty;
 	d->npools++;
 }
 
-void defer_wake_pool(struct defer *d, struct cache_pool *p)
+void defer_wake_pool(struct defer *d, struct cache_pool *p, int nspace, int ndirty)
 {
-	defer_pool(d, p, DEFER_WAKE);
+	defer_pool(d, p, 0, nspace, ndirty);
 }
 
 void defer_reclaim(struct defer *d, struct cache_pool *p)
 {
-	defer_pool(d, p, DEFER_RECLAIM);
+	defer_pool(d, p, DEFER_RECLAIM, 0, 0);
 }
 
 void defer_kick(struct defer *d, struct cache_pool *p)
 {
-	defer_pool(d, p, DEFER_KICK);
+	defer_pool(d, p, DEFER_KICK, 0, 0);
 }
 
 /* ---------- bounce buffers ---------- */
@@ -354,24 +366,30 @@ void pool_release_block(struct cache *c, struct cblk *b)
 
 /* ---------- requests waiting on the pool ---------- */
 
-static void list_push(struct cache_io **head, struct cache_io *io)
+static void wq_push(struct waitq *q, struct cache_io *io)
 {
-	io->pprev = NULL;
-	io->pnext = *head;
-	if (*head)
-		(*head)->pprev = io;
-	*head = io;
+	io->pnext = NULL;
+	io->pprev = q->tail;
+	if (q->tail)
+		q->tail->pnext = io;
+	else
+		q->head = io;
+	q->tail = io;
+	q->n++;
 }
 
-static void list_del(struct cache_io **head, struct cache_io *io)
+static void wq_del(struct waitq *q, struct cache_io *io)
 {
 	if (io->pprev)
 		io->pprev->pnext = io->pnext;
 	else
-		*head = io->pnext;
+		q->head = io->pnext;
 	if (io->pnext)
 		io->pnext->pprev = io->pprev;
+	else
+		q->tail = io->pprev;
 	io->pprev = io->pnext = NULL;
+	q->n--;
 }
 
 bool pool_dirty_over(const struct cache_pool *p, const struct cache *c, bool adding)
@@ -390,14 +408,14 @@ struct cblk *pool_park_space(struct cache *c, struct cache_io *io, uint64_t idx,
 	struct cache_pool *p = c->pool;
 	bool busy = false;
 	pthread_mutex_lock(&p->lock);
-	list_push(&p->space_waiters, io);
+	wq_push(&p->space_waiters, io);
 	io->ppark = PPARK_SPACE;
 	__atomic_add_fetch(&p->nspace_waiters, 1, __ATOMIC_SEQ_CST);
 	/* Registered: try once more, so a block freed between the caller's attempt and
 	 * now is not missed (its event found no waiter). */
 	struct cblk *b = take_block(p, c, &busy);
 	if (b) {
-		list_del(&p->space_waiters, io);
+		wq_del(&p->space_waiters, io);
 		io->ppark = PPARK_NONE;
 		__atomic_sub_fetch(&p->nspace_waiters, 1, __ATOMIC_SEQ_CST);
 		give_block(p, c, b, idx);
@@ -417,12 +435,12 @@ bool pool_park_dirty(struct cache *c, struct cache_io *io, struct defer *d)
 {
 	struct cache_pool *p = c->pool;
 	pthread_mutex_lock(&p->lock);
-	list_push(&p->dirty_waiters, io);
+	wq_push(&p->dirty_waiters, io);
 	io->ppark = PPARK_DIRTY;
 	__atomic_add_fetch(&p->ndirty_waiters, 1, __ATOMIC_SEQ_CST);
 	bool still = pool_dirty_over(p, c, true);
 	if (!still) {
-		list_del(&p->dirty_waiters, io);
+		wq_del(&p->dirty_waiters, io);
 		io->ppark = PPARK_NONE;
 		__atomic_sub_fetch(&p->ndirty_waiters, 1, __ATOMIC_SEQ_CST);
 	} else {
@@ -439,11 +457,11 @@ bool pool_unpark(struct cache_pool *p, struct cache_io *io)
 	bool was = false;
 	pthread_mutex_lock(&p->lock);
 	if (io->ppark == PPARK_SPACE) {
-		list_del(&p->space_waiters, io);
+		wq_del(&p->space_waiters, io);
 		__atomic_sub_fetch(&p->nspace_waiters, 1, __ATOMIC_SEQ_CST);
 		was = true;
 	} else if (io->ppark == PPARK_DIRTY) {
-		list_del(&p->dirty_waiters, io);
+		wq_del(&p->dirty_waiters, io);
 		__atomic_sub_fetch(&p->ndirty_waiters, 1, __ATOMIC_SEQ_CST);
 		was = true;
 	}
@@ -453,37 +471,29 @@ bool pool_unpark(struct cache_pool *p, struct cache_io *io)
 	return was;
 }
 
-/* Step every request parked on the pool. No lock held. */
-static void pool_wake(struct cache_pool *p)
+/* Step the oldest `nspace` requests waiting for a block and `ndirty` waiting for the
+ * dirty bound (as many as the event freed: waking all of them would have all but one
+ * park again). No lock held. */
+static void pool_wake(struct cache_pool *p, int nspace, int ndirty)
 {
+	struct waitq woken = { 0 };
 	pthread_mutex_lock(&p->lock);
-	struct cache_io *list = NULL;
-	for (struct cache_io **l = &p->space_waiters; l;
-	     l = l == &p->space_waiters ? &p->dirty_waiters : NULL) {
-		while (*l) {
-			struct cache_io *io = *l;
-			list_del(l, io);
+	for (int k = 0; k < 2; k++) {
+		struct waitq *q = k == 0 ? &p->space_waiters : &p->dirty_waiters;
+		int *counter = k == 0 ? &p->nspace_waiters : &p->ndirty_waiters;
+		for (int n = k == 0 ? nspace : ndirty; n > 0 && q->head; n--) {
+			struct cache_io *io = q->head;
+			wq_del(q, io);
+			__atomic_sub_fetch(counter, 1, __ATOMIC_SEQ_CST);
 			io->ppark = PPARK_WOKEN;
-			io->pnext = list;
-			list = io;
+			wq_push(&woken, io);
 		}
 	}
-	__atomic_store_n(&p->nspace_waiters, 0, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&p->ndirty_waiters, 0, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&p->lock);
-	/* Oldest first: the lists push at the head, `list` reversed them once more. */
-	struct cache_io *rev = NULL;
-	while (list) {
-		struct cache_io *n = list->pnext;
-		list->pnext = rev;
-		rev = list;
-		list = n;
-	}
-	list = rev;
-	while (list) {
-		struct cache_io *io = list;
-		list = io->pnext;
-		io->pnext = NULL;
+	while (woken.head) {
+		struct cache_io *io = woken.head;
+		woken.head = io->pnext;
+		io->pnext = io->pprev = NULL;
 		struct cache *c = io_cache(io);
 		struct defer d = DEFER_INIT;
 		cache_lock(c);
@@ -529,7 +539,7 @@ static void pool_reclaim(struct cache_pool *p)
 		if (b || !busy)
 			break;
 	}
-	pool_wake(p);
+	pool_wake(p, 1, 0);
 }
 
 /* ---------- dirty accounting ---------- */
@@ -668,6 +678,7 @@ void *pool_flusher_main(void *arg)
 	int index = fa->index;
 	struct cache **v = NULL;
 	size_t vcap = 0;
+	uint64_t last_safety = 0;
 
 	free(fa);
 	pthread_mutex_lock(&p->lock);
@@ -703,9 +714,11 @@ void *pool_flusher_main(void *arg)
 		}
 		if (pool_has_waiters(p)) {
 			/* safety net for a missed wake-up (see the top of this file) */
-			if (index == 0)
-				pool_wake(p);
-			next = MIN(next, now + 100);
+			if (index == 0 && now >= last_safety + POOL_SAFETY_MS) {
+				last_safety = now;
+				pool_wake(p, WAKE_ALL, WAKE_ALL);
+			}
+			next = MIN(next, now + POOL_SAFETY_MS);
 		}
 
 		pthread_mutex_lock(&p->lock);
@@ -867,15 +880,14 @@ struct cache_io *pool_take_parked_of(struct cache_pool *p, struct cache *c)
 {
 	struct cache_io *found = NULL;
 	pthread_mutex_lock(&p->lock);
-	for (struct cache_io **l = &p->space_waiters; l && !found;
-	     l = l == &p->space_waiters ? &p->dirty_waiters : NULL) {
-		for (struct cache_io *io = *l; io; io = io->pnext) {
+	for (int k = 0; k < 2 && !found; k++) {
+		struct waitq *q = k == 0 ? &p->space_waiters : &p->dirty_waiters;
+		for (struct cache_io *io = q->head; io; io = io->pnext) {
 			if (io_cache(io) != c)
 				continue;
-			list_del(l, io);
-			__atomic_sub_fetch(io->ppark == PPARK_SPACE ? &p->nspace_waiters
-								    : &p->ndirty_waiters,
-					   1, __ATOMIC_SEQ_CST);
+			wq_del(q, io);
+			__atomic_sub_fetch(k == 0 ? &p->nspace_waiters : &p->ndirty_waiters, 1,
+					   __ATOMIC_SEQ_CST);
 			io->ppark = PPARK_NONE;
 			found = io;
 			break;

@@ -114,12 +114,17 @@ static void wb_done(void *opaque, int ret)
 	c->inflight_wb_ops--;
 	guard_del(c, &w->f, &d);
 	io_wake_range(c, w->f.off, w->f.len, 0, &d);
-	if ((c->nunclean < unclean_before || c->failing != failing_before) &&
-	    __atomic_load_n(&c->pool->ndirty_waiters, __ATOMIC_SEQ_CST))
-		defer_wake_pool(&d, c->pool);
+	/* one waiting writer per block that became clean; all of them when the cache
+	 * starts or stops failing (they then fail, or may go on) */
+	if (c->failing != failing_before)
+		defer_wake_pool(&d, c->pool, 0, WAKE_ALL);
+	else if (c->nunclean < unclean_before &&
+		 __atomic_load_n(&c->pool->ndirty_waiters, __ATOMIC_SEQ_CST))
+		defer_wake_pool(&d, c->pool, (int)(unclean_before - c->nunclean),
+				(int)(unclean_before - c->nunclean));
 	if (c->stop)
 		pthread_cond_broadcast(&c->cond);
-	defer_kick(&d, c->pool); /* the next batch */
+	wb_pump(c, &d); /* the next batch, from this thread: no hand-off */
 	cache_unlock(c, &d);
 	pool_bounce_put(c->pool, w->buf, w->f.len);
 	free(w);
@@ -277,7 +282,7 @@ static void give_up(struct cache *c, struct defer *d)
 		lost);
 	if (__atomic_load_n(&c->pool->nspace_waiters, __ATOMIC_SEQ_CST) ||
 	    __atomic_load_n(&c->pool->ndirty_waiters, __ATOMIC_SEQ_CST))
-		defer_wake_pool(d, c->pool);
+		defer_wake_pool(d, c->pool, WAKE_ALL, WAKE_ALL);
 	pthread_cond_broadcast(&c->cond);
 }
 
@@ -348,7 +353,17 @@ void wb_stop_begin(struct cache *c, struct defer *d)
 			if (b->writing)
 				b->fails_at_stop = b->fails;
 	pool_list_for_stop(c->pool, c);
+	wb_pump(c, d);
 	defer_kick(d, c->pool);
+}
+
+/* Issue what write-back is due now, from the calling thread (a completion, a writer
+ * past the background threshold, a flush): the write-back threads are only needed
+ * for timers (dirty_expire, retry backoff) and for pressure that spans caches. */
+void wb_pump(struct cache *c, struct defer *d)
+{
+	if (c->dirty_head)
+		wb_flusher_step(c, util_now_ms(), d);
 }
 
 bool wb_stop_done(struct cache *c)

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +42,10 @@
 #include "iscsifs/util.h"
 
 /* Workers only dispatch (requests are answered from the cache's callbacks), so a few
- * suffice; more would only add wake-ups on a small machine. */
-#define FS_MAX_THREADS 8
-#define FS_IDLE_THREADS 2
+ * suffice. Idle workers are never ended: with asynchronous handlers a worker is idle
+ * most of the time, and a limit on idle workers made libfuse end and start threads
+ * thousands of times a second (measured: 1350 clone3 in 5 s at 5.5k IOPS). */
+#define FS_MAX_THREADS 4
 
 enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
 
@@ -1008,7 +1010,7 @@ int fs_run(struct fs_model *m, int ready_fd)
 	}
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
-	fuse_loop_cfg_set_idle_threads(lc, FS_IDLE_THREADS);
+	fuse_loop_cfg_set_idle_threads(lc, UINT_MAX); /* -1: never end an idle worker */
 	ret = fuse_session_loop_mt(se, lc);
 	fuse_loop_cfg_destroy(lc);
 	ret = ret < 0 ? ret : 0;
