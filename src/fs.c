@@ -68,6 +68,11 @@ struct fs {
 	pthread_mutex_t idle_lock;   /* with idle: fs_run waits for outstanding == 0 */
 	pthread_cond_t idle;
 	uint64_t *probe_writes;      /* per LUN: cache write_ops at the last probe; probe_lock */
+	/* INIT handshake (see fs_io_writev): written by the worker that reads INIT,
+	 * read by the one that answers it; libfuse serialises the two (INIT is handled
+	 * before any other request is read). */
+	uint64_t init_unique;
+	bool kernel_killpriv_v2;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -741,8 +746,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
 	struct fs *fs = fs_of(req);
 	struct xattr x[20];
-	/* The kernel asks for security.capability before every write: answer at once. */
+	/* The kernel asks for security.capability before a write (once per file with
+	 * HANDLE_KILLPRIV_V2, see "the FUSE device"): answer at once. */
 	if (strncmp(name, "user.iscsi.", 11) && strncmp(name, "user.blkid.", 11)) {
+		log_debug("getxattr %s of inode %lu", name, (unsigned long)ino);
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
@@ -864,6 +871,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2; /* see "the FUSE device" below */
+#endif
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
@@ -896,6 +907,67 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.link = op_link,
 	.create = op_create,
 };
+
+/* ---------- the FUSE device ---------- */
+
+/*
+ * Buffered writes and security.capability. Before every write(2) the kernel asks
+ * whether the file has a security.capability attribute (to drop it, as for setuid
+ * bits): a getxattr round trip to the daemon per write, doubling the cost of small
+ * buffered writes. A filesystem that clears those itself says FUSE_HANDLE_KILLPRIV_V2
+ * at INIT; the kernel then marks the superblock SB_NOSEC and asks once per inode,
+ * not per write. libfuse 3.14 cannot ask for it (FUSE_CAP_HANDLE_KILLPRIV_V2 came in
+ * 3.15), so the daemon reads and writes the FUSE device through libfuse's custom I/O
+ * hooks and adds the flag to its INIT answer when the kernel offered it. The promise
+ * holds trivially: our files never have setuid/setgid bits or a security.capability
+ * attribute (modes are 0600/0400; setxattr is refused).
+ * Measured side by side (random 4 KiB buffered writes, QD1, one run each, loaded
+ * machine): per-write getxattr 12.4k/14.3k IOPS; this 17.1k/19.4k (one getxattr in
+ * all); answering getxattr with ENOSYS 17.3k/18.8k (the kernel stops asking, but every
+ * extended attribute, user.iscsi.* included, is gone); FUSE's kernel write-back cache
+ * 14.2k/16.5k (still a getxattr per write, and a write past the end of the LUN
+ * succeeds into the page cache and fails only at write-back: it must fail at once).
+ */
+#ifndef FUSE_CAP_HANDLE_KILLPRIV_V2
+#include <linux/fuse.h>
+
+static ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct fs *fs = userdata;
+	ssize_t r = read(fd, buf, len);
+	if (r >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in))) {
+		const struct fuse_in_header *h = buf;
+		if (h->opcode == FUSE_INIT) {
+			const struct fuse_init_in *in = (const void *)(h + 1);
+			fs->kernel_killpriv_v2 = in->major == FUSE_KERNEL_VERSION &&
+						 (in->flags & FUSE_HANDLE_KILLPRIV_V2);
+			fs->init_unique = h->unique;
+		}
+	}
+	return r;
+}
+
+static ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct fs *fs = userdata;
+	if (fs->init_unique && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+		const struct fuse_out_header *oh = iov[0].iov_base;
+		if (oh->unique == fs->init_unique) {
+			fs->init_unique = 0;
+			struct fuse_init_out *out = iov[1].iov_base;
+			if (oh->error == 0 && fs->kernel_killpriv_v2 &&
+			    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(out->flags))
+				out->flags |= FUSE_HANDLE_KILLPRIV_V2;
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io fs_io = {
+	.read = fs_io_read,
+	.writev = fs_io_writev,
+};
+#endif
 
 /* ---------- building and running ---------- */
 
@@ -991,6 +1063,10 @@ int fs_run(struct fs_model *m, int ready_fd)
 			cfg->mountpoint);
 		goto out_signals;
 	}
+#ifndef FUSE_CAP_HANDLE_KILLPRIV_V2
+	if (fuse_session_custom_io(se, &fs_io, fuse_session_fd(se)) != 0)
+		log_warn("cannot hook the FUSE device; buffered writes pay a getxattr each");
+#endif
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
 	if (ready_fd >= 0) {
