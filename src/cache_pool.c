@@ -37,7 +37,7 @@
 #include "iscsifs/log.h"
 
 #define POOL_BOUNCE_UNIT (1u << 20)
-#define POOL_BOUNCE_MAX (32u << 20)
+#define POOL_BOUNCE_MAX (16u << 20)
 #define POOL_MIN_BLOCKS 8
 #define POOL_SAFETY_MS 100      /* requests parked on the pool are woken at least this often */
 
