@@ -38,6 +38,7 @@
 
 #include "iscsifs/cache.h"
 #include "iscsifs/fs.h"
+#include "iscsifs/fuseext.h"
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
 
@@ -68,11 +69,6 @@ struct fs {
 	pthread_mutex_t idle_lock;   /* with idle: fs_run waits for outstanding == 0 */
 	pthread_cond_t idle;
 	uint64_t *probe_writes;      /* per LUN: cache write_ops at the last probe; probe_lock */
-	/* INIT handshake (see fs_io_writev): written by the worker that reads INIT,
-	 * read by the one that answers it; libfuse serialises the two (INIT is handled
-	 * before any other request is read). */
-	uint64_t init_unique;
-	bool kernel_killpriv_v2;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -159,23 +155,34 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, attr_timeout());
 }
 
+static int rewrite_truncate(struct node *n, struct fuse_file_info *fi, uint64_t size);
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct node *n = node_get(fs, ino);
-	(void)fi;
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		/* A LUN's size is fixed: only a no-op "truncate" to the current size works,
-		 * so tools that truncate to the size they are about to write still run. */
-		if (is_dir(n) || (uint64_t)attr->st_size != n->size) {
-			fuse_reply_err(req, is_dir(n) ? EISDIR : EPERM);
-			return;
-		}
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
 	}
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		fuse_reply_err(req, EPERM);
 		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* A LUN's size is fixed, as a block device's. Truncating to the current size
+		 * succeeds and does nothing (tools that set the size they are about to write
+		 * keep working); ftruncate of a file opened with O_TRUNC marks the end of the
+		 * image being written (see "O_TRUNC" below); any other size fails with EPERM,
+		 * the errno of a size change on a sealed memfd (F_SEAL_GROW, F_SEAL_SHRINK):
+		 * this file's size may not change. EINVAL, a block device's answer, would
+		 * say the argument is malformed. */
+		int r = is_dir(n) ? -EISDIR : rewrite_truncate(n, fi, (uint64_t)attr->st_size);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
 	}
 	/* times: accepted and ignored (touch works) */
 	op_getattr(req, ino, NULL);
@@ -264,7 +271,214 @@ struct lun_fh {
 	bool write;                  /* opened for writing */
 	uint64_t errors_seen;        /* cache write_errors when last reported to this file;
 	                                atomic (flush and fsync may race on one file) */
+	struct rewrite *rw;          /* opened for writing with O_TRUNC; else NULL */
 };
+
+/* ---------- O_TRUNC: writing an image from offset 0 ----------
+ *
+ * dd of=lunN (without conv=notrunc), cp, `cat img > lunN` and `pv img > lunN` open the
+ * file with O_TRUNC. A LUN cannot be emptied: as a block device does, the file keeps its
+ * size and the writes land from offset 0 (FUSE_CAP_ATOMIC_O_TRUNC, set in op_init, makes
+ * O_TRUNC arrive here as a flag of open instead of as a truncate to 0, which fails).
+ * A regular file would also read as zeroes where the writer skipped bytes, and writers
+ * rely on that: cp and dd conv=sparse seek over the holes of a sparse image, and cp
+ * calls ftruncate(fd, image size) when the image ends in a hole. So a file opened for
+ * writing with O_TRUNC remembers the byte ranges written through it and the image's end
+ * (the highest byte written, or the size it was ftruncated to, whichever is larger); at
+ * that ftruncate and at close (flush), every byte before the end not written through
+ * it is zeroed (WRITE SAME, or UNMAP on a thin LUN that reads unmapped blocks as
+ * zeroes). The LUN then reads as the image from 0 to its end; the bytes after the end
+ * and the size are unchanged. Writing to the file while it is being ftruncated or
+ * closed (from another thread) is a race the writer owns: the zeroes and the write
+ * may land in either order.
+ */
+#define REWRITE_MAX_RANGES 65536 /* then the first gap is zeroed at once */
+
+struct wrange {
+	uint64_t start, end;
+};
+
+struct rewrite {
+	pthread_mutex_t lock;
+	struct wrange *done;         /* written through the file: sorted, disjoint; lock */
+	size_t n, cap;               /* lock */
+	uint64_t end;                /* the image's end; lock */
+	bool given_up;               /* a write could not be recorded: zero nothing; lock */
+};
+
+/* Make [abs, abs+len) of the LUN read as zeroes and wait (a worker thread only: never
+ * in a cache callback, which may run on the thread that would complete it). */
+static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch)
+{
+	struct blkdev_waiter w;
+	blkdev_waiter_init(&w);
+	cache_zero(l->cache, abs, len, punch && l->cache->discard_zeroes, blkdev_waiter_cb, &w,
+		   NULL);
+	return blkdev_waiter_wait(&w);
+}
+
+static void settle_gap_done(void *opaque, int ret);
+
+static struct rewrite *rewrite_new(void)
+{
+	struct rewrite *rw = calloc(1, sizeof(*rw));
+	if (rw)
+		pthread_mutex_init(&rw->lock, NULL);
+	return rw;
+}
+
+static void rewrite_free(struct rewrite *rw)
+{
+	if (!rw)
+		return;
+	pthread_mutex_destroy(&rw->lock);
+	free(rw->done);
+	free(rw);
+}
+
+/* Add [start, end) to rw->done, merging; caller holds rw->lock. 0 or -ENOMEM. */
+static int rewrite_add(struct rewrite *rw, uint64_t start, uint64_t end)
+{
+	size_t i = 0, j;
+	while (i < rw->n && rw->done[i].end < start)
+		i++;
+	for (j = i; j < rw->n && rw->done[j].start <= end; j++) {
+		start = MIN(start, rw->done[j].start);
+		end = MAX(end, rw->done[j].end);
+	}
+	if (j == i) {
+		if (rw->n == rw->cap) {
+			size_t cap = rw->cap ? 2 * rw->cap : 16;
+			struct wrange *nv = realloc(rw->done, cap * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			rw->done = nv;
+			rw->cap = cap;
+		}
+		memmove(&rw->done[i + 1], &rw->done[i], (rw->n - i) * sizeof(*rw->done));
+		rw->n++;
+	} else if (j > i + 1) {
+		memmove(&rw->done[i + 1], &rw->done[j], (rw->n - j) * sizeof(*rw->done));
+		rw->n -= j - i - 1;
+	}
+	rw->done[i] = (struct wrange){ start, end };
+	return 0;
+}
+
+/* Zero every byte of [0, upto) of node n not written through rw, and count it written.
+ * 0 or -errno. */
+static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
+{
+	struct wrange *gaps = NULL;
+	size_t ngaps = 0;
+	uint64_t pos = 0;
+	int r = 0;
+	pthread_mutex_lock(&rw->lock);
+	if (rw->given_up) {
+		pthread_mutex_unlock(&rw->lock);
+		return 0;
+	}
+	gaps = malloc((rw->n + 1) * sizeof(*gaps));
+	for (size_t i = 0; gaps && i <= rw->n && pos < upto; i++) {
+		uint64_t gap_end = i < rw->n ? MIN(rw->done[i].start, upto) : upto;
+		if (pos < gap_end)
+			gaps[ngaps++] = (struct wrange){ pos, gap_end };
+		if (i < rw->n)
+			pos = MAX(pos, rw->done[i].end);
+	}
+	pthread_mutex_unlock(&rw->lock);
+	if (!gaps)
+		return -ENOMEM;
+	for (size_t i = 0; i < ngaps && r == 0; i++) {
+		r = zero_range(n->lun, n->off + gaps[i].start, gaps[i].end - gaps[i].start,
+			       n->lun->cache->can_discard);
+		if (r == 0) {
+			pthread_mutex_lock(&rw->lock);
+			r = rewrite_add(rw, gaps[i].start, gaps[i].end);
+			pthread_mutex_unlock(&rw->lock);
+		}
+	}
+	free(gaps);
+	return r;
+}
+
+/* A gap of an O_TRUNC writer zeroed without waiting (see rewrite_note). */
+struct settle_gap {
+	struct node *n;
+	struct rewrite *rw;
+	uint64_t start, end;
+};
+
+static void settle_gap_done(void *opaque, int ret)
+{
+	struct settle_gap *g = opaque;
+	if (ret == 0) {
+		pthread_mutex_lock(&g->rw->lock);
+		if (rewrite_add(g->rw, g->start, g->end) < 0)
+			g->rw->given_up = true;
+		pthread_mutex_unlock(&g->rw->lock);
+	} else {
+		log_err("%s %s: cannot zero the bytes skipped before offset %" PRIu64
+			" of a file opened with O_TRUNC: %s",
+			g->n->lun->target->name, g->n->name, g->end, strerror(-ret));
+	}
+	free(g);
+}
+
+/* write_done's hook: [off, off+len) of node n was written through h. It may run on a
+ * session thread (the cache's callback), so it never waits for I/O. */
+static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_t len)
+{
+	struct rewrite *rw = h->rw;
+	struct settle_gap *g = NULL;
+	if (!rw)
+		return;
+	pthread_mutex_lock(&rw->lock);
+	rw->end = MAX(rw->end, off + len);
+	if (rewrite_add(rw, off, off + len) < 0) {
+		/* zeroing "unwritten" bytes could now destroy this write: stop zeroing */
+		if (!rw->given_up)
+			log_err("%s %s: out of memory: the holes skipped by the writer of a file "
+				"opened with O_TRUNC keep their old content",
+				n->lun->target->name, n->name);
+		rw->given_up = true;
+	} else if (rw->n > REWRITE_MAX_RANGES && rw->done[0].start == 0 &&
+		   (g = malloc(sizeof(*g)))) {
+		/* Too many ranges (a writer that skips around a lot): zero the first gap now
+		 * rather than keep it; it is recorded when the zeroes are there. */
+		*g = (struct settle_gap){ n, rw, rw->done[0].end, rw->done[1].start };
+	}
+	pthread_mutex_unlock(&rw->lock);
+	if (g)
+		cache_zero(n->lun->cache, n->off + g->start, g->end - g->start,
+			   n->lun->cache->can_discard && n->lun->cache->discard_zeroes, settle_gap_done,
+			   g, NULL);
+}
+
+/* op_setattr's size change of node n (fi: the open file, when ftruncate). */
+static int rewrite_truncate(struct node *n, struct fuse_file_info *fi, uint64_t size)
+{
+	struct lun_fh *h = fi && n->lun ? (struct lun_fh *)(uintptr_t)fi->fh : NULL;
+	if (h && h->rw && size <= n->size) {
+		pthread_mutex_lock(&h->rw->lock);
+		h->rw->end = MAX(h->rw->end, size);
+		pthread_mutex_unlock(&h->rw->lock);
+		return rewrite_settle(n, h->rw, size);
+	}
+	return size == n->size ? 0 : -EPERM;
+}
+
+/* At close (flush): zero what the image skipped. 0 or -errno. */
+static int rewrite_close(struct node *n, struct lun_fh *h)
+{
+	uint64_t end;
+	if (!h->rw)
+		return 0;
+	pthread_mutex_lock(&h->rw->lock);
+	end = h->rw->end;
+	pthread_mutex_unlock(&h->rw->lock);
+	return rewrite_settle(n, h->rw, end);
+}
 
 static uint64_t write_errors(struct fs_lun *l)
 {
@@ -306,16 +520,33 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct lun_fh *h = calloc(1, sizeof(*h));
+	if (h && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		h->write = true; /* flush() does not get the flags */
+		/* O_TRUNC: write from offset 0, keep the size (see "O_TRUNC" above) */
+		if ((fi->flags & O_TRUNC) && !(h->rw = rewrite_new())) {
+			free(h);
+			h = NULL;
+		}
+	}
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->write = (fi->flags & O_ACCMODE) != O_RDONLY; /* flush() does not get the flags */
 	h->errors_seen = write_errors(n->lun);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE)
+	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE) {
+		static bool told; /* atomic */
 		fi->direct_io = 1; /* shared LUN: no page cache either */
-	else if (fi->flags & O_DIRECT)
+		/* The kernel refuses a shared mmap of a direct-I/O file unless the daemon
+		 * asked for FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6+; fuseext.c asks for it,
+		 * as libfuse 3.14 cannot); and mmap sends nothing to the daemon, so when
+		 * the kernel lacks it this is the last moment to say it. */
+		if (!fuseext_dio_mmap() && !__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+			log_notice("cache=none: LUN files are opened for direct I/O, so mmap(MAP_SHARED) "
+				   "of them fails with ENODEV (libfuse 3.14 cannot ask the kernel for "
+				   "FUSE_DIRECT_IO_ALLOW_MMAP): use cache=writethrough for programs "
+				   "that map files shared");
+	} else if (fi->flags & O_DIRECT) {
 		/* O_DIRECT bypasses the page cache anyway; with FOPEN_DIRECT_IO a synchronous
 		 * O_DIRECT read or write is an ordinary FUSE request, which the kernel
 		 * interrupts when the process is killed, instead of a background request of
@@ -323,7 +554,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * blocked on a dead target then ignores SIGKILL). Asynchronous ones (libaio,
 		 * io_uring) are background requests either way. */
 		fi->direct_io = 1;
-	else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
+	} else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
 	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
 	 * page caches, so a write through one leaves stale pages in the other; without
@@ -341,7 +572,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		free(h->data);
 		free(h);
 	} else if (n && n->lun) {
-		free((struct lun_fh *)(uintptr_t)fi->fh);
+		struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
+		rewrite_free(h->rw);
+		free(h);
 	}
 	fuse_reply_err(req, 0);
 }
@@ -366,8 +599,10 @@ struct fs_req {
 	struct blkdev *dev;
 	struct cache_ticket ticket;
 	size_t size;                 /* write: the byte count to report */
+	struct node *node;           /* write: the file, for O_TRUNC bookkeeping */
+	uint64_t off;                /* write: where, in the file */
 	struct fs_lun *lun;          /* flush, fsync: per-file error reporting */
-	struct lun_fh *fh;
+	struct lun_fh *fh;           /* write, flush, fsync */
 };
 
 static struct fs_req *fs_req_new(fuse_req_t req, struct blkdev *dev)
@@ -486,6 +721,8 @@ static void write_done(void *opaque, int ret)
 {
 	struct fs_req *r = opaque;
 	detach_interrupt(r);
+	if (ret == 0) /* before the reply: the writer's close() may follow at once */
+		rewrite_note(r->node, r->fh, r->off, r->size);
 	if (ret < 0)
 		fuse_reply_err(r->req, -ret);
 	else
@@ -524,6 +761,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 		return;
 	}
 	r->size = size;
+	r->node = n;
+	r->fh = (struct lun_fh *)(uintptr_t)fi->fh;
+	r->off = (uint64_t)off;
 	fuse_req_interrupt_func(req, on_interrupt, r);
 	/* `data` is libfuse's buffer, valid until we return: the cache copies it. */
 	cache_write(dev, base + (uint64_t)off, size, data, write_done, r, &r->ticket);
@@ -557,10 +797,15 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct node *n = node_get(fs_of(req), ino);
 	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
-	if (n && n->lun && h->write)
-		start_flush(req, n, h, false);
-	else
+	if (n && n->lun && h->write) {
+		int r = rewrite_close(n, h); /* first zero what an O_TRUNC writer skipped */
+		if (r < 0)
+			fuse_reply_err(req, -report_errors(n->lun, h, r));
+		else
+			start_flush(req, n, h, false);
+	} else {
 		fuse_reply_err(req, 0);
+	}
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -747,7 +992,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	struct fs *fs = fs_of(req);
 	struct xattr x[20];
 	/* The kernel asks for security.capability before a write (once per file with
-	 * HANDLE_KILLPRIV_V2, see "the FUSE device"): answer at once. */
+	 * HANDLE_KILLPRIV_V2, which fuseext.c asks for): answer at once. */
 	if (strncmp(name, "user.iscsi.", 11) && strncmp(name, "user.blkid.", 11)) {
 		log_debug("getxattr %s of inode %lu", name, (unsigned long)ino);
 		fuse_reply_err(req, ENODATA);
@@ -873,9 +1118,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 #ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
 	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2)
-		conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2; /* see "the FUSE device" below */
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2; /* else fuseext.c asks for it */
 #endif
-	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC; /* O_TRUNC: see op_open */
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -907,67 +1152,6 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.link = op_link,
 	.create = op_create,
 };
-
-/* ---------- the FUSE device ---------- */
-
-/*
- * Buffered writes and security.capability. Before every write(2) the kernel asks
- * whether the file has a security.capability attribute (to drop it, as for setuid
- * bits): a getxattr round trip to the daemon per write, doubling the cost of small
- * buffered writes. A filesystem that clears those itself says FUSE_HANDLE_KILLPRIV_V2
- * at INIT; the kernel then marks the superblock SB_NOSEC and asks once per inode,
- * not per write. libfuse 3.14 cannot ask for it (FUSE_CAP_HANDLE_KILLPRIV_V2 came in
- * 3.15), so the daemon reads and writes the FUSE device through libfuse's custom I/O
- * hooks and adds the flag to its INIT answer when the kernel offered it. The promise
- * holds trivially: our files never have setuid/setgid bits or a security.capability
- * attribute (modes are 0600/0400; setxattr is refused).
- * Measured side by side (random 4 KiB buffered writes, QD1, one run each, loaded
- * machine): per-write getxattr 12.4k/14.3k IOPS; this 17.1k/19.4k (one getxattr in
- * all); answering getxattr with ENOSYS 17.3k/18.8k (the kernel stops asking, but every
- * extended attribute, user.iscsi.* included, is gone); FUSE's kernel write-back cache
- * 14.2k/16.5k (still a getxattr per write, and a write past the end of the LUN
- * succeeds into the page cache and fails only at write-back: it must fail at once).
- */
-#ifndef FUSE_CAP_HANDLE_KILLPRIV_V2
-#include <linux/fuse.h>
-
-static ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata)
-{
-	struct fs *fs = userdata;
-	ssize_t r = read(fd, buf, len);
-	if (r >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in))) {
-		const struct fuse_in_header *h = buf;
-		if (h->opcode == FUSE_INIT) {
-			const struct fuse_init_in *in = (const void *)(h + 1);
-			fs->kernel_killpriv_v2 = in->major == FUSE_KERNEL_VERSION &&
-						 (in->flags & FUSE_HANDLE_KILLPRIV_V2);
-			fs->init_unique = h->unique;
-		}
-	}
-	return r;
-}
-
-static ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata)
-{
-	struct fs *fs = userdata;
-	if (fs->init_unique && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
-		const struct fuse_out_header *oh = iov[0].iov_base;
-		if (oh->unique == fs->init_unique) {
-			fs->init_unique = 0;
-			struct fuse_init_out *out = iov[1].iov_base;
-			if (oh->error == 0 && fs->kernel_killpriv_v2 &&
-			    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(out->flags))
-				out->flags |= FUSE_HANDLE_KILLPRIV_V2;
-		}
-	}
-	return writev(fd, iov, count);
-}
-
-static const struct fuse_custom_io fs_io = {
-	.read = fs_io_read,
-	.writev = fs_io_writev,
-};
-#endif
 
 /* ---------- building and running ---------- */
 
@@ -1063,10 +1247,10 @@ int fs_run(struct fs_model *m, int ready_fd)
 			cfg->mountpoint);
 		goto out_signals;
 	}
-#ifndef FUSE_CAP_HANDLE_KILLPRIV_V2
-	if (fuse_session_custom_io(se, &fs_io, fuse_session_fd(se)) != 0)
-		log_warn("cannot hook the FUSE device; buffered writes pay a getxattr each");
-#endif
+	/* FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap with cache=none) and
+	 * FUSE_HANDLE_KILLPRIV_V2 (no getxattr per buffered write): INIT flags libfuse
+	 * 3.14 cannot ask for */
+	fuseext_install(se);
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
 	if (ready_fd >= 0) {

@@ -18,6 +18,7 @@
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/lunaddr.h"
+#include "iscsifs/lunlock.h"
 #include "iscsifs/probe.h"
 #include "iscsifs/target.h"
 #include "iscsifs/util.h"
@@ -67,6 +68,21 @@ static struct cache_config cache_config_for(const struct config *cfg, struct cac
 	return cc;
 }
 
+/* What the probe found, for the log: its cost (debug), and a LUN holding data where
+ * libblkid recognises nothing (notice, once per LUN at mount). */
+static void probe_log(const char *name, const struct probe_result *pr)
+{
+	log_debug("%s: probe read %" PRIu64 " bytes: %s%s%s, %d partition%s", name,
+		  pr->bytes_read, pr->pttype[0] ? pr->pttype : "no partition table",
+		  pr->content.type[0] ? ", " : "", pr->content.type, pr->nparts,
+		  pr->nparts == 1 ? "" : "s");
+	if (!pr->blank && !pr->pttype[0] && !pr->content.type[0])
+		log_notice("%s: not blank (data at byte %" PRIu64 ") but libblkid recognises no "
+			   "partition table or filesystem on it, so there are no partition files "
+			   "(check with blkid -p or partx on the disk image)",
+			   name, pr->first_data);
+}
+
 /* ---------- mount ---------- */
 
 static int build_model(struct config *cfg, struct fs_model *m, struct target_list *tl,
@@ -103,6 +119,14 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			memset(l, 0, sizeof(*l));
 			l->target = &tl->v[t];
 			l->info = infos[i];
+			/* one writer per LUN per host: before anything reads, writes or mounts */
+			r = lunlock_take(tl->v[t].name, &l->info,
+					 !cfg->read_only && !l->info.write_protected, cfg->url_text,
+					 cfg->mountpoint, err, errlen);
+			if (r < 0) {
+				free(infos);
+				return r;
+			}
 			snprintf(l->name, sizeof(l->name), "lun%s", LUNSTR(infos[i].lun));
 			for (int s = 0; s < tl->v[t].nsess; s++)
 			{
@@ -143,6 +167,8 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			if (probe_blkdev(l->cache, true, &l->probe) < 0)
 				log_warn("%s: could not read the partition table; no partition files",
 					 name);
+			else
+				probe_log(name, &l->probe);
 		}
 		free(infos);
 	}
@@ -202,12 +228,14 @@ int mount_main(struct config *cfg)
 	if (r < 0) {
 		fprintf(stderr, "iscsifs: %s\n", err[0] ? err : strerror(-r));
 		teardown(&m, &tl);
+		lunlock_release_all();
 		config_wipe_secrets(cfg);
 		return 1;
 	}
 	target_log_port_notices(cfg, &tl);
 	r = fs_run(&m, ready_fd);
 	int lost = teardown(&m, &tl);
+	lunlock_release_all(); /* after the last write-back */
 	config_wipe_secrets(cfg);
 	if (lost)
 		log_err("exiting with an error: dirty data of %d LUN%s could not be written (see "

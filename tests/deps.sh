@@ -6,11 +6,12 @@
 # Build: meson .. libblkid-dev. Run: fuse3 (fusermount3). Tests: the rest — tgt is the
 # iSCSI target the integration tests log in to, libiscsi-bin has iscsi-ls/-inq/
 # -readcapacity16 to check it, and gdisk, e2fsprogs, fuse2fs, qemu-utils are the
-# "real clients" of test_core_clients.sh.
+# "real clients" of test_core_clients.sh; fdisk (sfdisk) and pv those of
+# test_feat_partsanywhere.sh and test_feat_writeidioms.sh.
 ISCSIFS_DEB_PACKAGES=(
 	meson ninja-build pkg-config gcc libc6-dev
 	libfuse3-dev fuse3 libiscsi-dev libiscsi-bin libblkid-dev
-	tgt fio python3 gdisk e2fsprogs fuse2fs qemu-utils attr
+	tgt fio python3 gdisk fdisk e2fsprogs fuse2fs qemu-utils attr pv
 	util-linux procps iproute2 valgrind
 )
 

@@ -2,8 +2,9 @@
 # tests/run.sh — the one test command (CI runs it through .ci/run).
 #
 # Installs missing Debian packages, builds iscsifs twice (build/ with -Werror, and
-# build-asan/ with ASan+UBSan), runs every test of build/ and the 'core' suite (unit
-# tests + core integration tests, against the sanitized daemon) of build-asan/, and ends
+# build-asan/ with ASan+UBSan), runs every test of build/ and the 'core' and 'hostile'
+# suites (unit tests, core integration tests and the misbehaving-target tests except
+# the valgrind one, against the sanitized daemon) of build-asan/, and ends
 # with one line: "N passed, N failed[, N skipped]". Exits non-zero when anything failed.
 #
 #   tests/run.sh            everything (a few minutes on 2 cores)
@@ -153,7 +154,8 @@ fi
 
 run_tests build build
 if ((!QUICK)); then
-	run_tests build-asan build-asan --suite core
+	# The hostile-target tests too (issue 9), but not those under valgrind.
+	run_tests build-asan build-asan --suite core --suite hostile --no-suite valgrind
 fi
 
 # Leave no test tgtd or mount behind, even after a test was killed by its timeout.

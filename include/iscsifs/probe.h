@@ -1,8 +1,9 @@
 /*
  * probe.h - what is on a LUN, by libblkid: content type, label, UUID, partition table
- * and partitions. libblkid wants a file descriptor, so the probe copies the regions it
- * reads (the first and last 2 MiB of the LUN and the first 1 MiB of each partition)
- * from the blkdev into a sparse memfd of the LUN's size and probes that.
+ * and partitions, wherever on the LUN they are (logical partitions anywhere in an EBR
+ * chain, a GPT whose backup header at the end is the only good one, BSD labels nested
+ * in a DOS partition). libblkid sees the whole LUN but reads only what it asks for,
+ * through the blkdev (see probe.c for how).
  */
 #ifndef ISCSIFS_PROBE_H
 #define ISCSIFS_PROBE_H
@@ -18,8 +19,12 @@ struct probe_content {
 };
 
 struct probe_part {
-	int number;         /* partition number as the table says (1-based) */
-	uint64_t start, size;  /* bytes */
+	int number;         /* partition number as libblkid (and partx) number it, 1-based */
+	uint64_t start;     /* bytes from the start of the LUN */
+	uint64_t size;      /* bytes; for a DOS extended partition only its first 1 KiB (or
+	                       one logical block if larger), as Linux's /dev/sdX2 shows it, so
+	                       that mkfs on it cannot destroy the logical partitions inside */
+	bool extended;      /* a DOS extended partition (a container: no content probed) */
 	struct probe_content content;
 };
 
@@ -28,10 +33,16 @@ struct probe_result {
 	char pttype[16];    /* "gpt", "dos", "" */
 	int nparts;
 	struct probe_part parts[PROBE_MAX_PARTS];
+	uint64_t bytes_read;     /* bytes read from the blkdev by this probe */
+	bool blank;              /* every byte read was zero (nothing found is then normal) */
+	uint64_t first_data;     /* !blank: offset of the first non-zero byte read */
 };
 
-/* Probe `dev`; parts=false only probes the whole-device content. 0 or -errno
- * (an unreadable device); unknown content is not an error. */
+/* Probe `dev`, reading only through `dev` and only what libblkid asks for (each byte at
+ * most once per call). parts=false only probes the whole-device content.
+ * Returns 0, or -errno when a read of the device failed (then `out` holds only
+ * bytes_read: no partitions, no content, since a table read in part is not to be
+ * trusted). Unknown content is not an error. Callable from any thread, concurrently. */
 int probe_blkdev(struct blkdev *dev, bool parts, struct probe_result *out);
 
 #endif

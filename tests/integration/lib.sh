@@ -120,6 +120,11 @@ _T_PARENT=${TMPDIR:-/tmp}
 ((${#_T_PARENT} <= 60)) || _T_PARENT=/tmp
 T=$(mktemp -d "$_T_PARENT/iscsifs-test.XXXXXX")
 export T
+# iscsifs keeps its per-LUN locks in $XDG_RUNTIME_DIR/iscsifs (lunlock.h): a private
+# runtime directory per test, so tests running at once, each with its own tgtd (whose
+# LUN designators repeat from one tgtd to the next), never refuse each other's mounts.
+export XDG_RUNTIME_DIR=$T/run
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
 
 _MOUNTS=()              # every mountpoint we mounted, in order
 declare -A _MNT_PID=()  # mountpoint -> pid of the process serving it (if ours)

@@ -99,10 +99,12 @@ run_variant()
 
 	# Two daemons: WB (LUN 1 only) holds dirty data in its write-back cache; NC
 	# (cache=none, the whole target: lun1, lun2...) has a write to lun1 waiting in its
-	# session queue while the target is down.
+	# session queue while the target is down. NC stands for another host sharing the
+	# LUN: its own runtime directory, so the one-writer-per-host lock lets it in.
 	iscsifs_mount "$(tgt_url "$IQN" 1)" "$WB" -o "cache=writeback,dirty_expire=600,$OPTS"
 	local wb_log=$DAEMON_LOG
-	iscsifs_mount "$(tgt_url "$IQN")" "$NC" -o "cache=none,$OPTS"
+	mkdir -p -m 0700 "$T/run-otherhost"
+	XDG_RUNTIME_DIR=$T/run-otherhost iscsifs_mount "$(tgt_url "$IQN")" "$NC" -o "cache=none,$OPTS"
 	local nc_log=$DAEMON_LOG
 	log "$name: identity before: serial $(getfattr --absolute-names -n user.iscsi.serial --only-values "$WB/lun1")," \
 		"wwn $(getfattr --absolute-names -n user.iscsi.wwn --only-values "$WB/lun1")"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Proves the file semantics of the README: truncate to the current size succeeds, to any
-# other size fails with EPERM (and dd without conv=notrunc, or a shell '>', fails
-# clearly without touching the data); chmod/chown fail with EPERM; reads at or past the
+# other size fails with EPERM (dd without conv=notrunc, or a shell '>', open with O_TRUNC
+# and write from offset 0, the size and the bytes after unchanged, as on a block device);
+# chmod/chown fail with EPERM; reads at or past the
 # end return 0 bytes, a write at the end fails with ENOSPC and one crossing it is short;
 # -o sessions=4 logs in 4 sessions that all carry I/O and pass a 4-job fio crc32c
 # randrw run; -o ro refuses writes with EROFS; `mount -t fuse.iscsifs URL MNT -o
@@ -56,21 +57,24 @@ EOF
 	check_eq "truncate of lun$n" "$got" "same:ok fsame:ok smaller:EPERM larger:EPERM zero:EPERM $size"
 	expect_fail_msg "Operation not permitted" truncate -s 1M "$f"
 done
-# dd without conv=notrunc opens with O_TRUNC (truncate to 0): it must fail before writing.
-expect_fail_msg "Operation not permitted" dd if=/dev/zero of="$M/lun1" bs=4k count=1
+# dd without conv=notrunc opens with O_TRUNC: as on a block device, it writes from 0
+# and the size and the bytes after what it wrote stay (test_feat_writeidioms.sh has more).
+dd if=/dev/zero of="$M/lun1" bs=4k count=1 status=none || fail "dd without conv=notrunc to lun1 failed"
+dd if=/dev/zero of="$T/model1" bs=4k count=1 conv=notrunc status=none
 # With seek=N, dd ftruncates to N blocks after opening: that fails (EPERM, reported), and
 # GNU dd (coreutils 9.1) then writes anyway and exits 0 - its choice; the size stays.
 out=$(dd if=/dev/zero of="$M/lun1" bs=4k count=1 seek=1 2>&1) || true
 grep -q "failed to truncate to 4096 bytes.*Operation not permitted" <<<"$out" ||
 	fail "dd seek=1 without conv=notrunc: no 'failed to truncate ... Operation not permitted': $out"
 dd if=/dev/zero of="$T/model1" bs=4k count=1 seek=1 conv=notrunc status=none
-expect_fail_msg "Operation not permitted" sh -c 'echo overwritten > "$1"' sh "$M/lun1"
+sh -c 'echo overwritten > "$1"' sh "$M/lun1" || fail "echo overwritten > lun1 failed"
+echo overwritten | dd of="$T/model1" conv=notrunc status=none
 dd if=/dev/zero of="$M/lun1" bs=4k count=1 seek=2 conv=notrunc,fsync status=none ||
 	fail "dd conv=notrunc to lun1 failed"
 dd if=/dev/zero of="$T/model1" bs=4k count=1 seek=2 conv=notrunc status=none
 check_cmp "$T/lun1.img" "$T/model1"
 check_eq "size of lun1 after all that" "$(stat -c %s "$M/lun1")" $S1
-pass "truncate to the size succeeds, any other size (also dd without notrunc, '>') fails with EPERM; data untouched"
+pass "truncate to the size succeeds, any other size fails with EPERM; dd without notrunc and '>' write from 0, size kept"
 
 # --- modes and owners are fixed; times are accepted
 expect_fail_msg "Operation not permitted" chmod 644 "$M/lun1"
