@@ -125,6 +125,8 @@ static void wb_done(void *opaque, int ret)
 	if (c->stop)
 		pthread_cond_broadcast(&c->cond);
 	wb_pump(c, &d); /* the next batch, from this thread: no hand-off */
+	if (ret < 0)
+		defer_kick(&d, c->pool); /* the retry is a timer: the write-back threads' */
 	cache_unlock(c, &d);
 	pool_bounce_put(c->pool, w->buf, w->f.len);
 	free(w);

@@ -763,6 +763,35 @@ static void test_cancel(void)
 	m->ops->destroy(m);
 }
 
+/* ---------- a failed write-back is retried on its own ---------- */
+
+/* Nothing else happens after the failure (no flush, no other write, dirty_expire far
+ * away): the retry after the backoff must still come (the write-back threads' timer). */
+static void test_retry_timer(void)
+{
+	struct blkdev *m = memdev_create(4 * MiB, 512);
+	struct cache_config cc = config(CONFIG_CACHE_WRITEBACK);
+	struct blkdev *c = cache_create(&cc, m);
+	uint8_t w[4096];
+	struct done d = { 0 };
+	fill(w, sizeof(w), 21);
+	memdev_fail_writes(m, 0, 4 * MiB, -EIO, 1);
+	CHECK_EQ("write", 0, blkdev_write_sync(c, 1 * MiB, sizeof(w), w));
+	done_init(&d);
+	cache_flush(c, false, done_cb, &d, NULL); /* starts the write-back, which fails */
+	CHECK("flush answers", done_wait(&d, 5000), "no callback");
+	CHECK_EQ("flush reports the failed write-back", -EIO, d.ret);
+	bool there = false;
+	for (int i = 0; i < 100 && !there; i++) { /* backoff 200 ms; allow 5 s */
+		usleep(50000);
+		there = !memcmp(memdev_data(m) + 1 * MiB, w, sizeof(w));
+	}
+	CHECK("the failed write-back is retried without any other event", there, "%s",
+	      "data not on the device after 5 s");
+	c->ops->destroy(c);
+	m->ops->destroy(m);
+}
+
 /* ---------- the size changes ---------- */
 
 static void test_set_size(void)
@@ -810,6 +839,7 @@ static const struct {
 	{ "dirty fairness", test_dirty_fairness },
 	{ "cancel", test_cancel },
 	{ "set size", test_set_size },
+	{ "retry timer", test_retry_timer },
 };
 
 int main(int argc, char **argv)
