@@ -77,6 +77,11 @@ done
 for p in "${pids[@]}"; do wait "$p" || fail "a parallel read of a LUN failed"; done
 hwm=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$ISCSIFS_PID/status")
 log "peak RSS after reading $NLUNS LUNs of $LUNSIZE at once: $hwm MiB (cache_size ${CACHE} MiB)"
-((hwm <= CACHE + 64)) || fail "peak RSS $hwm MiB > cache_size ${CACHE} MiB + 64 MiB"
-iscsifs_umount_ok "$M"
-pass "$NLUNS LUNs read in parallel: peak RSS $hwm MiB <= cache_size + 64 MiB"
+if grep -q libasan "/proc/$ISCSIFS_PID/maps"; then
+	log "a sanitizer build: its allocator keeps freed memory; RSS not checked"
+	iscsifs_umount_ok "$M"
+else
+	((hwm <= CACHE + 64)) || fail "peak RSS $hwm MiB > cache_size ${CACHE} MiB + 64 MiB"
+	iscsifs_umount_ok "$M"
+	pass "$NLUNS LUNs read in parallel: peak RSS $hwm MiB <= cache_size + 64 MiB"
+fi
