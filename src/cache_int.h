@@ -190,6 +190,12 @@ struct ghost {
 	struct ghost *hnext;
 };
 
+struct slab {
+	uint8_t *mem;
+	size_t len;
+	struct slab *next;
+};
+
 struct cache_pool {
 	struct cache_pool_config cfg; /* immutable after create (dirty_max resolved) */
 	uint64_t cb;                  /* cache block bytes */
@@ -202,6 +208,9 @@ struct cache_pool {
 
 	/* protected by lock */
 	uint64_t nblocks;             /* block memory allocated (resident + free) */
+	struct slab *slabs;           /* block memory, mapped POOL_SLAB at a time */
+	uint8_t *slab_next;           /* the next block of the newest slab */
+	uint64_t slab_left;           /* blocks left in it */
 	struct cblk *free_list;
 	uint64_t nfree;
 	struct qlist small, main;

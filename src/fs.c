@@ -47,7 +47,7 @@
  * most of the time, and a limit on idle workers made libfuse end and start threads
  * thousands of times a second (measured: 1350 clone3 in 5 s at 5.5k IOPS), so the
  * loop keeps libfuse's default (max_idle_threads -1: never end one). */
-#define FS_MAX_THREADS 4
+#define FS_MAX_THREADS 2
 
 enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
 
