@@ -109,6 +109,7 @@ struct cblk *blk_adopt(struct cache *c, struct cblk *b, uint64_t idx)
 	b->touch_end = UINT32_MAX;
 	b->pins = 0;
 	b->writing = b->unclean = b->in_dirty_list = false;
+	b->offq = false;
 	b->dirty_seq = b->wb_seq = b->wb_ms = b->dirty_ms = b->retry_ms = 0;
 	b->fails = b->fails_at_stop = 0;
 	b->idx = idx;
@@ -187,6 +188,11 @@ void blk_recount(struct cache *c, struct cblk *b)
 	if (now != b->unclean) {
 		b->unclean = now;
 		pool_unclean_add(c->pool, c, now ? 1 : -1);
+		if (!now && b->offq) { /* eviction took it off the queues while unclean */
+			pthread_mutex_lock(&c->pool->lock);
+			policy_clean(c->pool, b);
+			pthread_mutex_unlock(&c->pool->lock);
+		}
 	}
 }
 
@@ -361,6 +367,7 @@ static uint32_t popcount_range(const uint64_t *m, uint32_t n)
  *  7. no two writes to inner (IF_WB, IF_WT, IF_ZERO) in flight overlap; inflight_wb_*
  *     count the IF_WB ones
  *  8. a parked request is marked parked
+ *  9. a block off the replacement queues (offq) is unclean
  */
 int cache_check_locked(struct cache *c, bool print)
 {
@@ -400,6 +407,8 @@ int cache_check_locked(struct cache *c, bool print)
 				VIOLATION("block %" PRIu64 " unclean %d, ndirty %u writing %d", b->idx,
 					  b->unclean, b->ndirty, b->writing);
 			unclean += b->unclean;
+			if (b->offq && !b->unclean)
+				VIOLATION("block %" PRIu64 " off the replacement queues but clean", b->idx);
 			if ((fetching || b->writing) && b->pins == 0)
 				VIOLATION("block %" PRIu64 " fetching or in write-back but not pinned",
 					  b->idx);

@@ -104,6 +104,8 @@ struct cblk {
 	/* protected by the pool lock */
 	struct cblk *qprev, *qnext;   /* replacement queue, or free list (qnext) */
 	uint8_t queue;                /* Q_* */
+	/* written under both the pool lock and owner->lock, so readable under either */
+	bool offq;                    /* taken off the queues while unclean (policy.c) */
 
 	/* atomic: a replacement hint, bumped on re-reference without any lock */
 	uint8_t freq;                 /* 0..3 */
@@ -412,6 +414,7 @@ void policy_insert(struct cache_pool *p, struct cblk *b, uint32_t cache_id);
 void policy_remove(struct cache_pool *p, struct cblk *b);
 struct cblk *policy_evict(struct cache_pool *p, struct cache *self, bool *busy);
 void policy_touch(struct cblk *b);   /* no lock: a re-reference */
+void policy_clean(struct cache_pool *p, struct cblk *b);   /* + owner->lock */
 int policy_init(struct cache_pool *p);
 void policy_free(struct cache_pool *p);
 
