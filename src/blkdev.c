@@ -27,9 +27,8 @@
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-} slots[WAITER_SLOTS] = {
-	[0 ... WAITER_SLOTS - 1] = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER }
-};
+} slots[WAITER_SLOTS] = { [0 ... WAITER_SLOTS - 1] = { PTHREAD_MUTEX_INITIALIZER,
+						       PTHREAD_COND_INITIALIZER } };
 
 static unsigned slot_of(const struct blkdev_waiter *w)
 {

@@ -103,8 +103,8 @@ static bool bad_range(struct cache *c, uint64_t off, uint64_t len)
 /* A read whose blocks are all resident and valid: answered in the caller's thread from
  * the pinned blocks. Returns false (nothing done) otherwise. c locked; unlocks when it
  * answers. */
-static bool read_hit(struct cache *c, uint64_t off, size_t len, cache_read_cb cb,
-		     void *opaque, struct defer *d)
+static bool read_hit(struct cache *c, uint64_t off, size_t len, cache_read_cb cb, void *opaque,
+		     struct defer *d)
 {
 	uint64_t first = off / c->cb, last = (off + len - 1) / c->cb;
 	struct cblk *v[16];
@@ -144,8 +144,8 @@ static bool read_hit(struct cache *c, uint64_t off, size_t len, cache_read_cb cb
 	return true;
 }
 
-static void read_common(struct cache *c, uint64_t off, size_t len, void *buf,
-			cache_read_cb rcb, blkdev_cb cb, void *opaque, struct cache_ticket *t)
+static void read_common(struct cache *c, uint64_t off, size_t len, void *buf, cache_read_cb rcb,
+			blkdev_cb cb, void *opaque, struct cache_ticket *t)
 {
 	struct defer d = DEFER_INIT;
 	uint64_t ra_from = 0, ra_to = 0;
@@ -254,8 +254,7 @@ void cache_zero(struct blkdev *dev, uint64_t off, uint64_t len, bool punch, blkd
 		cb(opaque, -EOPNOTSUPP);
 		return;
 	}
-	write_common(c, IO_ZERO, off, len, NULL, punch && dev->discard_zeroes, cb, opaque,
-		     ticket);
+	write_common(c, IO_ZERO, off, len, NULL, punch && dev->discard_zeroes, cb, opaque, ticket);
 }
 
 void cache_flush(struct blkdev *dev, bool sync_target, blkdev_cb cb, void *opaque,
@@ -310,8 +309,8 @@ static int face_read(struct blkdev *dev, uint64_t off, size_t len, void *buf, bl
 	return 0;
 }
 
-static int face_write(struct blkdev *dev, uint64_t off, size_t len, const void *buf,
-		      blkdev_cb cb, void *opaque)
+static int face_write(struct blkdev *dev, uint64_t off, size_t len, const void *buf, blkdev_cb cb,
+		      void *opaque)
 {
 	struct cache *c = to_cache(dev);
 	if (bad_range(c, off, len))
@@ -328,8 +327,7 @@ static int face_flush(struct blkdev *dev, bool sync_target, blkdev_cb cb, void *
 	return 0;
 }
 
-static int face_discard(struct blkdev *dev, uint64_t off, uint64_t len, blkdev_cb cb,
-			void *opaque)
+static int face_discard(struct blkdev *dev, uint64_t off, uint64_t len, blkdev_cb cb, void *opaque)
 {
 	struct cache *c = to_cache(dev);
 	if (bad_range(c, off, len))
@@ -542,6 +540,7 @@ struct blkdev *cache_create(const struct cache_config *cc, struct blkdev *inner)
 	c->cb = MAX(pool->cb, (uint64_t)inner->block_size);
 	c->spb = (uint32_t)(c->cb / c->bs);
 	c->refs = 1;
+	ATOMIC_FIELD(c->nunclean);
 	pthread_mutex_init(&c->lock, NULL);
 	util_cond_init(&c->cond);
 	c->dev.ops = &cache_ops;

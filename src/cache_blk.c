@@ -336,14 +336,14 @@ bool cache_check_enabled(void)
 #endif
 }
 
-#define VIOLATION(...)                                                       \
-	do {                                                                 \
-		bad++;                                                       \
-		if (print) {                                                 \
-			fprintf(stderr, "cache_check %s: ", c->name);        \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-		}                                                            \
+#define VIOLATION(...)                                                \
+	do {                                                          \
+		bad++;                                                \
+		if (print) {                                          \
+			fprintf(stderr, "cache_check %s: ", c->name); \
+			fprintf(stderr, __VA_ARGS__);                 \
+			fputc('\n', stderr);                          \
+		}                                                     \
 	} while (0)
 
 static uint32_t popcount_range(const uint64_t *m, uint32_t n)
@@ -378,46 +378,55 @@ int cache_check_locked(struct cache *c, bool print)
 		for (struct cblk *b = c->hash[i]; b; b = b->hnext) {
 			nblk++;
 			if (b->owner != c)
-				VIOLATION("block %" PRIu64 " in the hash belongs to another cache", b->idx);
+				VIOLATION("block %" PRIu64 " in the hash belongs to another cache",
+					  b->idx);
 			if ((hash_idx(b->idx) & c->hash_mask) != i)
 				VIOLATION("block %" PRIu64 " in the wrong bucket", b->idx);
 			if (b->nsect > c->spb)
-				VIOLATION("block %" PRIu64 " nsect %u > %u", b->idx, b->nsect, c->spb);
+				VIOLATION("block %" PRIu64 " nsect %u > %u", b->idx, b->nsect,
+					  c->spb);
 			bool fetching = false;
 			for (uint32_t k = 0; k < c->spb; k++) {
 				bool v = bit_test(b->valid, k), dt = bit_test(b->dirty, k),
 				     f = bit_test(b->fetching, k);
 				if (dt && !v)
-					VIOLATION("block %" PRIu64 " sector %u dirty but not valid", b->idx, k);
+					VIOLATION("block %" PRIu64 " sector %u dirty but not valid",
+						  b->idx, k);
 				if (f && v)
-					VIOLATION("block %" PRIu64 " sector %u fetching and valid", b->idx, k);
+					VIOLATION("block %" PRIu64 " sector %u fetching and valid",
+						  b->idx, k);
 				if (k >= b->nsect && (v || dt || f))
-					VIOLATION("block %" PRIu64 " sector %u beyond the device has state",
+					VIOLATION("block %" PRIu64
+						  " sector %u beyond the device has state",
 						  b->idx, k);
 				fetching |= f;
 			}
 			uint32_t nd = popcount_range(b->dirty, c->spb);
 			if (nd != b->ndirty)
-				VIOLATION("block %" PRIu64 " ndirty %u, %u dirty bits", b->idx, b->ndirty, nd);
+				VIOLATION("block %" PRIu64 " ndirty %u, %u dirty bits", b->idx,
+					  b->ndirty, nd);
 			dirty_sect += nd;
 			if (b->in_dirty_list != (b->ndirty > 0))
-				VIOLATION("block %" PRIu64 " in_dirty_list %d with ndirty %u", b->idx,
-					  b->in_dirty_list, b->ndirty);
+				VIOLATION("block %" PRIu64 " in_dirty_list %d with ndirty %u",
+					  b->idx, b->in_dirty_list, b->ndirty);
 			if (b->unclean != (b->ndirty || b->writing))
-				VIOLATION("block %" PRIu64 " unclean %d, ndirty %u writing %d", b->idx,
-					  b->unclean, b->ndirty, b->writing);
+				VIOLATION("block %" PRIu64 " unclean %d, ndirty %u writing %d",
+					  b->idx, b->unclean, b->ndirty, b->writing);
 			unclean += b->unclean;
 			if (b->offq && !b->unclean)
-				VIOLATION("block %" PRIu64 " off the replacement queues but clean", b->idx);
+				VIOLATION("block %" PRIu64 " off the replacement queues but clean",
+					  b->idx);
 			if ((fetching || b->writing) && b->pins == 0)
-				VIOLATION("block %" PRIu64 " fetching or in write-back but not pinned",
+				VIOLATION("block %" PRIu64
+					  " fetching or in write-back but not pinned",
 					  b->idx);
 		}
 	}
 	if (nblk != c->nused)
 		VIOLATION("nused %" PRIu64 ", %" PRIu64 " blocks in the hash", c->nused, nblk);
 	if (c->st.cached_bytes != nblk * c->cb)
-		VIOLATION("cached_bytes %" PRIu64 " for %" PRIu64 " blocks", c->st.cached_bytes, nblk);
+		VIOLATION("cached_bytes %" PRIu64 " for %" PRIu64 " blocks", c->st.cached_bytes,
+			  nblk);
 	if (unclean != c->nunclean)
 		VIOLATION("nunclean %" PRIu64 ", %" PRIu64 " unclean blocks", c->nunclean, unclean);
 	uint64_t seq = 0;
@@ -447,7 +456,8 @@ int cache_check_locked(struct cache *c, bool print)
 		VIOLATION("inflight_wb %u ops %" PRIu64 " bytes, listed %" PRIu64 " / %" PRIu64,
 			  c->inflight_wb_ops, c->inflight_wb_bytes, wb_ops, wb_bytes);
 	if (c->st.dirty_bytes != dirty_sect * c->bs + wb_bytes)
-		VIOLATION("dirty_bytes %" PRIu64 ", dirty sectors %" PRIu64 " bytes + write-back %" PRIu64,
+		VIOLATION("dirty_bytes %" PRIu64 ", dirty sectors %" PRIu64
+			  " bytes + write-back %" PRIu64,
 			  c->st.dirty_bytes, dirty_sect * c->bs, wb_bytes);
 	for (struct cache_io *io = c->parked; io; io = io->pnext)
 		if (!io->cpark)

@@ -154,8 +154,8 @@ int fetch_block_run(struct cache *c, struct cblk *b, uint32_t s, uint32_t e, boo
 	return 0;
 }
 
-int fetch_run_bounced(struct cache *c, struct cblk **blks, size_t nblk, uint64_t off,
-		      uint64_t len, struct defer *d)
+int fetch_run_bounced(struct cache *c, struct cblk **blks, size_t nblk, uint64_t off, uint64_t len,
+		      struct defer *d)
 {
 	uint8_t *buf = pool_bounce_get(c->pool, len, false);
 	if (!buf)
@@ -201,8 +201,8 @@ static void fetch_done(void *opaque, int ret)
 		struct cblk *b = blks[i];
 		uint64_t base = b->idx * c->cb;
 		uint64_t s = MAX(f->off, base), e = MIN(f->off + f->len, base + c->cb);
-		for (uint32_t k = (uint32_t)((s - base) / c->bs); k < (uint32_t)((e - base) / c->bs);
-		     k++) {
+		for (uint32_t k = (uint32_t)((s - base) / c->bs);
+		     k < (uint32_t)((e - base) / c->bs); k++) {
 			bit_clear(b->fetching, k);
 			if (ret == 0)
 				bit_set(b->valid, k);

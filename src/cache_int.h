@@ -288,13 +288,16 @@ struct cache {
 	int wb_error;                 /* sticky -errno of a failed write-back, for flush */
 	uint64_t wb_error_gen;        /* bumped on every write-back failure */
 	bool failing;                 /* write_retries exceeded on some block */
-	uint64_t nunclean;            /* blocks with dirty data or a write-back in flight */
+	uint64_t nunclean;            /* blocks with dirty data or a write-back in flight;
+	                                 written under lock with __atomic stores, so the pool
+	                                 may read it (fair shares) */
 	uint64_t inflight_wb_bytes;
 	uint32_t inflight_wb_ops;
 	bool stop;                    /* cache_stop began: write back everything */
 	bool given_up;                /* stopping: the rest of the dirty data is lost */
 	uint64_t stop_deadline;       /* util_now_ms() after which stop stops retrying */
 	bool dead;                    /* destroyed by its creator; refs keep the memory */
+	bool closing;                 /* cache_cancel_all: no request waits any more */
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
 	struct cache_stats st;

@@ -41,14 +41,21 @@
 #define FETCH_MIN 4096u
 #define FAST_MAX 16
 
-enum { OP_READ_HEAD = 1, OP_READ_TAIL = 2, OP_WRITE = 4, OP_ZERO = 8, OP_DISCARD = 16,
-       OP_FLUSH = 32, OP_READ_ALL = 64 };
+enum {
+	OP_READ_HEAD = 1,
+	OP_READ_TAIL = 2,
+	OP_WRITE = 4,
+	OP_ZERO = 8,
+	OP_DISCARD = 16,
+	OP_FLUSH = 32,
+	OP_READ_ALL = 64
+};
 
 /* states */
-enum { W_START = 0, W_GUARD, W_EDGES, W_SENT };                  /* write-through, none */
-enum { Z_HEAD = 0, Z_MID_FLUSH, Z_MID_GUARD, Z_MID_SENT, Z_TAIL, Z_DONE };   /* zero */
-enum { F_START = 0, F_WAIT, F_SENT };                               /* flush */
-enum { R_CACHE = 0, R_NONE_SENT };                                  /* read */
+enum { W_START = 0, W_GUARD, W_EDGES, W_SENT };                            /* write-through, none */
+enum { Z_HEAD = 0, Z_MID_FLUSH, Z_MID_GUARD, Z_MID_SENT, Z_TAIL, Z_DONE }; /* zero */
+enum { F_START = 0, F_WAIT, F_SENT };                                      /* flush */
+enum { R_CACHE = 0, R_NONE_SENT };                                         /* read */
 
 static void io_step(struct cache_io *io, struct defer *d);
 static void edge_done(struct cache_io *io, struct defer *d);
@@ -138,8 +145,10 @@ void io_run_done(struct cache_io *io)
 			}
 			for (uint32_t i = 0; io->ret == 0 && i < io->npin; i++) {
 				uint64_t base = io->pin[i]->idx * c->cb;
-				uint64_t s = MAX(io->off, base), e = MIN(io->off + io->len, base + c->cb);
-				seg[n++] = (struct cache_seg){ io->pin[i]->data + (s - base), e - s };
+				uint64_t s = MAX(io->off, base),
+					 e = MIN(io->off + io->len, base + c->cb);
+				seg[n++] =
+					(struct cache_seg){ io->pin[i]->data + (s - base), e - s };
 			}
 		}
 		io->rcb(io->opaque, io->ret, seg, io->ret ? 0 : n);
@@ -203,7 +212,8 @@ void io_wake_range(struct cache *c, uint64_t off, uint64_t len, int err, struct 
 		struct cache_io *io = list;
 		list = io->pnext;
 		io->pnext = NULL;
-		if (err < 0 && (io->kind == IO_READ || io->kind == IO_WRITE || io->kind == IO_ZERO)) {
+		if (err < 0 &&
+		    (io->kind == IO_READ || io->kind == IO_WRITE || io->kind == IO_ZERO)) {
 			if (!io->narrow)
 				io->narrow = true;
 			else if (!io->err)
@@ -266,8 +276,7 @@ static bool to_copy_mode(struct cache_io *io)
 
 /* Plan fetches for the missing sectors of [s, e) in b. Returns -ENOMEM or the number of
  * sectors the read has to wait for. */
-static int read_fetch(struct cache_io *io, struct cblk *b, uint32_t s, uint32_t e,
-		      struct defer *d)
+static int read_fetch(struct cache_io *io, struct cblk *b, uint32_t s, uint32_t e, struct defer *d)
 {
 	struct cache *c = io->c;
 	uint32_t m = MAX(1u, FETCH_MIN / c->bs);
@@ -289,8 +298,10 @@ static int read_fetch(struct cache_io *io, struct cblk *b, uint32_t s, uint32_t 
 			/* A stream reads whole blocks; a random miss its sectors rounded to a
 			 * small minimum. Only over sectors nobody has or is fetching. */
 			uint32_t lo = io->sequential ? 0 : i / m * m;
-			uint32_t hi = io->sequential ? b->nsect : MIN(DIV_ROUND_UP(j, m) * m, b->nsect);
-			while (i > lo && !bit_test(b->valid, i - 1) && !bit_test(b->fetching, i - 1))
+			uint32_t hi = io->sequential ? b->nsect :
+						       MIN(DIV_ROUND_UP(j, m) * m, b->nsect);
+			while (i > lo && !bit_test(b->valid, i - 1) &&
+			       !bit_test(b->fetching, i - 1))
 				i--;
 			while (j < hi && !bit_test(b->valid, j) && !bit_test(b->fetching, j))
 				j++;
@@ -507,7 +518,8 @@ static void write_wb_step(struct cache_io *io, struct defer *d)
 		if (io->zero_src)
 			memset(b->data + (io->pos - base), 0, e - io->pos);
 		else
-			memcpy(b->data + (io->pos - base), io->src + (io->pos - io->off), e - io->pos);
+			memcpy(b->data + (io->pos - base), io->src + (io->pos - io->off),
+			       e - io->pos);
 		blk_mark_dirty(c, b, s, es);
 		blk_touch(c, b, s, es);
 		io->pos = e;
@@ -545,7 +557,8 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 			finish(io, -EINTR, d);
 			return;
 		}
-		if (guard_overlaps(c, io->a0, io->a1 - io->a0, IF_WB | IF_WT | IF_ZERO | IF_FETCH)) {
+		if (guard_overlaps(c, io->a0, io->a1 - io->a0,
+				   IF_WB | IF_WT | IF_ZERO | IF_FETCH)) {
 			park(io, io->a0, io->a1);
 			return;
 		}
@@ -602,7 +615,8 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 				if (!b)
 					b = blk_alloc(c, idx, &busy, d);
 				if (b) {
-					memcpy(b->data + (p - base), io->bounce + (p - io->a0), e - p);
+					memcpy(b->data + (p - base), io->bounce + (p - io->a0),
+					       e - p);
 					for (uint64_t k = (p - base) / bs; k < (e - base) / bs; k++)
 						bit_set(b->valid, (uint32_t)k);
 					blk_touch(c, b, (uint32_t)((p - base) / bs),
@@ -705,7 +719,8 @@ static void zero_step(struct cache_io *io, struct defer *d)
 					c->flush_seq = MAX(c->flush_seq, c->seq);
 					wb_pump(c, d);
 				} else if (c->wb_error_gen != io->gen) {
-					finish(io, -EIO, d); /* the data stays dirty; nothing discarded */
+					finish(io, -EIO,
+					       d); /* the data stays dirty; nothing discarded */
 					return;
 				}
 				/* dirtiness is tracked per block: wake on write-back of any of them */
@@ -786,14 +801,15 @@ static void flush_step(struct cache_io *io, struct defer *d)
 			return;
 		}
 		if (c->cc.mode == CONFIG_CACHE_WRITEBACK) {
-			if (wb_oldest_unwritten(c) <= io->target_seq && c->wb_error_gen == io->gen &&
-			    !c->given_up) {
+			if (wb_oldest_unwritten(c) <= io->target_seq &&
+			    c->wb_error_gen == io->gen && !c->given_up) {
 				park(io, 0, UINT64_MAX);
 				return;
 			}
 			if (c->wb_error) {
 				int r = c->wb_error;
-				c->wb_error = 0; /* reported once; per-file reporting is the caller's */
+				c->wb_error =
+					0; /* reported once; per-file reporting is the caller's */
 				finish(io, r, d);
 				return;
 			}
@@ -817,6 +833,10 @@ static void flush_step(struct cache_io *io, struct defer *d)
 
 static void io_step(struct cache_io *io, struct defer *d)
 {
+	/* After cache_cancel_all nothing waits any more: a request stepped meanwhile (woken
+	 * from the pool while it ran) completes with -EINTR instead of parking again. */
+	if (io->c->closing)
+		io->cancelled = true;
 	switch (io->kind) {
 	case IO_READ:
 		if (io->c->cc.mode == CONFIG_CACHE_NONE)
@@ -909,15 +929,16 @@ void io_run_submit(struct cache_io *io)
 			op_done(io, r);
 	}
 	if (ops & OP_ZERO) {
-		r = in->ops->write_zeroes ? in->ops->write_zeroes(in, io->pos, io->end - io->pos,
-								  op_done, io)
-					  : -EOPNOTSUPP;
+		r = in->ops->write_zeroes ?
+			    in->ops->write_zeroes(in, io->pos, io->end - io->pos, op_done, io) :
+			    -EOPNOTSUPP;
 		if (r < 0)
 			op_done(io, r);
 	}
 	if (ops & OP_DISCARD) {
-		r = in->ops->discard ? in->ops->discard(in, io->pos, io->end - io->pos, op_done, io)
-				     : -EOPNOTSUPP;
+		r = in->ops->discard ?
+			    in->ops->discard(in, io->pos, io->end - io->pos, op_done, io) :
+			    -EOPNOTSUPP;
 		if (r < 0)
 			op_done(io, r);
 	}
@@ -930,8 +951,7 @@ void io_run_submit(struct cache_io *io)
 
 /* ---------- cancel ---------- */
 
-int io_cancel(struct cache *c, struct cache_ticket *t, struct defer *d,
-	      struct cache_io **withdrawn)
+int io_cancel(struct cache *c, struct cache_ticket *t, struct defer *d, struct cache_io **withdrawn)
 {
 	struct cache_io *io = t->io;
 	*withdrawn = NULL;
@@ -973,6 +993,7 @@ int io_cancel(struct cache *c, struct cache_ticket *t, struct defer *d,
 /* Unmount: complete every parked request of c with -EINTR. */
 void io_cancel_all(struct cache *c, struct defer *d)
 {
+	c->closing = true;
 	while (c->parked) {
 		struct cache_io *io = c->parked;
 		unpark(io);

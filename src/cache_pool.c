@@ -40,8 +40,8 @@
 #define POOL_BOUNCE_UNIT (1u << 20)
 #define POOL_BOUNCE_MAX (16u << 20)
 #define POOL_MIN_BLOCKS 8
-#define POOL_SLAB (2u << 20)     /* block memory is mapped this much at a time */
-#define POOL_SAFETY_MS 100      /* requests parked on the pool are woken at least this often */
+#define POOL_SLAB (2u << 20) /* block memory is mapped this much at a time */
+#define POOL_SAFETY_MS 100   /* requests parked on the pool are woken at least this often */
 
 /* ---------- references ---------- */
 
@@ -72,14 +72,14 @@ static __thread struct defer *tls_runner;
 
 static void merge(struct defer *to, struct defer *from)
 {
-#define MOVE(h, t, link)                                                  \
-	if (from->h) {                                                    \
-		if (to->t)                                                \
-			to->t->link = from->h;                            \
-		else                                                      \
-			to->h = from->h;                                  \
-		to->t = from->t;                                          \
-		from->h = from->t = NULL;                                 \
+#define MOVE(h, t, link)                       \
+	if (from->h) {                         \
+		if (to->t)                     \
+			to->t->link = from->h; \
+		else                           \
+			to->h = from->h;       \
+		to->t = from->t;               \
+		from->h = from->t = NULL;      \
 	}
 	MOVE(fetch_head, fetch_tail, dnext)
 	MOVE(wb_head, wb_tail, dnext)
@@ -219,8 +219,7 @@ void defer_io_done(struct defer *d, struct cache_io *io)
 	d->done_tail = io;
 }
 
-static void defer_pool(struct defer *d, struct cache_pool *p, unsigned work, int nspace,
-		       int ndirty)
+static void defer_pool(struct defer *d, struct cache_pool *p, unsigned work, int nspace, int ndirty)
 {
 	for (int i = 0; i < d->npools; i++) {
 		if (d->pools[i] == p) {
@@ -441,11 +440,10 @@ bool pool_dirty_over(const struct cache_pool *p, const struct cache *c, bool add
 		return false;
 	int n = __atomic_load_n(&p->unclean_caches, __ATOMIC_SEQ_CST);
 	uint64_t share = p->cfg.dirty_max / (uint64_t)MAX(n, 1);
-	return c->nunclean * p->cb >= MAX(share, p->cb);
+	return __atomic_load_n(&c->nunclean, __ATOMIC_RELAXED) * p->cb >= MAX(share, p->cb);
 }
 
-struct cblk *pool_park_space(struct cache *c, struct cache_io *io, uint64_t idx,
-			     struct defer *d)
+struct cblk *pool_park_space(struct cache *c, struct cache_io *io, uint64_t idx, struct defer *d)
 {
 	struct cache_pool *p = c->pool;
 	bool busy = false;
@@ -523,12 +521,18 @@ static void pool_wake(struct cache_pool *p, int nspace, int ndirty)
 	for (int k = 0; k < 2; k++) {
 		struct waitq *q = k == 0 ? &p->space_waiters : &p->dirty_waiters;
 		int *counter = k == 0 ? &p->nspace_waiters : &p->ndirty_waiters;
-		for (int n = k == 0 ? nspace : ndirty; n > 0 && q->head; n--) {
-			struct cache_io *io = q->head;
+		int n = k == 0 ? nspace : ndirty;
+		for (struct cache_io *io = q->head, *next; n > 0 && io; io = next) {
+			next = io->pnext;
+			/* a writer whose cache holds its share of the dirty budget would only
+			 * park again: leave it, wake one that can go on */
+			if (k == 1 && n < WAKE_ALL && pool_dirty_over(p, io_cache(io), true))
+				continue;
 			wq_del(q, io);
 			__atomic_sub_fetch(counter, 1, __ATOMIC_SEQ_CST);
 			io->ppark = PPARK_WOKEN;
 			wq_push(&woken, io);
+			n--;
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -554,8 +558,9 @@ static void pool_reclaim(struct cache_pool *p)
 {
 	for (int tries = 0; tries < 4; tries++) {
 		pthread_mutex_lock(&p->lock);
-		struct cblk *head = p->small.len >= p->small_target || !p->main.head ? p->small.head
-										     : p->main.head;
+		struct cblk *head = p->small.len >= p->small_target || !p->main.head ?
+					    p->small.head :
+					    p->main.head;
 		if (!head)
 			head = p->small.head ? p->small.head : p->main.head;
 		struct cache *victim = head ? head->owner : NULL;
@@ -590,7 +595,7 @@ void pool_unclean_add(struct cache_pool *p, struct cache *c, int delta)
 {
 	__atomic_add_fetch(&p->nunclean, (uint64_t)(int64_t)delta, __ATOMIC_SEQ_CST);
 	bool was = c->nunclean != 0;
-	c->nunclean += (uint64_t)(int64_t)delta;
+	__atomic_store_n(&c->nunclean, c->nunclean + (uint64_t)(int64_t)delta, __ATOMIC_RELAXED);
 	bool now = c->nunclean != 0;
 	if (was == now)
 		return;
@@ -848,7 +853,7 @@ struct cache_pool *cache_pool_create(const struct cache_pool_config *pc)
 		if (r) {
 			free(fa);
 			pthread_mutex_lock(&p->lock);
-			p->nthreads = i;   /* join what was started; its caches: none yet */
+			p->nthreads = i; /* join what was started; its caches: none yet */
 			pthread_mutex_unlock(&p->lock);
 			stop_threads(p);
 			pool_free(p);

@@ -18,8 +18,7 @@
 
 #include "cache_int.h"
 
-bool ra_update(struct cache *c, uint64_t off, uint64_t len, uint64_t *ra_from,
-	       uint64_t *ra_to)
+bool ra_update(struct cache *c, uint64_t off, uint64_t len, uint64_t *ra_from, uint64_t *ra_to)
 {
 	struct stream *s = NULL, *lru = &c->streams[0];
 	uint64_t end = off + len;
@@ -45,11 +44,11 @@ bool ra_update(struct cache *c, uint64_t off, uint64_t len, uint64_t *ra_from,
 	s->last_use = c->stream_clock;
 	s->next_off = MAX(s->next_off, end);
 	if (++s->hits < 2)
-		return false;   /* not a stream until its third read */
+		return false; /* not a stream until its third read */
 	if (c->cc.readahead_max == 0)
 		return true;
-	s->window = s->window ? MIN(s->window * 2, c->cc.readahead_max)
-			      : MIN(MAX(len, c->cb) * 2, c->cc.readahead_max);
+	s->window = s->window ? MIN(s->window * 2, c->cc.readahead_max) :
+				MIN(MAX(len, c->cb) * 2, c->cc.readahead_max);
 	uint64_t from = MAX(s->ra_end, end);
 	uint64_t to = end + s->window;
 	if (to > from && (to - from >= s->window / 2 || from == end)) {

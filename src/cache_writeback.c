@@ -62,8 +62,8 @@ static void wb_done(void *opaque, int ret)
 		 * age they had, and retry later. */
 		uint64_t s = MAX(w->f.off, base), e = MIN(w->f.off + w->f.len, base + c->cb);
 		uint32_t added = 0;
-		for (uint32_t k = (uint32_t)((s - base) / c->bs); k < (uint32_t)((e - base) / c->bs);
-		     k++) {
+		for (uint32_t k = (uint32_t)((s - base) / c->bs);
+		     k < (uint32_t)((e - base) / c->bs); k++) {
 			if (!bit_test(b->dirty, k)) {
 				bit_set(b->dirty, k);
 				added++;
@@ -83,7 +83,8 @@ static void wb_done(void *opaque, int ret)
 		b->retry_ms = util_now_ms() + backoff_ms(b->fails);
 		if (b->fails >= c->cc.write_retries && !c->failing) {
 			c->failing = true;
-			log_err("%s: write-back at offset %" PRIu64 " failed %d times; new writes fail "
+			log_err("%s: write-back at offset %" PRIu64
+				" failed %d times; new writes fail "
 				"with EIO until it succeeds",
 				c->name, w->f.off, b->fails);
 		}
@@ -177,8 +178,8 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b, bool *nomem)
 	uint64_t limit = cache_max_io(c);
 
 	/* Extend forwards and backwards over neighbours whose dirty span touches ours. */
-	for (struct cblk *n; e == b->nsect && (n = blk_lookup(c, last + 1)) && !n->writing &&
-			     n->ndirty;) {
+	for (struct cblk *n;
+	     e == b->nsect && (n = blk_lookup(c, last + 1)) && !n->writing && n->ndirty;) {
 		uint32_t ns, ne;
 		dirty_span(n, &ns, &ne);
 		if (ns != 0 || ne == 0 || end - off + (uint64_t)ne * c->bs > limit)
@@ -188,8 +189,8 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b, bool *nomem)
 		if (ne != n->nsect)
 			break;
 	}
-	for (struct cblk *p; s == 0 && first > 0 && (p = blk_lookup(c, first - 1)) && !p->writing &&
-			     p->ndirty;) {
+	for (struct cblk *p;
+	     s == 0 && first > 0 && (p = blk_lookup(c, first - 1)) && !p->writing && p->ndirty;) {
 		uint32_t ps, pe;
 		dirty_span(p, &ps, &pe);
 		if (pe != p->nsect || end - (p->idx * cb + (uint64_t)ps * c->bs) > limit)
@@ -220,8 +221,8 @@ static struct wb *writeback_from(struct cache *c, struct cblk *b, bool *nomem)
 		uint64_t xs = MAX(off, base), xe = MIN(end, base + cb);
 		memcpy(buf + (xs - off), x->data + (xs - base), xe - xs);
 		uint32_t cleared = 0;
-		for (uint32_t k = (uint32_t)((xs - base) / c->bs); k < (uint32_t)((xe - base) / c->bs);
-		     k++)
+		for (uint32_t k = (uint32_t)((xs - base) / c->bs);
+		     k < (uint32_t)((xe - base) / c->bs); k++)
 			if (bit_test(x->dirty, k)) {
 				bit_clear(x->dirty, k);
 				cleared++;
@@ -298,8 +299,8 @@ uint64_t wb_flusher_step(struct cache *c, uint64_t now, struct defer *d)
 		nb = b->dnext;
 		if (c->inflight_wb_ops >= WB_MAX_OPS || c->inflight_wb_bytes >= WB_MAX_BYTES)
 			break;
-		bool want = c->stop || b->dirty_seq <= c->flush_seq || now >= b->dirty_ms + expire ||
-			    pressure;
+		bool want = c->stop || b->dirty_seq <= c->flush_seq ||
+			    now >= b->dirty_ms + expire || pressure;
 		if (!want) {
 			next = MIN(next, b->dirty_ms + expire);
 			break; /* the list is ordered by age */
