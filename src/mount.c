@@ -177,7 +177,8 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			 cfg->url_text);
 		return -ENOENT;
 	}
-	return 0;
+	/* one disk behind two files (two targets, one designator) is refused */
+	return target_check_identities(m->luns, m->nluns, err, errlen);
 }
 
 /* Returns the number of LUNs whose dirty data could not all be written.

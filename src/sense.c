@@ -1,6 +1,8 @@
 /*
  * sense.c - the one table that maps SCSI status and sense data to errno and a retry
- * decision. Rows are matched top to bottom; 0xff in asc/ascq matches anything.
+ * decision (the rule and the status table are in sense.h). Sense rows are matched top
+ * to bottom; 0xff in asc/ascq matches anything. No row maps to success: a CHECK
+ * CONDITION always reports an error.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -13,6 +15,11 @@ enum { KEY_NO_SENSE = 0, KEY_RECOVERED = 1, KEY_NOT_READY = 2, KEY_MEDIUM = 3,
        KEY_HARDWARE = 4, KEY_ILLEGAL = 5, KEY_UNIT_ATTENTION = 6, KEY_DATA_PROTECT = 7,
        KEY_BLANK = 8, KEY_ABORTED = 0xb, KEY_MISCOMPARE = 0xe };
 
+enum { ST_GOOD = 0x00, ST_CHECK_CONDITION = 0x02, ST_CONDITION_MET = 0x04, ST_BUSY = 0x08,
+       ST_INTERMEDIATE = 0x10, ST_INTERMEDIATE_CM = 0x14, ST_RESERVATION_CONFLICT = 0x18,
+       ST_COMMAND_TERMINATED = 0x22, ST_TASK_SET_FULL = 0x28, ST_ACA_ACTIVE = 0x30,
+       ST_TASK_ABORTED = 0x40 };
+
 struct row {
 	int key, asc, ascq;
 	int err;
@@ -23,14 +30,16 @@ struct row {
 
 #define ANY 0xff
 static const struct row table[] = {
-	{ KEY_NO_SENSE, ANY, ANY, 0, SENSE_DONE, false, false, "no sense" },
-	{ KEY_RECOVERED, ANY, ANY, 0, SENSE_DONE, false, false, "recovered error" },
-	{ KEY_UNIT_ATTENTION, 0x2a, 0x09, 0, SENSE_RETRY_NOW, true, false, "capacity data has changed" },
-	{ KEY_UNIT_ATTENTION, 0x29, ANY, 0, SENSE_RETRY_NOW, false, false, "power on or reset occurred" },
-	{ KEY_UNIT_ATTENTION, ANY, ANY, 0, SENSE_RETRY_NOW, false, false, "unit attention" },
-	{ KEY_NOT_READY, 0x04, 0x01, 0, SENSE_RETRY, false, false, "becoming ready" },
-	{ KEY_NOT_READY, 0x04, 0x07, 0, SENSE_RETRY, false, false, "operation in progress" },
-	{ KEY_NOT_READY, 0x04, 0x0a, 0, SENSE_RETRY, false, false, "asymmetric access state transition" },
+	/* The command did not complete as GOOD, and the target does not say why (or says
+	 * it recovered): nothing proves the data moved. An error, never success. */
+	{ KEY_NO_SENSE, ANY, ANY, -EIO, SENSE_DONE, false, false, "no sense" },
+	{ KEY_RECOVERED, ANY, ANY, -EIO, SENSE_DONE, false, false, "recovered error" },
+	{ KEY_UNIT_ATTENTION, 0x2a, 0x09, -EIO, SENSE_RETRY_NOW, true, false, "capacity data has changed" },
+	{ KEY_UNIT_ATTENTION, 0x29, ANY, -EIO, SENSE_RETRY_NOW, false, false, "power on or reset occurred" },
+	{ KEY_UNIT_ATTENTION, ANY, ANY, -EIO, SENSE_RETRY_NOW, false, false, "unit attention" },
+	{ KEY_NOT_READY, 0x04, 0x01, -EIO, SENSE_RETRY, false, false, "becoming ready" },
+	{ KEY_NOT_READY, 0x04, 0x07, -EIO, SENSE_RETRY, false, false, "operation in progress" },
+	{ KEY_NOT_READY, 0x04, 0x0a, -EIO, SENSE_RETRY, false, false, "asymmetric access state transition" },
 	{ KEY_NOT_READY, 0x3a, ANY, -ENOMEDIUM, SENSE_DONE, false, false, "medium not present" },
 	{ KEY_NOT_READY, ANY, ANY, -EIO, SENSE_DONE, false, false, "not ready" },
 	{ KEY_MEDIUM, ANY, ANY, -EIO, SENSE_DONE, false, false, "medium error" },
@@ -43,7 +52,8 @@ static const struct row table[] = {
 	{ KEY_ILLEGAL, ANY, ANY, -EINVAL, SENSE_DONE, false, false, "illegal request" },
 	{ KEY_DATA_PROTECT, 0x27, 0x07, -ENOSPC, SENSE_DONE, false, false, "space allocation failed write protect" },
 	{ KEY_DATA_PROTECT, ANY, ANY, -EROFS, SENSE_DONE, false, true, "write protected" },
-	{ KEY_ABORTED, ANY, ANY, 0, SENSE_RETRY, false, false, "aborted command" },
+	{ KEY_BLANK, ANY, ANY, -EIO, SENSE_DONE, false, false, "blank check" },
+	{ KEY_ABORTED, ANY, ANY, -EIO, SENSE_RETRY, false, false, "aborted command" },
 	{ KEY_MISCOMPARE, ANY, ANY, -EILSEQ, SENSE_DONE, false, false, "miscompare" },
 	{ ANY, ANY, ANY, -EIO, SENSE_DONE, false, false, "error" },
 };
@@ -59,58 +69,66 @@ static const struct row *find(int key, int asc, int ascq)
 	return &table[ARRAY_SIZE(table) - 1];
 }
 
-struct sense_verdict sense_decide(int scsi_status, int key, int asc, int ascq)
+struct sense_verdict sense_decide(int scsi_status, bool sense_valid, int key, int asc,
+				  int ascq)
 {
-	struct sense_verdict v = { 0, SENSE_DONE, false, false };
+	struct sense_verdict v = { -EIO, SENSE_DONE, false, false };
 	switch (scsi_status) {
-	case 0x00: /* GOOD */
-	case 0x04: /* CONDITION MET */
+	case ST_GOOD:
+	case ST_CONDITION_MET:
+		v.err = 0;
 		return v;
-	case 0x08: /* BUSY */
-	case 0x28: /* TASK SET FULL */
-		v.action = SENSE_RETRY;
-		v.err = -EIO; /* what the caller reports when retries run out */
+	case ST_BUSY:
+	case ST_TASK_SET_FULL:
+	case ST_ACA_ACTIVE:
+	case ST_TASK_ABORTED:
+		v.action = SENSE_RETRY; /* err: what the caller reports when retries run out */
 		return v;
-	case 0x18: /* RESERVATION CONFLICT */
+	case ST_RESERVATION_CONFLICT:
 		v.err = -EBUSY;
 		return v;
-	case 0x02: { /* CHECK CONDITION */
+	case ST_CHECK_CONDITION: {
+		if (!sense_valid)
+			return v; /* -EIO: a CHECK CONDITION is never success */
 		const struct row *r = find(key, asc, ascq);
 		v.err = r->err;
 		v.action = r->action;
 		v.capacity_changed = r->capacity_changed;
 		v.write_protected = r->write_protected;
-		if (r->action != SENSE_DONE)
-			v.err = -EIO; /* what the caller reports when retries run out */
 		return v;
 	}
-	default:
-		v.err = -EIO;
+	default: /* INTERMEDIATE, COMMAND TERMINATED, undefined values */
 		return v;
 	}
 }
 
-const char *sense_describe(int scsi_status, int key, int asc, int ascq, char *buf, size_t len)
+static const char *status_name(int s)
 {
-	switch (scsi_status) {
-	case 0x00:
-		snprintf(buf, len, "good");
-		break;
-	case 0x08:
-		snprintf(buf, len, "target busy");
-		break;
-	case 0x28:
-		snprintf(buf, len, "task set full");
-		break;
-	case 0x18:
-		snprintf(buf, len, "reservation conflict");
-		break;
-	case 0x02:
-		snprintf(buf, len, "%s (sense key 0x%x asc 0x%02x ascq 0x%02x)",
-			 find(key, asc, ascq)->text, key, asc, ascq);
-		break;
-	default:
-		snprintf(buf, len, "SCSI status 0x%02x", scsi_status);
+	switch (s) {
+	case ST_GOOD: return "GOOD";
+	case ST_CHECK_CONDITION: return "CHECK CONDITION";
+	case ST_CONDITION_MET: return "CONDITION MET";
+	case ST_BUSY: return "BUSY";
+	case ST_INTERMEDIATE: return "INTERMEDIATE";
+	case ST_INTERMEDIATE_CM: return "INTERMEDIATE-CONDITION MET";
+	case ST_RESERVATION_CONFLICT: return "RESERVATION CONFLICT";
+	case ST_COMMAND_TERMINATED: return "COMMAND TERMINATED";
+	case ST_TASK_SET_FULL: return "TASK SET FULL";
+	case ST_ACA_ACTIVE: return "ACA ACTIVE";
+	case ST_TASK_ABORTED: return "TASK ABORTED";
+	default: return "undefined status";
 	}
+}
+
+const char *sense_describe(int scsi_status, bool sense_valid, int key, int asc, int ascq,
+			   char *buf, size_t len)
+{
+	if (scsi_status != ST_CHECK_CONDITION)
+		snprintf(buf, len, "status 0x%02x (%s)", scsi_status, status_name(scsi_status));
+	else if (!sense_valid)
+		snprintf(buf, len, "CHECK CONDITION without usable sense data (status 0x02)");
+	else
+		snprintf(buf, len, "CHECK CONDITION: %s (sense key 0x%x asc 0x%02x ascq 0x%02x)",
+			 find(key, asc, ascq)->text, key, asc, ascq);
 	return buf;
 }

@@ -29,10 +29,29 @@
  *   Invariants: commands are sent only in LOGGED_IN; `inflight` holds exactly the
  *   commands handed to the transport and not yet completed, oldest first; on connection loss
  *   the context is destroyed (its callbacks are ignored while `tearing`) and `inflight`
- *   goes back to the front of `pending` in order, to be re-issued after re-login. From
- *   the moment the connection is lost, `down_since` is set; once replacement_timeout
- *   has passed, pending commands and new ones fail with -EIO (recovery goes on in the
- *   background, and I/O works again when it is back).
+ *   goes back to the front of `pending` in order, to be re-issued after re-login.
+ *
+ * TIME BOUNDS (replacement_timeout is the user's one budget)
+ *   - Every command carries a budget, expire_ms (session.h): at most replacement_timeout
+ *     from its first submission, less when an outage is already under way. Past it, a
+ *     command is never sent again: waiting ones complete with -ETIMEDOUT at that moment,
+ *     one in flight when its cmd_timeout fires or its connection is lost. So every
+ *     command completes at most replacement_timeout + cmd_timeout after it was first
+ *     submitted, whatever the target does (answers NOPs but not READs, logs in and then
+ *     says nothing, floods the socket: the transport's service calls are bounded, and
+ *     the timers run between them).
+ *   - An outage (`down_since`) starts when the first request the target left
+ *     unanswered was sent (or its last answer to a command, if later - answered NOPs do
+ *     not count; or the loss itself when nothing was outstanding), is noticed when the
+ *     connection is lost, and ends only when
+ *     the target answers a command after a re-login - an identity check, a re-issued
+ *     command, or a TEST UNIT READY probe the session sends when nothing else is in
+ *     flight - not at the login itself: a target that logs in and then answers nothing
+ *     cannot reset the clock. Once an outage is replacement_timeout old, everything
+ *     waiting and every new command fails at once with -ETIMEDOUT (`expired`) until an
+ *     answer ends the outage; reconnecting and probing go on in the background.
+ *   - session_destroy: everything completes with -ESHUTDOWN at once; a logout is tried
+ *     only when logged in with nothing in flight, for at most SESSION_LOGOUT_MS.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -94,6 +113,7 @@ struct session {
 	struct transport_conn *ctx;  /* NULL between connections */
 	enum sstate state;
 	bool initial;                /* the first login: failures are reported, not retried */
+	bool connected;              /* CONNECTING: the TCP connection is up, login sent */
 	bool tearing;                /* ignore callbacks of the context being destroyed */
 	bool lost;                   /* set by callbacks: recover after tr->service */
 	char lost_why[256];
@@ -103,7 +123,14 @@ struct session {
 	uint32_t ninflight;
 	uint64_t deadline_ms;        /* CONNECTING: login deadline; BACKOFF: retry time */
 	uint64_t backoff_ms;
-	uint64_t down_since;         /* 0 when up */
+	uint64_t down_since;         /* start of the outage; 0 when up (TIME BOUNDS) */
+	uint64_t last_answer_ms;     /* when the target last answered a SCSI command (NOP-Ins
+	                                and logins do not count: a target may answer those
+	                                and nothing else) */
+	bool probe_sent;             /* the outage probe went out on this connection */
+	struct session_cmd probe;    /* TEST UNIT READY, internal */
+	uint64_t expire_log_ms;      /* when the last "no answer within" line was logged */
+	int expire_quiet;            /* expiries not logged since */
 	uint64_t next_nop_ms;
 	bool nop_outstanding;
 	uint64_t nop_deadline_ms;
@@ -147,6 +174,72 @@ static void complete(struct session_cmd *c, int result)
 	c->done(c);
 }
 
+static uint64_t get_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* "READ(10) of 8 blocks at LBA 2048 on LUN 1", for messages that say what the target
+ * did not answer. */
+static const char *describe(const struct session_cmd *c, char *buf, size_t len)
+{
+	static const struct {
+		uint8_t op;
+		const char *name;
+		int lba_at, lba_len, n_at, n_len;   /* CDB fields; 0 = none */
+	} ops[] = {
+		{ 0x28, "READ(10)", 2, 4, 7, 2 },        { 0x88, "READ(16)", 2, 8, 10, 4 },
+		{ 0x2a, "WRITE(10)", 2, 4, 7, 2 },       { 0x8a, "WRITE(16)", 2, 8, 10, 4 },
+		{ 0x35, "SYNCHRONIZE CACHE(10)", 0, 0, 0, 0 },
+		{ 0x91, "SYNCHRONIZE CACHE(16)", 0, 0, 0, 0 },
+		{ 0x41, "WRITE SAME(10)", 2, 4, 7, 2 },  { 0x93, "WRITE SAME(16)", 2, 8, 10, 4 },
+		{ 0x42, "UNMAP", 0, 0, 0, 0 },           { 0x00, "TEST UNIT READY", 0, 0, 0, 0 },
+		{ 0x12, "INQUIRY", 0, 0, 0, 0 },         { 0xa0, "REPORT LUNS", 0, 0, 0, 0 },
+		{ 0x25, "READ CAPACITY(10)", 0, 0, 0, 0 }, { 0x1a, "MODE SENSE(6)", 0, 0, 0, 0 },
+		{ 0x5a, "MODE SENSE(10)", 0, 0, 0, 0 },
+	};
+	const char *name = NULL;
+	int k = -1;
+	for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
+		if (ops[i].op == c->cdb[0]) {
+			name = ops[i].name;
+			k = (int)i;
+		}
+	if (c->cdb[0] == 0x9e)
+		name = (c->cdb[1] & 0x1f) == 0x10 ? "READ CAPACITY(16)"
+		       : (c->cdb[1] & 0x1f) == 0x12 ? "GET LBA STATUS" : NULL;
+	if (!name) {
+		snprintf(buf, len, "command 0x%02x on LUN %s", c->cdb[0], LUNSTR(c->lun));
+	} else if (k >= 0 && ops[k].lba_len) {
+		snprintf(buf, len, "%s of %" PRIu64 " blocks at LBA %" PRIu64 " on LUN %s", name,
+			 get_be(c->cdb + ops[k].n_at, ops[k].n_len),
+			 get_be(c->cdb + ops[k].lba_at, ops[k].lba_len), LUNSTR(c->lun));
+	} else {
+		snprintf(buf, len, "%s on LUN %s", name, LUNSTR(c->lun));
+	}
+	return buf;
+}
+
+/* A command whose budget ran out: -ETIMEDOUT, said at most once a second. */
+static void expire(struct session *s, struct session_cmd *c, uint64_t now)
+{
+	if (now - s->expire_log_ms >= 1000) {
+		char what[128];
+		log_err("%s: no answer to %s within its time budget (replacement_timeout, %d s); "
+			"failing it%s", s->name, describe(c, what, sizeof(what)),
+			s->cfg->replacement_timeout,
+			s->expire_quiet ? " (and earlier ones not logged)" : "");
+		s->expire_log_ms = now;
+		s->expire_quiet = 0;
+	} else {
+		s->expire_quiet++;
+	}
+	complete(c, -ETIMEDOUT);
+}
+
 /* ---------- context setup ---------- */
 
 /* ---------- event thread: connection management ---------- */
@@ -166,6 +259,7 @@ static void set_state(struct session *s, enum sstate st)
 
 static void start_connect(struct session *s)
 {
+	s->connected = false;
 	s->ctx = s->tr->create(s->tr_opaque, s->cfg, s->target, TRANSPORT_SESSION_NORMAL);
 	s->deadline_ms = util_now_ms() + (uint64_t)s->cfg->login_timeout * 1000;
 	set_state(s, S_CONNECTING);
@@ -176,8 +270,9 @@ static void start_connect(struct session *s)
 	}
 }
 
-/* Tear down the context; move in-flight commands back to the front of pending. */
-static void drop_context(struct session *s)
+/* Tear down the context; move in-flight commands back to the front of pending, but
+ * complete those past their budget (-ETIMEDOUT; -ESHUTDOWN when `stopping`). */
+static void drop_context(struct session *s, bool stopping)
 {
 	if (s->ctx) {
 		s->tearing = true;
@@ -185,12 +280,21 @@ static void drop_context(struct session *s)
 		s->tearing = false;
 		s->ctx = NULL;
 	}
+	uint64_t now = util_now_ms();
 	/* requeue in original order, in front of what was never sent */
 	while (s->infl_tail) {
 		struct session_cmd *c = s->infl_tail;
 		list_del(&s->infl_head, &s->infl_tail, c);
 		if (c->internal)
-			continue; /* identity checks are redone after the next login */
+			continue; /* identity checks and probes are redone after the next login */
+		if (stopping) {
+			complete(c, -ESHUTDOWN);
+			continue;
+		}
+		if (now >= c->expire_ms) {
+			expire(s, c, now);
+			continue;
+		}
 		c->next = s->pend_head;
 		c->prev = NULL;
 		if (s->pend_head)
@@ -201,28 +305,68 @@ static void drop_context(struct session *s)
 	}
 	s->ninflight = 0;
 	s->nop_outstanding = false;
+	s->probe_sent = false;
+}
+
+/* Once the outage is replacement_timeout old: fail what waits, and what comes, at once
+ * (the loop fails `pending` while `expired`). Returns the time it will be, when not yet. */
+static uint64_t check_outage(struct session *s, uint64_t now)
+{
+	if (!s->down_since)
+		return UINT64_MAX;
+	uint64_t limit = s->down_since + (uint64_t)s->cfg->replacement_timeout * 1000;
+	if (now < limit)
+		return limit;
+	pthread_mutex_lock(&s->qlock);
+	bool was = s->expired;
+	s->expired = true;
+	pthread_mutex_unlock(&s->qlock);
+	if (!was)
+		log_err("%s: no answer from the target for %d s (replacement_timeout): failing I/O "
+			"until it answers again; still trying to reconnect", s->name,
+			s->cfg->replacement_timeout);
+	return UINT64_MAX;
 }
 
 static void enter_backoff(struct session *s, const char *why)
 {
 	uint64_t now = util_now_ms();
 	bool was_up = s->state == S_LOGGED_IN;
-	drop_context(s);
-	if (!s->down_since) {
-		s->down_since = now;
-		s->backoff_ms = s->initial_backoff_ms;
-	} else {
-		s->backoff_ms = MIN(s->backoff_ms * 2, 30000);
-	}
 	if (was_up) {
 		log_warn("%s: connection lost (%s); reconnecting", s->name, why);
 		pthread_mutex_lock(&s->qlock);
 		s->info.reconnects++;
 		pthread_mutex_unlock(&s->qlock);
+	}
+	/* The outage began when we started waiting in vain: the oldest request still
+	 * unanswered (command or keepalive), but not before the target's last answer to a
+	 * command (a target that answers NOPs and not READs is not serving I/O); now
+	 * when nothing was outstanding (the target closed an idle connection). A re-login
+	 * that no answer followed does not end it (TIME BOUNDS), so a target that logs in
+	 * and then says nothing also backs off further each time. */
+	if (!s->down_since) {
+		uint64_t since = now;
+		for (struct session_cmd *c = s->infl_head; c; c = c->next)
+			since = MIN(since, c->deadline_ms - (uint64_t)s->cfg->cmd_timeout * 1000);
+		if (s->nop_outstanding)
+			since = MIN(since, s->nop_deadline_ms -
+						   (uint64_t)s->cfg->noop_timeout * 1000);
+		s->down_since = MIN(MAX(since, s->last_answer_ms), now);
+		s->backoff_ms = s->initial_backoff_ms;
 	} else {
+		s->backoff_ms = MIN(MAX(s->backoff_ms, 1) * 2, 30000);
+	}
+	/* Before the in-flight commands past their budget complete: whatever their
+	 * completions submit must already see the outage (and fail at once if it is
+	 * replacement_timeout old), not get a fresh budget. */
+	pthread_mutex_lock(&s->qlock);
+	s->info.down_since_ms = s->down_since;
+	pthread_mutex_unlock(&s->qlock);
+	check_outage(s, now);
+	drop_context(s, false);
+	if (!was_up)
 		log_debug("%s: reconnect failed (%s); next try in %" PRIu64 " ms", s->name, why,
 			  s->backoff_ms);
-	}
 	s->deadline_ms = now + s->backoff_ms;
 	set_state(s, S_BACKOFF);
 }
@@ -251,7 +395,7 @@ static void initial_failed(struct session *s, const char *what)
 {
 	char err[CONFIG_ERRLEN];
 	int r = transport_classify_error(what, s->portal, s->target, s->cfg, err, sizeof(err));
-	drop_context(s);
+	drop_context(s, false);
 	s->initial = false;
 	set_state(s, S_STOPPED);
 	initial_result(s, r, err);
@@ -266,6 +410,7 @@ static void connect_cb(struct transport_conn *ctx, int status, void *priv)
 		login_failed(s, s->tr->get_error(ctx));
 		return;
 	}
+	s->connected = true;
 	if (s->tr->login_async(ctx, login_cb, s) != 0)
 		login_failed(s, s->tr->get_error(ctx));
 }
@@ -276,14 +421,10 @@ static void logged_in(struct session *s)
 {
 	uint64_t now = util_now_ms();
 	if (s->down_since)
-		log_notice("%s: session re-established after %.1f s", s->name,
-			   (double)(now - s->down_since) / 1000.0);
-	s->down_since = 0;
-	s->backoff_ms = 0;
+		log_info("%s: logged in again %.1f s into the outage; it ends when the target "
+			 "answers a command", s->name, (double)(now - s->down_since) / 1000.0);
 	s->next_nop_ms = now + (uint64_t)s->cfg->noop_interval * 1000;
-	pthread_mutex_lock(&s->qlock);
-	s->expired = false;
-	pthread_mutex_unlock(&s->qlock);
+	s->probe_sent = false;
 	set_state(s, S_LOGGED_IN);
 	if (s->initial) {
 		s->initial = false;
@@ -292,6 +433,49 @@ static void logged_in(struct session *s)
 }
 
 static void issue(struct session *s, struct session_cmd *c);
+
+/* The target answered a command on a logged-in connection: the outage, if any, is over. */
+static void outage_over(struct session *s)
+{
+	if (!s->down_since)
+		return;
+	log_notice("%s: session re-established after %.1f s", s->name,
+		   (double)(util_now_ms() - s->down_since) / 1000.0);
+	s->down_since = 0;
+	s->backoff_ms = 0;
+	pthread_mutex_lock(&s->qlock);
+	s->expired = false;
+	s->info.down_since_ms = 0;
+	pthread_mutex_unlock(&s->qlock);
+}
+
+static void probe_done(struct session_cmd *c)
+{
+	(void)c; /* an answer ended the outage in cmd_cb; a timeout starts recovery */
+}
+
+/* In an outage, logged in, nothing in flight or waiting: ask the target something, so
+ * an answer can end the outage. Once per connection. */
+static void maybe_probe(struct session *s)
+{
+	if (!s->down_since || s->probe_sent || s->state != S_LOGGED_IN || s->lost ||
+	    s->infl_head || s->pend_head)
+		return;
+	struct session_cmd *c = &s->probe;
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&s->qlock);
+	for (struct ident *id = s->idents; id; id = id->next)
+		if (!id->failed) {
+			c->lun = id->lun;
+			break;
+		}
+	pthread_mutex_unlock(&s->qlock);
+	c->cdb_len = 6; /* TEST UNIT READY; any status is an answer */
+	c->done = probe_done;
+	c->internal = true;
+	s->probe_sent = true;
+	issue(s, c);
+}
 
 static void login_cb(struct transport_conn *ctx, int status, void *priv)
 {
@@ -369,10 +553,9 @@ static void verify_done(struct session_cmd *c)
 	 * must not make bytes past the page count). */
 	size_t plen = id->len >= 4 ? MIN(id->len, 4 + (size_t)((id->data[2] << 8) | id->data[3]))
 				   : id->len;
-	bool same = answered && c->len - c->residual >= plen &&
-		    memcmp(c->buf, id->data, plen) == 0;
+	bool same = answered && c->data_in >= plen && memcmp(c->buf, id->data, plen) == 0;
 	/* ILLEGAL REQUEST (e.g. logical unit not supported): the LUN is not there. */
-	bool gone = c->result == 0 && c->scsi_status == 2 && c->sense_key == 5;
+	bool gone = c->result == 0 && c->scsi_status == 2 && c->sense_valid && c->sense_key == 5;
 	if (!answered && !gone) {
 		/* BUSY, TASK SET FULL, a pending UNIT ATTENTION, becoming ready: not an
 		 * answer about identity. Ask again; if it stays so, log in again later
@@ -406,16 +589,35 @@ static void cmd_cb(struct transport_conn *ctx, const struct transport_result *re
 
 	if (s->tearing)
 		return; /* drop_context requeues it */
+	if (status == TRANSPORT_STATUS_ERROR && res->protocol_error) {
+		/* answered, wrongly: not the connection's fault, and asking again would
+		 * get the same answer */
+		char what[128];
+		s->last_answer_ms = util_now_ms();
+		list_del(&s->infl_head, &s->infl_tail, c);
+		s->ninflight--;
+		if (!c->internal)
+			log_err("%s: %s: %s; failing it", s->name, describe(c, what, sizeof(what)),
+				res->reason ? res->reason : "protocol error");
+		c->scsi_status = status;
+		c->sense_valid = false;
+		c->sense_key = c->asc = c->ascq = 0;
+		c->residual = c->data_in = 0;
+		complete(c, -EIO);
+		return;
+	}
 	if (status == TRANSPORT_STATUS_CANCELLED || status == TRANSPORT_STATUS_ERROR ||
 	    status == TRANSPORT_STATUS_TIMEOUT) {
 		/* The transport failed under this command: recover, then re-issue it.
 		 * When the target closes the socket, libiscsi 1.19 cancels every in-flight
 		 * command without setting an error text, so get_error() still holds an
 		 * older message (e.g. the sense of an earlier UNIT ATTENTION): name the
-		 * cause from the status instead. The first cause of this loss wins. */
+		 * cause from the transport's reason or the status instead. The first cause
+		 * of this loss wins. */
 		if (!s->lost)
 			snprintf(s->lost_why, sizeof(s->lost_why), "%s",
-				 status == TRANSPORT_STATUS_CANCELLED ?
+				 res->reason ? res->reason
+				 : status == TRANSPORT_STATUS_CANCELLED ?
 					 "connection closed; in-flight commands cancelled" :
 					 s->tr->get_error(ctx));
 		s->lost = true;
@@ -423,11 +625,16 @@ static void cmd_cb(struct transport_conn *ctx, const struct transport_result *re
 	}
 	list_del(&s->infl_head, &s->infl_tail, c);
 	s->ninflight--;
+	s->last_answer_ms = util_now_ms();
 	c->scsi_status = status;
-	c->sense_key = res->sense_key;
-	c->asc = res->asc;
-	c->ascq = res->ascq;
+	c->sense_valid = res->sense_valid;
+	c->sense_key = res->sense_valid ? res->sense_key : 0;
+	c->asc = res->sense_valid ? res->asc : 0;
+	c->ascq = res->sense_valid ? res->ascq : 0;
 	c->residual = res->residual;
+	c->data_in = c->dir == SESSION_DIR_READ ? MIN(res->data_in, c->len) : 0;
+	if (s->state == S_LOGGED_IN || s->state == S_VERIFYING)
+		outage_over(s);
 	complete(c, 0);
 }
 
@@ -482,9 +689,15 @@ static void issue_pending(struct session *s)
 			complete(c, -ENODEV);
 			continue;
 		}
+		uint64_t now = util_now_ms();
+		if (now >= c->expire_ms) {
+			expire(s, c, now);
+			continue;
+		}
 		if (c->attempts >= MAX_ATTEMPTS) {
-			log_err("%s: LUN %s: command 0x%02x lost the connection %d times; failing it",
-				s->name, LUNSTR(c->lun), c->cdb[0], c->attempts);
+			char what[128];
+			log_err("%s: %s lost the connection %d times; failing it", s->name,
+				describe(c, what, sizeof(what)), c->attempts);
 			complete(c, -EIO);
 			continue;
 		}
@@ -542,12 +755,33 @@ static void fail_all_pending(struct session *s, int err)
 	}
 }
 
+/* Complete what waits (pending or delayed) past its budget; returns the earliest budget
+ * still running (UINT64_MAX when none). */
+static uint64_t expire_waiting(struct session *s, uint64_t now)
+{
+	uint64_t next = UINT64_MAX;
+	struct session_cmd **heads[] = { &s->pend_head, &s->delay_head };
+	struct session_cmd **tails[] = { &s->pend_tail, &s->delay_tail };
+	for (int l = 0; l < 2; l++)
+		for (struct session_cmd *c = *heads[l], *n; c; c = n) {
+			n = c->next;
+			if (now >= c->expire_ms) {
+				list_del(heads[l], tails[l], c);
+				expire(s, c, now);
+			} else {
+				next = MIN(next, c->expire_ms);
+			}
+		}
+	return next;
+}
+
 /* Timers; returns the poll timeout in ms. */
 static int run_timers(struct session *s)
 {
 	uint64_t now = util_now_ms();
 	uint64_t next = now + 1000;
 
+	next = MIN(next, expire_waiting(s, now));
 	for (struct session_cmd *c = s->delay_head, *n; c; c = n) {
 		n = c->next;
 		if (c->not_before_ms <= now) {
@@ -563,16 +797,29 @@ static int run_timers(struct session *s)
 		if (now >= s->deadline_ms) {
 			if (s->initial) {
 				char err[CONFIG_ERRLEN];
-				snprintf(err, sizeof(err), "cannot log in to %s at %s: no answer within "
-					 "%d s (login_timeout); is the address right and the target "
-					 "up?", s->target, s->portal, s->cfg->login_timeout);
-				drop_context(s);
+				if (!s->connected)
+					snprintf(err, sizeof(err), "cannot connect to %s within %d s "
+						 "(login_timeout): %s", s->portal,
+						 s->cfg->login_timeout,
+						 s->ctx && *s->tr->get_error(s->ctx) ?
+							 s->tr->get_error(s->ctx) :
+							 "no answer to the TCP connection request (is "
+							 "the address right, is a firewall dropping "
+							 "packets?)");
+				else
+					snprintf(err, sizeof(err), "cannot log in to %s at %s: the "
+						 "target accepted the connection but did not answer "
+						 "the login within %d s (login_timeout)", s->target,
+						 s->portal, s->cfg->login_timeout);
+				drop_context(s, false);
 				s->initial = false;
 				set_state(s, S_STOPPED);
 				initial_result(s, -ETIMEDOUT, err);
 				return 1000;
 			}
-			enter_backoff(s, "login timed out");
+			enter_backoff(s, s->connected ? "no answer to the login request within "
+							 "login_timeout"
+						       : "no connection within login_timeout");
 		}
 		next = MIN(next, s->deadline_ms);
 		break;
@@ -589,7 +836,10 @@ static int run_timers(struct session *s)
 				pthread_mutex_lock(&s->qlock);
 				s->info.nop_timeouts++;
 				pthread_mutex_unlock(&s->qlock);
-				enter_backoff(s, "no answer to NOP-Out keepalive");
+				char why[96];
+				snprintf(why, sizeof(why), "no answer to NOP-Out keepalive within %d s "
+					 "(noop_timeout)", s->cfg->noop_timeout);
+				enter_backoff(s, why);
 				return 0;
 			}
 			if (!s->nop_outstanding && now >= s->next_nop_ms) {
@@ -608,9 +858,9 @@ static int run_timers(struct session *s)
 				pthread_mutex_lock(&s->qlock);
 				s->info.timeouts++;
 				pthread_mutex_unlock(&s->qlock);
-				char why[128];
-				snprintf(why, sizeof(why), "LUN %s: command 0x%02x timed out after %d s",
-					 LUNSTR(c->lun), c->cdb[0], s->cfg->cmd_timeout);
+				char why[192], what[128];
+				snprintf(why, sizeof(why), "no answer to %s within %d s (cmd_timeout)",
+					 describe(c, what, sizeof(what)), s->cfg->cmd_timeout);
 				enter_backoff(s, why);
 				return 0;
 			}
@@ -621,21 +871,13 @@ static int run_timers(struct session *s)
 		break;
 	}
 
-	if (s->down_since && s->state != S_STOPPED) {
-		uint64_t limit = s->down_since + (uint64_t)s->cfg->replacement_timeout * 1000;
-		if (now >= limit) {
-			pthread_mutex_lock(&s->qlock);
-			bool was = s->expired;
-			s->expired = true;
-			pthread_mutex_unlock(&s->qlock);
-			if (!was)
-				log_err("%s: session down for %d s (replacement_timeout): failing I/O with "
-					"EIO until it is back; still trying to reconnect",
-					s->name, s->cfg->replacement_timeout);
-			fail_all_pending(s, -EIO);
-		} else {
-			next = MIN(next, limit);
-		}
+	if (s->state != S_STOPPED) {
+		next = MIN(next, check_outage(s, now));
+		pthread_mutex_lock(&s->qlock);
+		bool expired = s->expired;
+		pthread_mutex_unlock(&s->qlock);
+		if (expired)
+			fail_all_pending(s, -ETIMEDOUT);
 	}
 	return next > now ? (int)(next - now) : 0;
 }
@@ -664,8 +906,10 @@ static void *session_thread(void *arg)
 			if (stopping)
 				break;
 		}
-		if (s->state == S_LOGGED_IN)
+		if (s->state == S_LOGGED_IN) {
 			issue_pending(s);
+			maybe_probe(s);
+		}
 		struct pollfd pfd[2] = { { .fd = s->efd, .events = POLLIN } };
 		int n = 1;
 		if (s->ctx && (s->state == S_CONNECTING || s->state == S_VERIFYING ||
@@ -708,26 +952,28 @@ static void *session_thread(void *arg)
 			/* destroy: everything was flushed above us; drop what is left */
 			break;
 		}
-		if (s->state != S_LOGGED_IN) {
-			pthread_mutex_lock(&s->qlock);
-			bool expired = s->expired;
-			pthread_mutex_unlock(&s->qlock);
-			if (expired)
-				fail_all_pending(s, -EIO);
-		}
+		pthread_mutex_lock(&s->qlock);
+		bool expired = s->expired;
+		pthread_mutex_unlock(&s->qlock);
+		if (expired)
+			fail_all_pending(s, -ETIMEDOUT);
 	}
-	if (s->ctx && s->state == S_LOGGED_IN && !s->infl_head) {
-		/* polite logout, bounded */
-		s->tr->logout_async(s->ctx, logout_cb, &done);
-		uint64_t dl = util_now_ms() + 2000;
-		while (!done && util_now_ms() < dl) {
+	/* Stopping. Commands submitted from now on fail at once (session_submit sees
+	 * `stopping`); what is still here completes with -ESHUTDOWN below. */
+	take_submitted(s);
+	if (s->ctx && s->state == S_LOGGED_IN && !s->infl_head &&
+	    s->tr->logout_async(s->ctx, logout_cb, &done) == 0) {
+		/* polite logout, bounded: service calls are bounded too (transport.h) */
+		uint64_t dl = util_now_ms() + SESSION_LOGOUT_MS;
+		for (uint64_t now; !done && (now = util_now_ms()) < dl;) {
 			struct pollfd p = { .fd = s->tr->get_fd(s->ctx),
 					    .events = (short)s->tr->which_events(s->ctx) };
-			if (poll(&p, 1, 100) > 0 && s->tr->service(s->ctx, p.revents) < 0)
+			if (poll(&p, 1, (int)MIN(dl - now, 100)) > 0 &&
+			    s->tr->service(s->ctx, p.revents) < 0)
 				break;
 		}
 	}
-	drop_context(s);
+	drop_context(s, true);
 	fail_all_pending(s, -ESHUTDOWN);
 	set_state(s, S_STOPPED);
 	return NULL;
@@ -741,9 +987,16 @@ void session_submit(struct session *s, struct session_cmd *c)
 	c->owner = s;
 	c->attempts = 0;
 	c->internal = false;
+	uint64_t now = util_now_ms();
+	uint64_t budget = (uint64_t)s->cfg->replacement_timeout * 1000;
 	pthread_mutex_lock(&s->qlock);
-	if (s->stopping || s->expired) {
-		int err = s->stopping ? -ESHUTDOWN : -EIO;
+	if (!c->expire_ms) {
+		c->expire_ms = now + budget;
+		if (s->info.down_since_ms)
+			c->expire_ms = MIN(c->expire_ms, s->info.down_since_ms + budget);
+	}
+	if (s->stopping || s->expired || now >= c->expire_ms) {
+		int err = s->stopping ? -ESHUTDOWN : -ETIMEDOUT;
 		pthread_mutex_unlock(&s->qlock);
 		complete(c, err);
 		return;

@@ -4,6 +4,7 @@
  * (discovery.c). Shared by the mount and by `iscsifs ls`.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,60 +115,221 @@ static void list_luns_text(const uint64_t *luns, int n, char *buf, size_t len)
 {
 	size_t k = 0;
 	buf[0] = 0;
-	for (int i = 0; i < n && k + LUNADDR_STRLEN + 2 < len; i++)
+	for (int i = 0; i < n && k + LUNADDR_STRLEN + 8 < len; i++)
 		k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? ", " : "", LUNSTR(luns[i]));
+	if (n && k + LUNADDR_STRLEN + 8 >= len)
+		snprintf(buf + k, len - k, ", ...");
 }
 
-/* The LUNs of a target that become files (or, for ls, all of them). */
-int target_probe_luns(const struct config *cfg, struct fs_target *t, bool all,
-		      struct lun_info **out, int *nout, char *err, size_t errlen)
+/* A discovery message without its leading "TARGET LUN n" (and ": "), for a line
+ * that names the LUN already. */
+static const char *without_subject(const char *msg, const char *target, uint64_t lun)
+{
+	char subject[CONFIG_NAME_MAX + 40];
+	size_t n = (size_t)snprintf(subject, sizeof(subject), "%s LUN %s", target, LUNSTR(lun));
+	if (strncmp(msg, subject, n) != 0)
+		return msg;
+	msg += n;
+	if (msg[0] == ':')
+		msg++;
+	return msg + (msg[0] == ' ');
+}
+
+/* How a LUN address is formed, for the reason a LUN has no number. */
+static const char *address_method(uint64_t a)
+{
+	uint8_t b[8];
+	lunaddr_to_bytes(a, b);
+	for (int i = 2; i < 8; i++)
+		if (b[i])
+			return (b[0] >> 6) == 3 ? "extended addressing" : "a multi-level address";
+	switch (b[0] >> 6) {
+	case 0: return "peripheral device addressing on a bus other than 0";
+	case 2: return "logical unit addressing";
+	case 3: return "extended addressing";
+	default: return "flat space addressing";
+	}
+}
+
+int target_list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
+		     struct target_lun **out, int *nout, char *err, size_t errlen)
 {
 	uint64_t *luns = NULL;
-	int n = discovery_report_luns(t->sess[0], t->name, &luns, err, errlen);
+	int n = discovery_report_luns(t->sess[0], t->name, cfg->login_timeout, &luns, err, errlen);
 	if (n < 0)
 		return n;
-	struct lun_info *infos = calloc((size_t)n + 1, sizeof(*infos));
-	int k = 0, r = 0;
-	if (!infos) {
+	struct target_lun *v = calloc((size_t)n + 1, sizeof(*v));
+	if (!v) {
 		free(luns);
 		return -ENOMEM;
 	}
-	if (cfg->url.lun >= 0 && !all) {
+	int k = 0, r = 0;
+	for (int i = 0; i < n; i++) {
+		int num = lunaddr_number(luns[i]);
+		if (number >= 0 && num != number)
+			continue;
+		struct target_lun *tl = &v[k++];
+		tl->info.lun = luns[i];
+		snprintf(tl->label, sizeof(tl->label), "%s", LUNSTR(luns[i]));
+		if (!session_can_address(t->sess[0], luns[i])) {
+			snprintf(tl->reason, sizeof(tl->reason), "cannot be addressed: its address "
+				 "uses bytes past the first two (%s), which libiscsi 1.19 cannot "
+				 "send; commands would reach another LUN", address_method(luns[i]));
+			tl->warn = true;
+			continue;
+		}
+		bool file = true;
+		if (num < 0) {
+			snprintf(tl->reason, sizeof(tl->reason), "has no LUN number (%s); iscsifs "
+				 "names LUN files by number", address_method(luns[i]));
+			tl->warn = true;
+			file = false;
+		} else {
+			for (int j = 0; j < n; j++) {
+				if (j != i && lunaddr_number(luns[j]) == num) {
+					snprintf(tl->reason, sizeof(tl->reason), "LUN number %d is "
+						 "reported in two forms (0x%016" PRIx64 " and 0x%016"
+						 PRIx64 "); which one is LUN %d is ambiguous",
+						 num, luns[i], luns[j], num);
+					snprintf(tl->label, sizeof(tl->label), "0x%016" PRIx64,
+						 luns[i]);
+					tl->warn = true;
+					file = false;
+					break;
+				}
+			}
+		}
+		if (!file && !probe_all)
+			continue;
+		r = discovery_probe_lun(t->sess[0], t->name, cfg->login_timeout, luns[i],
+					&tl->info, err, errlen);
+		if (DISCOVERY_TARGET_FAILED(r))
+			goto out; /* the target, not this LUN */
+		if (r < 0) {
+			size_t len = strlen(tl->reason);
+			snprintf(tl->reason + len, sizeof(tl->reason) - len, "%s%s",
+				 len ? "; and probing it failed: " : "", without_subject(err, t->name,
+											luns[i]));
+			tl->warn = true;
+			tl->err = r;
+			err[0] = 0;
+			r = 0;
+			continue;
+		}
+		tl->probed = true;
+		if (!file)
+			continue;
+		if (tl->info.qualifier != 0 || tl->info.devtype != 0) {
+			snprintf(tl->reason, sizeof(tl->reason), "not a disk: a %s (type 0x%02x%s)",
+				 discovery_devtype_name(tl->info.devtype), tl->info.devtype,
+				 tl->info.qualifier ? ", not connected" : "");
+			continue;
+		}
+		tl->mountable = true;
+	}
+	/* One disk reported twice (two LUNs, one VPD 0x83 designator): say so on both. */
+	for (int i = 0; i < k; i++)
+		for (int j = 0; j < i && v[i].mountable; j++)
+			if (v[j].mountable && v[i].info.wwn[0] &&
+			    strcmp(v[i].info.wwn, v[j].info.wwn) == 0)
+				snprintf(v[i].reason, sizeof(v[i].reason), "same VPD 0x83 identifier "
+					 "(%s) as LUN %s: one disk reported twice", v[i].info.wwn,
+					 LUNSTR(v[j].info.lun));
+out:
+	free(luns);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	*nout = k;
+	return 0;
+}
+
+int target_check_identities(const struct fs_lun *luns, int n, char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < i; j++)
+			if (luns[i].info.wwn[0] && strcmp(luns[i].info.wwn, luns[j].info.wwn) == 0) {
+				snprintf(err, errlen, "%s LUN %s and %s LUN %s report the same "
+					 "identifier %s (VPD page 0x83): one disk seen twice, and "
+					 "writes through two caches would corrupt it; refusing to mount "
+					 "(mount one of them by its URL .../IQN/LUN)",
+					 luns[j].target->name, LUNSTR(luns[j].info.lun),
+					 luns[i].target->name, LUNSTR(luns[i].info.lun),
+					 luns[i].info.wwn);
+				return -EEXIST;
+			}
+	return 0;
+}
+
+/* The LUNs of a target that become files. */
+int target_probe_luns(const struct config *cfg, struct fs_target *t, bool all,
+		      struct lun_info **out, int *nout, char *err, size_t errlen)
+{
+	struct target_lun *v = NULL;
+	int n = 0, k = 0;
+	(void)all;
+	int r = target_list_luns(cfg, t, cfg->url.lun, false, &v, &n, err, errlen);
+	if (r < 0)
+		return r;
+	struct lun_info *infos = calloc((size_t)n + 1, sizeof(*infos));
+	if (!infos) {
+		free(v);
+		return -ENOMEM;
+	}
+	if (cfg->url.lun >= 0) {
 		/* the URL's LUN is a number: the LUN the target reports under that number */
-		uint64_t addr = UINT64_MAX;
-		for (int i = 0; i < n; i++)
-			if (lunaddr_number(luns[i]) == cfg->url.lun)
-				addr = luns[i];
-		if (addr == UINT64_MAX) {
-			char list[256];
-			list_luns_text(luns, n, list, sizeof(list));
+		if (n == 0) {
+			uint64_t *luns = NULL;
+			char list[256] = "";
+			int m = discovery_report_luns(t->sess[0], t->name, cfg->login_timeout, &luns,
+						      err, errlen);
+			if (m >= 0)
+				list_luns_text(luns, m, list, sizeof(list));
+			free(luns);
 			snprintf(err, errlen, "target %s has no LUN %d (its LUNs: %s)", t->name,
 				 cfg->url.lun, list);
 			r = -ENOENT;
-			goto out;
+		} else if (!v[0].mountable) {
+			snprintf(err, errlen, "%s LUN %d cannot be mounted: %s", t->name,
+				 cfg->url.lun, v[0].reason);
+			r = v[0].probed && (v[0].info.devtype || v[0].info.qualifier) ? -ENODEV
+										    : -EINVAL;
+		} else {
+			infos[k++] = v[0].info;
 		}
-		r = discovery_probe_lun(t->sess[0], t->name, addr, &infos[0], err, errlen);
-		if (r < 0)
-			goto out;
-		if (infos[0].devtype != 0 || infos[0].qualifier != 0) {
-			snprintf(err, errlen, "LUN %d of %s is a %s (type 0x%02x), not a disk; only "
-				 "disk LUNs can be mounted", cfg->url.lun, t->name,
-				 discovery_devtype_name(infos[0].devtype), infos[0].devtype);
-			r = -ENODEV;
-			goto out;
-		}
-		k = 1;
 		goto out;
 	}
 	for (int i = 0; i < n; i++) {
-		r = discovery_probe_lun(t->sess[0], t->name, luns[i], &infos[k], err, errlen);
-		if (r < 0)
+		if (v[i].mountable && v[i].reason[0]) { /* the same designator as another */
+			snprintf(err, errlen, "%s LUN %s: %s; refusing to mount, as writes through "
+				 "two caches would corrupt it (mount one of them by its URL "
+				 ".../IQN/LUN)", t->name, LUNSTR(v[i].info.lun), v[i].reason);
+			r = -EEXIST;
 			goto out;
-		if (all || (infos[k].devtype == 0 && infos[k].qualifier == 0))
-			k++;
+		}
+		if (v[i].mountable)
+			infos[k++] = v[i].info;
 	}
+	int left = 0, first = -1;
+	for (int i = 0; i < n; i++)
+		if (!v[i].mountable && v[i].warn && !left++)
+			first = i;
+	if (k == 0 && left && cfg->url.target[0]) {
+		/* nothing to mount: the reason is the error, not a warning before it */
+		snprintf(err, errlen, "%s LUN %s cannot be mounted: %s%s", t->name,
+			 v[first].label, v[first].reason,
+			 left > 1 ? " (and other LUNs are left out; see: iscsifs ls)" : "");
+		r = -ENODEV;
+		goto out;
+	}
+	for (int i = 0; i < n; i++)
+		if (!v[i].mountable && v[i].warn)
+			log_warn("%s LUN %s is left out: %s (see: iscsifs ls)", t->name, v[i].label,
+				 v[i].reason);
 out:
-	free(luns);
+	free(v);
 	if (r < 0) {
 		free(infos);
 		return r;

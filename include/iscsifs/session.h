@@ -37,33 +37,49 @@ struct session_cmd {
 	uint32_t len;
 	void (*done)(struct session_cmd *cmd);  /* exactly once, on the session thread,
 	                                           or in session_submit's caller when the
-	                                           session is stopped */
+	                                           command fails at once (session stopped,
+	                                           or past its budget) */
 	void *opaque;
 	uint64_t not_before_ms;      /* util_now_ms() time before which it is not sent
 	                                (retry backoff); 0 = at once */
+	uint64_t expire_ms;          /* the request's time budget: the util_now_ms() time
+	                                after which it is not sent again and completes with
+	                                -ETIMEDOUT. 0 = the session sets it at the first
+	                                session_submit: now + replacement_timeout, or the end
+	                                of the current outage (down_since +
+	                                replacement_timeout) when that is sooner. Keep it
+	                                across retries of one request: the command then
+	                                completes at most expire_ms + cmd_timeout. */
 
 	/* results, valid in done() */
-	int result;          /* 0: the target answered (see scsi_status); -EIO: transport
-	                        failure past the replacement timeout or the command
-	                        timed out repeatedly; -ENODEV: LUN identity changed;
-	                        -ESHUTDOWN: session stopped */
+	int result;          /* 0: the target answered (see scsi_status and below);
+	                        -ETIMEDOUT: its budget (expire_ms) ran out before an answer;
+	                        -EIO: the target's answer broke the protocol (logged: Data-In
+	                        misplaced or beyond the buffer, unusable sense, ...), or the
+	                        command lost the connection MAX_ATTEMPTS times;
+	                        -ENODEV: LUN identity changed; -ESHUTDOWN: session stopped;
+	                        -ENOMEM */
 	int scsi_status;     /* SCSI status byte (0 GOOD, 2 CHECK CONDITION, 8 BUSY, ...) */
-	int sense_key, asc, ascq;
+	bool sense_valid;    /* CHECK CONDITION with usable sense (transport.h) */
+	int sense_key, asc, ascq;   /* when sense_valid, else 0 */
 	uint32_t residual;   /* bytes not transferred (underflow), for data-in */
+	uint32_t data_in;    /* READ: bytes of Data-In proven to have arrived in order from
+	                        the start of buf; only these were written by the target */
 
 	/* private to session.c */
 	struct session_cmd *next, *prev;
 	struct session *owner;
 	uint64_t deadline_ms;
 	int attempts;        /* times issued */
-	bool internal;       /* the session's own (identity check): never re-queued */
+	bool internal;       /* the session's own (identity check, probe): never re-queued */
 };
 
 /* Counters and state, for stats. */
 struct session_info {
 	const char *state;           /* "logged-in", "recovering", "connecting", "stopped" */
 	uint64_t reconnects, timeouts, nop_timeouts, commands;
-	uint64_t down_since_ms;      /* 0 when logged in */
+	uint64_t down_since_ms;      /* start of the current outage: the connection was lost
+	                                and no command has been answered since; 0 otherwise */
 };
 
 /* Everything needed to log in; strings are copied. */
@@ -91,7 +107,12 @@ struct session_transport;
 int session_create_with(const struct session_params *p, const struct session_transport *tr,
 			void *tr_opaque, struct session **out, char *err, size_t errlen);
 
-/* Queue a command (any thread). Never blocks on the network. */
+/*
+ * Queue a command (any thread). Never blocks on the network. Completes it at once with
+ * -ETIMEDOUT when its budget already ran out, or while the session is past
+ * replacement_timeout in an outage (until a command is answered again: the session
+ * keeps reconnecting and probing in the background).
+ */
 void session_submit(struct session *s, struct session_cmd *cmd);
 
 /* Submit and wait (any thread but the session's own). Returns cmd->result. */
@@ -106,8 +127,15 @@ bool session_can_address(struct session *s, uint64_t lun);
 
 void session_get_info(struct session *s, struct session_info *out);
 
-/* Stop: commands still queued complete with -ESHUTDOWN; logs out; joins the thread. */
+/*
+ * Stop: every command queued, waiting or in flight completes with -ESHUTDOWN; logs out
+ * when logged in with nothing in flight (at most SESSION_LOGOUT_MS); joins the thread.
+ * Returns within SESSION_LOGOUT_MS plus one bounded service call, whatever the target
+ * does.
+ */
 void session_destroy(struct session *s);
+
+#define SESSION_LOGOUT_MS 2000
 
 /*
  * SendTargets discovery on a portal (a discovery session, bounded by login_timeout).

@@ -26,10 +26,63 @@ int target_open_sessions(const struct config *cfg, struct fs_target *t, int n, c
 /* Log out every session of every target in tl. */
 void target_close_sessions(struct target_list *tl);
 
-/* The LUNs of t as lun_info (*out malloc'ed, *nout entries): the disk LUNs (all LUNs
- * when `all`), or only the URL's LUN when it names one. */
+/*
+ * A LUN as REPORT LUNS gave it, and whether it becomes a file.
+ *
+ * A LUN becomes a file named lunN only when all of these hold; otherwise `ls` lists it
+ * with the reason and the mount leaves it out (with a warning, except for LUNs that
+ * are simply not disks, like the controller at LUN 0):
+ *  - the transport can send its 8-byte address exactly (session_can_address(); libiscsi
+ *    1.19 writes only bytes 0..1, so extended and multi-level addresses cannot be
+ *    reached - sending them would reach another LUN);
+ *  - it has a number (lunaddr_number(): single level, peripheral bus 0 or flat space).
+ *    A LUN with an address but no number (logical unit addressing, a bus other than
+ *    0) is left out: files and URLs name LUNs by number, and inventing a name for
+ *    it would be a name no other tool uses;
+ *  - no other entry of the list has the same number in another form (peripheral 1
+ *    and flat space 1 are both "1": which one is LUN 1 is ambiguous, so neither is
+ *    lunN and the URL .../1 is refused);
+ *  - the probe succeeded (INQUIRY, READ CAPACITY: a LUN whose answers are errors or
+ *    impossible, e.g. a capacity no file can have, is left out with the message);
+ *  - it is a connected disk (peripheral qualifier 0, device type 0).
+ * Two LUNs that become files and carry the same VPD 0x83 designator are one disk
+ * reported twice: the mount is refused (target_probe_luns / target_check_identities).
+ */
+struct target_lun {
+	struct lun_info info;         /* info.lun always; the rest once probed */
+	char label[LUNADDR_STRLEN];   /* "257", or the address in hex when the number
+	                                 does not name it alone (for ls and logs) */
+	bool probed;                  /* INQUIRY and the rest are in info */
+	bool mountable;               /* becomes a file */
+	bool warn;                    /* left out for a reason worth a warning */
+	int err;                      /* -errno when probing it failed (reason says how) */
+	char reason[CONFIG_ERRLEN];   /* why it is not a file, without the LUN's name
+	                                 ("has no LUN number ..."); "" when mountable */
+};
+
+/*
+ * Every LUN of t (*out malloc'ed, *nout entries, in REPORT LUNS order, duplicates
+ * dropped), each with whether it becomes a file and why not. `number` >= 0: only the
+ * entries with that LUN number. `probe_all`: probe LUNs that will not become files
+ * too, where they can be addressed (for `ls`). Returns 0, or -errno when the target
+ * failed as a whole: REPORT LUNS failed, or a command got no answer (-ETIMEDOUT).
+ */
+int target_list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
+		     struct target_lun **out, int *nout, char *err, size_t errlen);
+
+/*
+ * The LUNs of t that become files, as lun_info (*out malloc'ed, *nout entries): the
+ * disk LUNs, or only the URL's LUN when it names one (the LUN whose number is N; an
+ * error saying why when there is none, or it cannot be a file). Left-out LUNs are
+ * logged once each. Two of them with the same VPD 0x83 designator fail it (-EEXIST).
+ * `all` is accepted for compatibility and ignored (ls uses target_list_luns).
+ */
 int target_probe_luns(const struct config *cfg, struct fs_target *t, bool all,
 		      struct lun_info **out, int *nout, char *err, size_t errlen);
+
+/* Whether two LUN files of a mount (of any of its targets) carry the same VPD 0x83
+ * designator: 0, or -EEXIST with a message naming both. */
+int target_check_identities(const struct fs_lun *luns, int n, char *err, size_t errlen);
 
 /* One notice per port other than 3260, saying where it came from (URL, SendTargets). */
 void target_log_port_notices(const struct config *cfg, const struct target_list *tl);

@@ -4,8 +4,10 @@
  *
  * session.c drives a struct session_transport and never calls libiscsi itself, so its
  * state machine can be unit-tested over a fake (tests/unit/test_session.c). The real
- * transport, transport_libiscsi (src/transport_iscsi.c), is a thin layer over
- * libiscsi 1.19 and keeps its behaviour: every slot below says which libiscsi call it is.
+ * transport, transport_libiscsi (src/transport_iscsi.c), is libiscsi 1.19 (every slot
+ * below says which libiscsi call it is) plus what libiscsi does not do: resolving host
+ * names without blocking (resolve.h), and proving what the target sent - Data-In
+ * placement, sense lengths, login keys - through the wire observer (wire.h).
  *
  * Rules for every slot:
  *   - All calls on one connection are made from one thread (the session's); a
@@ -49,8 +51,22 @@ typedef void (*transport_cb)(struct transport_conn *conn, int status, void *priv
 /* The outcome of a SCSI command. */
 struct transport_result {
 	int status;          /* as above */
-	int sense_key, asc, ascq;   /* set when status is CHECK CONDITION, else 0 */
+	bool sense_valid;    /* CHECK CONDITION with sense data present, as long as it
+	                        claims (SenseLength within the data segment, the sense's own
+	                        additional length within SenseLength), response code
+	                        0x70-0x73 (fixed format: through ASCQ) */
+	int sense_key, asc, ascq;   /* when sense_valid, else 0 */
 	uint32_t residual;   /* bytes of data-in not transferred (underflow), else 0 */
+	uint32_t data_in;    /* READ: bytes of Data-In proven to have arrived, in order and
+	                        each where the previous one ended; 0 otherwise. Only these
+	                        bytes of the buffer were written by the target. */
+	bool protocol_error; /* with TRANSPORT_STATUS_ERROR: the target's answer to this
+	                        command broke the protocol (Data-In misplaced, duplicated or
+	                        beyond the buffer, unusable sense, ...). It was answered,
+	                        wrongly: fail it, do not re-issue it. */
+	const char *reason;  /* with protocol_error: what the target did; with CANCELLED,
+	                        ERROR or TIMEOUT otherwise: why the connection failed when the
+	                        transport knows, else NULL. Valid during the callback. */
 };
 
 typedef void (*transport_cmd_cb)(struct transport_conn *conn,
@@ -68,7 +84,9 @@ struct session_transport {
 					 const char *target, enum transport_session_type type);
 
 	/* Start the TCP connection to "host:port" (iscsi_connect_async); cb gets
-	 * TRANSPORT_STATUS_GOOD once connected. */
+	 * TRANSPORT_STATUS_GOOD once connected. A host name is resolved first without
+	 * blocking the caller (libiscsi 1.19 would call getaddrinfo synchronously): until it
+	 * is, get_fd is a descriptor that becomes readable with the answer. */
 	int (*connect_async)(struct transport_conn *conn, const char *portal, transport_cb cb,
 			     void *priv);
 
@@ -79,7 +97,9 @@ struct session_transport {
 	/* Do the work poll() found (iscsi_service): `revents` as poll returned them for
 	 * get_fd (POLLRDHUP cleared). Callbacks run from here. Returns 0, or -1 when the
 	 * connection failed (get_error says why); in-flight requests may then already
-	 * have been called back with CANCELLED. */
+	 * have been called back with CANCELLED. One call does a bounded amount of work
+	 * (wire.h: WIRE_SERVICE_PDUS, WIRE_SERVICE_BYTES) and may leave the descriptor
+	 * readable: the caller polls again, after running its timers. */
 	int (*service)(struct transport_conn *conn, int revents);
 
 	/* The descriptor to poll (iscsi_get_fd); -1 when there is none yet. */

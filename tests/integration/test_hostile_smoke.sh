@@ -1,9 +1,10 @@
 #!/bin/bash
 # Proves the misbehaving test target is a correct target when it behaves: iscsifs
 # mounts it, fio --verify=crc32c passes (psync, and libaio O_DIRECT), data written
-# through the mount is in the backing files after unmount (cmp), `iscsifs ls` of the
-# portal lists its LUNs; and again with small Data-In PDUs, a separate status, R2T
-# only (no immediate or unsolicited data) and header digests.
+# through the mount is in the backing files after unmount (cmp), punch/zero/SEEK_HOLE
+# work on a thin LUN, `iscsifs ls` of the portal lists its LUNs; and again with small
+# Data-In PDUs, a separate status, R2T only (no immediate or unsolicited data), a
+# command window of 4, target NOP-In pings and header digests.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_badtarget.sh"
 requires fio python3
@@ -28,7 +29,7 @@ run_fio()
 # round LABEL TARGET-ARGS...: one target configuration, the whole check.
 round()
 {
-	local label=$1 n
+	local label=$1 n out
 	shift
 	for n in 1 2; do
 		rm -f "$T/lun$n.img"
@@ -71,12 +72,33 @@ $out"
 			--numjobs=2 --offset_increment=4M --ioengine=psync --verify=crc32c --do_verify=1
 	fi
 
+	# Thin provisioning on lun2: UNMAP (punch), WRITE SAME (zero range), GET LBA STATUS
+	# (SEEK_HOLE/SEEK_DATA) over a region written whole first.
+	bt_pattern_file "$T/p2" $((8 << 20)) 8
+	dd if="$T/p2" of="$M/lun2" bs=1M seek=16 conv=notrunc,fsync status=none ||
+		fail "$label: dd to lun2 failed"
+	fallocate -p -o 18M -l 1M "$M/lun2" || fail "$label: fallocate -p on thin lun2 failed"
+	fallocate -z -o 20M -l 1M "$M/lun2" || fail "$label: fallocate -z on thin lun2 failed"
+	out=$(python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+z = os.pread(fd, 1 << 20, 18 << 20) == bytes(1 << 20) and os.pread(fd, 1 << 20, 20 << 20) == bytes(1 << 20)
+print(os.lseek(fd, 16 << 20, os.SEEK_HOLE) >> 20, os.lseek(fd, 18 << 20, os.SEEK_DATA) >> 20, z)
+' "$M/lun2")
+	check_eq "$label: SEEK_HOLE from 16M, SEEK_DATA from 18M (MiB), punched/zeroed ranges read zeros" \
+		"$out" "18 19 True"
+
 	# A write with dd, an fsync, an unmount: the backing file holds it.
 	bt_pattern_file "$T/pattern" $((3 << 20)) 7
 	dd if="$T/pattern" of="$M/lun1" bs=1M seek=1 conv=notrunc,fsync status=none ||
 		fail "$label: dd to lun1 failed"
 	iscsifs_umount_ok "$M"
 	check_cmp "$T/lun1.img" "$T/pattern" $((3 << 20)) $((1 << 20)) 0
+	check_cmp "$T/lun2.img" "$T/p2" $((2 << 20)) $((16 << 20)) 0
+	check_cmp "$T/lun2.img" /dev/zero $((1 << 20)) $((18 << 20)) 0
+	check_cmp "$T/lun2.img" "$T/p2" $((1 << 20)) $((19 << 20)) $((3 << 20))
+	check_cmp "$T/lun2.img" /dev/zero $((1 << 20)) $((20 << 20)) 0
+	check_cmp "$T/lun2.img" "$T/p2" $((3 << 20)) $((21 << 20)) $((5 << 20))
 
 	local written reads
 	written=$(badtarget_counter bytes_written.1)

@@ -51,9 +51,9 @@ def log(msg):
 
 
 def parse_number(text):
-    """An integer from the command line: 123, 0x7b, 2^55, 2^55-1, 2**63, 64K, 1M."""
+    """An integer from the command line: 123, 0x7b, 2^55, 2^55-1, 2**63, 64K, 1M, 2P."""
     t = text.strip().replace("**", "^")
-    suffixes = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    suffixes = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
     if t and t[-1].upper() in suffixes and t[:-1].isdigit():
         return int(t[:-1]) * suffixes[t[-1].upper()]
     for sign in ("-", "+"):
@@ -497,6 +497,17 @@ OPCODE_NAMES = {
     0xA8: "READ(12)", 0xAA: "WRITE(12)",
 }
 
+
+
+def command_name(cdb):
+    """READ(10), READ CAPACITY(16), GET LBA STATUS, 0x4d, ..."""
+    op = cdb[0]
+    name = OPCODE_NAMES.get(op, "0x%02x" % op)
+    if op == 0x9E:
+        name = {0x10: "READ CAPACITY(16)", 0x12: "GET LBA STATUS"}.get(cdb[1] & 0x1F, name)
+    return name
+
+
 READ_OPS = (0x08, 0x28, 0x88, 0xA8)
 WRITE_OPS = (0x0A, 0x2A, 0x8A, 0xAA)
 
@@ -697,8 +708,12 @@ class ScsiExecutor:
         if len(data_out) < want:
             # the initiator sent less than the CDB says: refuse rather than guess
             return illegal(*INVALID_FIELD_IN_CDB)
-        with lun.lock:
-            lun.backing.write(lba * lun.block_size, bytes(data_out[:want]))
+        try:
+            with lun.lock:
+                lun.backing.write(lba * lun.block_size, bytes(data_out[:want]))
+        except OSError as e:  # e.g. EFBIG past what the backing file system holds
+            log("WRITE at LBA %d of LUN %s: %s: answering MEDIUM ERROR" % (lba, lun.name(), e))
+            return Result(CHECK_CONDITION, sense=Sense.fixed(KEY_MEDIUM_ERROR, 0x0C, 0x00))
         self.counters.add_write(lun, want)
         return Result()
 
@@ -941,6 +956,9 @@ class Misbehaviours:
                     if consume:
                         m.used += 1
                         self.counters.misbehaved(m.name)
+                        if m.used <= 3 or m.used % 1000 == 0:
+                            what = "" if cdb is None else " to " + command_name(cdb)
+                            log("misbehaving: %s%s (time %d)" % (m.spec, what, m.used))
                     return m
         return None
 
@@ -1022,12 +1040,8 @@ class Counters:
                 self.c[key][sub] = self.c[key].get(sub, 0) + n
 
     def command(self, cdb):
-        op = cdb[0]
-        name = OPCODE_NAMES.get(op, "0x%02x" % op)
-        if op == 0x9E:
-            name = {0x10: "READ CAPACITY(16)", 0x12: "GET LBA STATUS"}.get(cdb[1] & 0x1F, name)
-        self._inc("commands", "0x%02x" % op)
-        self._inc("commands_by_name", name)
+        self._inc("commands", "0x%02x" % cdb[0])
+        self._inc("commands_by_name", command_name(cdb))
 
     def add_write(self, lun, n):
         self._inc("bytes_written", lun.name(), n)
@@ -1464,6 +1478,10 @@ class Connection:
 
     def scsi_command(self, p):
         t = Task(p)
+        if self.opts.verbose:
+            r = cdb_lba_len(t.cdb)
+            log("%s: %s%s, %d bytes" % (self.peer, command_name(t.cdb),
+                                         " LBA %d+%d" % r if r else "", t.edtl))
         self.counters.command(t.cdb)
         self.mis.command_arrived()
         if t.write:
@@ -1624,8 +1642,6 @@ class Connection:
                 segs[-1] = list(segs[0])
             elif m.name == "datain-datasn":
                 datasn_skew = arg
-            log("%s: %s on %s ITT 0x%08x (%d bytes asked)" % (
-                self.peer, m.spec, OPCODE_NAMES.get(t.cdb[0], hex(t.cdb[0])), t.itt, edtl))
         for i, (off, d) in enumerate(segs):
             last = i == len(segs) - 1
             r = Pdu.new(OP_DATA_IN, 0, t.itt, d)

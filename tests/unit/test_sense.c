@@ -1,5 +1,7 @@
 /* test_sense: the one sense table (src/sense.c) maps every class of SCSI status and
- * sense data to the errno and retry decision DESIGN.md §5 asks for. */
+ * sense data to the errno and retry decision DESIGN.md §5 asks for, and no answer but
+ * GOOD / CONDITION MET is ever success (issue 9 §1: a CHECK CONDITION with NO SENSE,
+ * RECOVERED ERROR or unparsable sense used to count as a completed write). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +13,7 @@ static int failures;
 static void expect(const char *what, int status, int key, int asc, int ascq, int err,
 		   enum sense_action action)
 {
-	struct sense_verdict v = sense_decide(status, key, asc, ascq);
+	struct sense_verdict v = sense_decide(status, true, key, asc, ascq);
 	if (v.err != err || v.action != action) {
 		printf("FAIL %s: status 0x%x key 0x%x asc 0x%02x ascq 0x%02x: expected err %d "
 		       "action %d, got err %d action %d\n",
@@ -44,23 +46,76 @@ int main(void)
 	expect("space allocation failed", 2, 7, 0x27, 0x07, -ENOSPC, SENSE_DONE);
 	expect("aborted command", 2, 0xb, 0x47, 0x00, -EIO, SENSE_RETRY);
 	expect("miscompare", 2, 0xe, 0x1d, 0x00, -EILSEQ, SENSE_DONE);
-	expect("recovered error", 2, 1, 0x17, 0x00, 0, SENSE_DONE);
-	expect("unknown status", 0x40, 0, 0, 0, -EIO, SENSE_DONE);
+	expect("no sense", 2, 0, 0x00, 0x00, -EIO, SENSE_DONE);
+	expect("no sense with an asc", 2, 0, 0x5d, 0x00, -EIO, SENSE_DONE);
+	expect("recovered error", 2, 1, 0x17, 0x00, -EIO, SENSE_DONE);
+	expect("blank check", 2, 8, 0x00, 0x00, -EIO, SENSE_DONE);
+	expect("vendor specific key", 2, 9, 0x80, 0x00, -EIO, SENSE_DONE);
+	expect("volume overflow", 2, 0xd, 0x00, 0x00, -EIO, SENSE_DONE);
+	expect("ACA active", 0x30, 0, 0, 0, -EIO, SENSE_RETRY);
+	expect("task aborted", 0x40, 0, 0, 0, -EIO, SENSE_RETRY);
+	expect("intermediate", 0x10, 0, 0, 0, -EIO, SENSE_DONE);
+	expect("intermediate-condition met", 0x14, 0, 0, 0, -EIO, SENSE_DONE);
+	expect("command terminated", 0x22, 0, 0, 0, -EIO, SENSE_DONE);
+	expect("undefined status", 0x7e, 0, 0, 0, -EIO, SENSE_DONE);
 
-	struct sense_verdict v = sense_decide(2, 6, 0x2a, 0x09);
+	/* CHECK CONDITION whose sense could not be parsed: whatever the fields hold
+	 * (libiscsi leaves zeroes, i.e. "no sense", or stale values), an error that is not
+	 * retried - not a unit attention to retry, not success. */
+	const int garbage[][3] = { { 0, 0, 0 }, { 6, 0x29, 0 }, { 2, 0x04, 0x01 }, { 1, 0, 0 } };
+	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+		struct sense_verdict g = sense_decide(2, false, garbage[i][0], garbage[i][1],
+						      garbage[i][2]);
+		if (g.err != -EIO || g.action != SENSE_DONE || g.capacity_changed ||
+		    g.write_protected) {
+			printf("FAIL unparsable sense (fields key 0x%x asc 0x%02x): err %d action %d\n",
+			       garbage[i][0], garbage[i][1], g.err, g.action);
+			failures++;
+		}
+	}
+
+	/* The rule over the whole input space: success only for GOOD and CONDITION MET,
+	 * never with a retry; every retry ends in -EIO when retries run out. */
+	for (int st = 0; st < 256; st++)
+		for (int valid = 0; valid < 2; valid++)
+			for (int key = 0; key < 16; key++)
+				for (int asc = 0; asc < 256; asc += 3) {
+					struct sense_verdict x = sense_decide(st, valid, key, asc, asc ^ 5);
+					bool good = st == 0 || st == 4;
+					if ((x.err == 0) != good || (good && x.action != SENSE_DONE) ||
+					    (x.action != SENSE_DONE && x.err != -EIO) || x.err > 0) {
+						printf("FAIL rule: status 0x%02x valid %d key 0x%x asc "
+						       "0x%02x: err %d action %d\n", st, valid, key, asc,
+						       x.err, x.action);
+						failures++;
+						st = 256, valid = 2, key = 16, asc = 256; /* once */
+					}
+				}
+
+	struct sense_verdict v = sense_decide(2, true, 6, 0x2a, 0x09);
 	if (!v.capacity_changed) {
 		printf("FAIL capacity changed is not flagged\n");
 		failures++;
 	}
-	v = sense_decide(2, 7, 0x27, 0x00);
+	v = sense_decide(2, true, 7, 0x27, 0x00);
 	if (!v.write_protected) {
 		printf("FAIL write protect is not flagged\n");
 		failures++;
 	}
 	char buf[128];
-	sense_describe(2, 3, 0x11, 0, buf, sizeof(buf));
+	sense_describe(2, true, 3, 0x11, 0, buf, sizeof(buf));
 	if (!strstr(buf, "medium error") || !strstr(buf, "0x11")) {
 		printf("FAIL describe: got \"%s\"\n", buf);
+		failures++;
+	}
+	sense_describe(2, false, 0, 0, 0, buf, sizeof(buf));
+	if (!strstr(buf, "without usable sense")) {
+		printf("FAIL describe of unparsable sense: got \"%s\"\n", buf);
+		failures++;
+	}
+	sense_describe(0x30, false, 0, 0, 0, buf, sizeof(buf));
+	if (!strstr(buf, "0x30") || !strstr(buf, "ACA ACTIVE")) {
+		printf("FAIL describe of ACA ACTIVE: got \"%s\"\n", buf);
 		failures++;
 	}
 	printf(failures ? "test_sense: %d failed\n" : "test_sense: all passed\n", failures);

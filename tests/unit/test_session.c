@@ -2,13 +2,18 @@
  * test_session.c - proves the session state machine (src/session.c) over a fake
  * transport: login and its refusal, reconnect with backoff and in-order re-issue,
  * identity verification (changed identity fails only that LUN; BUSY / UNIT ATTENTION
- * on the check is retried), the replacement timeout, NOP-Out and command timeouts, and
- * shutdown with commands queued.
+ * on the check is retried), the replacement timeout, NOP-Out and command timeouts,
+ * shutdown with commands queued; the time budget (expire_ms: a target that answers NOPs
+ * but not READs, one that logs in and says nothing), protocol errors, data_in and
+ * sense_valid, a flooding transport, and a bounded shutdown.
  *
  * The fake (struct model + fake_transport) is a scripted target held in this file: two
  * LUNs of in-memory disk, INQUIRY VPD 0x80/0x83, READ(10)/WRITE(10)/TEST UNIT READY, and
  * knobs to refuse connects, refuse logins, drop the connection, stop answering, change
- * the identity pages and answer BUSY / UNIT ATTENTION. Its descriptor is one end of a
+ * the identity pages and answer BUSY / UNIT ATTENTION, leave some commands (or all) or
+ * the logout unanswered, answer wrongly (protocol_error), short (data_in) or with
+ * unusable sense, and flood (the descriptor never stops being readable, each service
+ * call costs time). Its descriptor is one end of a
  * socketpair: a byte written to the other end makes it readable when a request waits,
  * and closing the other end makes the session's poll see a hang-up, as with TCP.
  *
@@ -72,6 +77,7 @@ struct transport_conn {
 	int fd, peer;          /* socketpair; peer -1 once dropped */
 	bool hung, dropped;    /* protected by m->lock */
 	struct op *head, *tail;   /* protected by m->lock */
+	struct op *parked;        /* received, never to be answered; protected by m->lock */
 	char err[256];
 };
 
@@ -90,6 +96,14 @@ struct model {
 	int busy_inquiry;       /* answer the next N INQUIRYs with BUSY ... */
 	int ua_inquiry;         /* ... then N with UNIT ATTENTION */
 	int ua_next;            /* answer the next N other commands with UNIT ATTENTION */
+	int ignore_op;          /* never answer commands with this opcode (-1: none) */
+	bool silent;            /* answer no SCSI command at all (NOPs, login: yes) */
+	int proto_error_next;   /* the next N commands: answered wrongly (protocol_error) */
+	bool short_read;        /* READs: GOOD, but 512 bytes less Data-In, no residual */
+	int bad_sense_next;     /* the next N commands: CHECK CONDITION, unusable sense */
+	bool flood;             /* the socket never stops being readable; each service
+	                           call costs FLOOD_MS (a bounded transport service) */
+	bool hang_logout;       /* never answer a logout */
 	uint8_t vpd80[NLUNS][16], vpd83[NLUNS][16];   /* identity pages (16 bytes each) */
 	uint8_t disk[NLUNS][BLOCKS * BS];
 	/* what happened */
@@ -98,6 +112,7 @@ struct model {
 	int connects;           /* connect attempts */
 	uint64_t connect_ms[64];
 	int nops;
+	int services;           /* service calls */
 	struct logged log[MAX_LOG];
 	int nlog;
 };
@@ -112,6 +127,10 @@ static void model_reset(void)
 	M.down = false;
 	M.login_error = NULL;
 	M.busy_inquiry = M.ua_inquiry = M.ua_next = 0;
+	M.ignore_op = -1;
+	M.silent = M.short_read = M.flood = M.hang_logout = false;
+	M.proto_error_next = M.bad_sense_next = 0;
+	M.services = 0;
 	memset(M.disk, 0, sizeof(M.disk));
 	for (int l = 0; l < NLUNS; l++) {
 		uint8_t *p = M.vpd80[l];
@@ -178,6 +197,7 @@ static int model_count(int conn, int lun, uint8_t op)
 static void set_sense(struct transport_result *r, int key, int asc, int ascq)
 {
 	r->status = TRANSPORT_STATUS_CHECK_CONDITION;
+	r->sense_valid = true;
 	r->sense_key = key;
 	r->asc = asc;
 	r->ascq = ascq;
@@ -220,11 +240,24 @@ static void execute(struct op *o, struct transport_result *r)
 		uint32_t n = MIN(o->len, 16u);
 		memcpy(o->buf, page, n);
 		r->residual = o->len - n;
+		r->data_in = n;
 		return;
 	}
 	if (M.ua_next > 0) {
 		M.ua_next--;
 		set_sense(r, 6, 0x29, 0);
+		return;
+	}
+	if (M.proto_error_next > 0) {
+		M.proto_error_next--;
+		r->status = TRANSPORT_STATUS_ERROR;
+		r->protocol_error = true;
+		r->reason = "the target sent Data-In out of place (DataSN 1 at offset 0)";
+		return;
+	}
+	if (M.bad_sense_next > 0) {
+		M.bad_sense_next--;
+		r->status = TRANSPORT_STATUS_CHECK_CONDITION;   /* sense_valid stays false */
 		return;
 	}
 	switch (opc) {
@@ -237,9 +270,10 @@ static void execute(struct op *o, struct transport_result *r)
 			set_sense(r, 5, 0x21, 0);
 			return;
 		}
-		if (opc == 0x28)
+		if (opc == 0x28) {
 			memcpy(o->buf, M.disk[o->lun] + (size_t)lba * BS, o->len);
-		else
+			r->data_in = M.short_read ? o->len - MIN(o->len, 512u) : o->len;
+		} else
 			memcpy(M.disk[o->lun] + (size_t)lba * BS, o->buf, o->len);
 		return;
 	}
@@ -269,6 +303,8 @@ static void cancel_all(struct transport_conn *conn)
 			conn->head = o->next;
 			if (!conn->head)
 				conn->tail = NULL;
+		} else if ((o = conn->parked)) {
+			conn->parked = o->next;
 		}
 		pthread_mutex_unlock(&M.lock);
 		if (!o)
@@ -344,12 +380,25 @@ static int fake_login_async(struct transport_conn *conn, transport_cb cb, void *
 	return enqueue(conn, new_op(OP_LOGIN, cb, priv));
 }
 
+#define FLOOD_MS 2
+
 static int fake_service(struct transport_conn *conn, int revents)
 {
 	(void)revents;
 	char junk[256];
 	while (read(conn->fd, junk, sizeof(junk)) > 0)
 		;
+	pthread_mutex_lock(&M.lock);
+	M.services++;
+	if (M.flood && conn->peer >= 0) {
+		/* more is always waiting: the session must come back to its timers */
+		ssize_t w = write(conn->peer, "f", 1);
+		(void)w;
+		pthread_mutex_unlock(&M.lock);
+		usleep(FLOOD_MS * 1000);
+	} else {
+		pthread_mutex_unlock(&M.lock);
+	}
 	for (;;) {
 		pthread_mutex_lock(&M.lock);
 		if (conn->dropped) {
@@ -366,6 +415,13 @@ static int fake_service(struct transport_conn *conn, int revents)
 		conn->head = o->next;
 		if (!conn->head)
 			conn->tail = NULL;
+		if ((o->kind == OP_CMD && (M.silent || o->cdb[0] == M.ignore_op)) ||
+		    (o->kind == OP_LOGOUT && M.hang_logout)) {
+			o->next = conn->parked;   /* received; no answer will ever come */
+			conn->parked = o;
+			pthread_mutex_unlock(&M.lock);
+			continue;
+		}
 		int status = TRANSPORT_STATUS_GOOD;
 		struct transport_result r = { 0 };
 		switch (o->kind) {
@@ -833,7 +889,7 @@ static void test_identity_transient(void)
 static void test_replacement_timeout(void)
 {
 	printf("replacement timeout: target down past replacement_timeout (1 s): the "
-	       "queued command and new ones fail -EIO; I/O works once the target is back\n");
+	       "queued command and new ones fail -ETIMEDOUT; I/O works once the target is back\n");
 	model_reset();
 	config_for_test();
 	cfg.replacement_timeout = 1;
@@ -851,12 +907,12 @@ static void test_replacement_timeout(void)
 	usleep(300000);
 	CHECK_EQ("still waiting before the replacement timeout", 0, tcmd_count(&a));
 	CHECK("completed", WAIT_FOR(tcmd_count(&a) > 0, 3000));
-	CHECK_EQ("queued command", -EIO, a.c.result);
+	CHECK_EQ("queued command", -ETIMEDOUT, a.c.result);
 	long long took = (long long)(a.done_ms - t0);
 	printf("  queued command failed %lld ms after the drop\n", took);
 	CHECK("failed after ~1 s", took >= 950 && took < 5000);
 	uint64_t t1 = util_now_ms();
-	CHECK_EQ("new command while down", -EIO, run_rw(s, 0, true, 4, 4, NULL));
+	CHECK_EQ("new command while down", -ETIMEDOUT, run_rw(s, 0, true, 4, 4, NULL));
 	CHECK("new command failed at once", util_now_ms() - t1 < 200);
 	CHECK_EQ("no write reached the target", 0, model_count(0, -1, 0x2a));
 
@@ -957,6 +1013,355 @@ static void test_destroy_queued(void)
 	CHECK_EQ("fake connections open", 0, model_get(&M.live));
 }
 
+static void test_budget_nops_but_no_reads(void)
+{
+	printf("budget: a target that answers NOPs and INQUIRY but never READs fails the "
+	       "READ with -ETIMEDOUT after replacement_timeout (3 s) + cmd_timeout (2 s) at "
+	       "most, not after 6 x (cmd_timeout + backoff); WRITEs still work\n");
+	model_reset();
+	config_for_test();
+	cfg.noop_interval = 1;
+	cfg.noop_timeout = 1;
+	cfg.cmd_timeout = 2;
+	cfg.replacement_timeout = 3;
+	struct session *s;
+	open_ok(&s, 100);
+	register_identity(s);
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = 0x28;
+	pthread_mutex_unlock(&M.lock);
+	struct tcmd t;
+	rw10(&t, 0, false, 2, 0);
+	uint64_t t0 = util_now_ms();
+	session_submit(s, &t.c);
+	CHECK("completed", WAIT_FOR(tcmd_count(&t) > 0, 16000));
+	long long took = (long long)(t.done_ms - t0);
+	printf("  the READ failed after %lld ms, %d READs sent\n", took, model_count(0, 0, 0x28));
+	CHECK_EQ("result", -ETIMEDOUT, t.c.result);
+	CHECK("not before replacement_timeout", took >= 2900);
+	CHECK("within replacement_timeout + cmd_timeout (+1.5 s slack)", took <= 6500);
+	CHECK("NOPs were answered meanwhile", model_get(&M.nops) >= 1);
+	CHECK_EQ("completions", 1, tcmd_count(&t));
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = -1;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("back to logged in", WAIT_FOR(logged_in(s), 5000));
+	CHECK_EQ("a WRITE afterwards", 0, run_rw(s, 0, true, 2, 0x33, NULL));
+	session_destroy(s);
+}
+
+static void test_outage_needs_an_answer(void)
+{
+	printf("outage: a target that logs in again but answers no command does not end "
+	       "the outage: after replacement_timeout (2 s) new commands fail at once; the "
+	       "first answer (the session's probe) ends it\n");
+	model_reset();
+	config_for_test();
+	cfg.cmd_timeout = 1;
+	cfg.replacement_timeout = 2;
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.silent = true;
+	pthread_mutex_unlock(&M.lock);
+	uint64_t t0 = util_now_ms();
+	model_drop();
+	CHECK("logged in again, the outage still on",
+	      WAIT_FOR(logged_in(s) && info_of(s).down_since_ms != 0 && model_get(&M.conns) >= 2,
+		       3000));
+	CHECK("the probe reached the target", WAIT_FOR(model_count(2, -1, 0x00) >= 1, 2000));
+	while (util_now_ms() < t0 + 2300)
+		usleep(10000);
+	uint64_t t1 = util_now_ms();
+	CHECK_EQ("a command past replacement_timeout", -ETIMEDOUT,
+		 run_rw(s, 0, true, 1, 1, NULL));
+	CHECK("failed at once", util_now_ms() - t1 < 300);
+	CHECK("outage still on", info_of(s).down_since_ms != 0);
+	pthread_mutex_lock(&M.lock);
+	M.silent = false;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("an answer ends the outage", WAIT_FOR(info_of(s).down_since_ms == 0, 8000));
+	CHECK_EQ("commands work again", 0, run_rw(s, 0, true, 1, 2, NULL));
+	session_destroy(s);
+}
+
+static void test_protocol_error(void)
+{
+	printf("protocol error: a command the target answered wrongly fails -EIO at once "
+	       "and is not re-issued; the connection stays; the next command works\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.proto_error_next = 1;
+	pthread_mutex_unlock(&M.lock);
+	uint64_t t0 = util_now_ms();
+	CHECK_EQ("the READ", -EIO, run_rw(s, 0, false, 5, 0, NULL));
+	CHECK("at once", util_now_ms() - t0 < 500);
+	CHECK_EQ("READs sent (not re-issued)", 1, model_count(0, 0, 0x28));
+	CHECK_EQ("reconnects", 0, info_of(s).reconnects);
+	CHECK_EQ("the next READ", 0, run_rw(s, 0, false, 5, 0, NULL));
+	session_destroy(s);
+}
+
+static void test_results_reach_the_submitter(void)
+{
+	printf("results: data_in (a READ with 512 bytes of Data-In missing) and "
+	       "sense_valid (CHECK CONDITION with unusable sense) reach the submitter "
+	       "as the transport proved them\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 100);
+	struct tcmd t;
+	rw10(&t, 0, false, 1, 0);
+	CHECK_EQ("a full READ", 0, session_run(s, &t.c));
+	CHECK_EQ("data_in", BS, t.c.data_in);
+	pthread_mutex_lock(&M.lock);
+	M.short_read = true;
+	pthread_mutex_unlock(&M.lock);
+	rw10(&t, 0, false, 1, 0);
+	CHECK_EQ("a short READ: answered", 0, session_run(s, &t.c));
+	CHECK_EQ("status GOOD", 0, t.c.scsi_status);
+	CHECK_EQ("data_in", BS - 512, t.c.data_in);
+	CHECK_EQ("no residual claimed", 0, t.c.residual);
+	pthread_mutex_lock(&M.lock);
+	M.short_read = false;
+	M.bad_sense_next = 1;
+	pthread_mutex_unlock(&M.lock);
+	struct session_cmd tur = { .lun = 0, .cdb_len = 6 };
+	CHECK_EQ("TEST UNIT READY, unusable sense: answered", 0, session_run(s, &tur));
+	CHECK_EQ("status", 2, tur.scsi_status);
+	CHECK("sense_valid", !tur.sense_valid);
+	CHECK_EQ("sense key", 0, tur.sense_key);
+	pthread_mutex_lock(&M.lock);
+	M.ua_next = 1;
+	pthread_mutex_unlock(&M.lock);
+	struct session_cmd tur2 = { .lun = 0, .cdb_len = 6 };
+	CHECK_EQ("TEST UNIT READY, UNIT ATTENTION", 0, session_run(s, &tur2));
+	CHECK("sense_valid", tur2.sense_valid);
+	CHECK_EQ("sense key", 6, tur2.sense_key);
+	session_destroy(s);
+}
+
+static void test_budget_field(void)
+{
+	printf("expire_ms: set at the first submit to now + replacement_timeout (10 s); a "
+	       "command past it fails at once; one waiting for its backoff fails at its "
+	       "budget, not at its backoff\n");
+	model_reset();
+	config_for_test();
+	cfg.replacement_timeout = 10;
+	struct session *s;
+	open_ok(&s, 100);
+	struct tcmd t;
+	rw10(&t, 0, false, 1, 0);
+	uint64_t t0 = util_now_ms();
+	CHECK_EQ("a READ", 0, session_run(s, &t.c));
+	CHECK("expire_ms = submit + 10 s",
+	      t.c.expire_ms >= t0 + 10000 && t.c.expire_ms <= util_now_ms() + 10000);
+	uint64_t keep = t.c.expire_ms;
+	CHECK_EQ("resubmitted (a retry)", 0, session_run(s, &t.c));
+	CHECK_EQ("keeps its budget", keep, t.c.expire_ms);
+
+	rw10(&t, 0, false, 1, 0);
+	t.c.expire_ms = util_now_ms() - 1;
+	t0 = util_now_ms();
+	CHECK_EQ("past its budget", -ETIMEDOUT, session_run(s, &t.c));
+	CHECK("at once", util_now_ms() - t0 < 100);
+	CHECK_EQ("not sent", 0, model_count(0, 0, 0x28) - 2);
+
+	rw10(&t, 0, false, 1, 0);
+	t0 = util_now_ms();
+	t.c.not_before_ms = t0 + 5000;
+	t.c.expire_ms = t0 + 500;
+	session_submit(s, &t.c);
+	CHECK("completed", WAIT_FOR(tcmd_count(&t) > 0, 3000));
+	CHECK_EQ("result", -ETIMEDOUT, t.c.result);
+	long long took = (long long)(t.done_ms - t0);
+	CHECK("at its budget (500 ms)", took >= 450 && took < 1500);
+
+	/* in an outage, a new command's budget ends with the outage's */
+	pthread_mutex_lock(&M.lock);
+	M.down = true;
+	pthread_mutex_unlock(&M.lock);
+	model_drop();
+	CHECK("down", WAIT_FOR(info_of(s).down_since_ms != 0, 2000));
+	uint64_t down = info_of(s).down_since_ms;
+	usleep(300000);
+	rw10(&t, 0, false, 1, 0);
+	session_submit(s, &t.c);
+	CHECK("budget = down_since + replacement_timeout", t.c.expire_ms == down + 10000);
+	pthread_mutex_lock(&M.lock);
+	M.down = false;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("completed after the reconnect", WAIT_FOR(tcmd_count(&t) > 0, 5000));
+	CHECK_EQ("result", 0, t.c.result);
+	session_destroy(s);
+}
+
+static void test_flood(void)
+{
+	printf("flood: the socket is always readable and every service call is busy: "
+	       "commands still complete, and a command timeout (1 s) still fires on time\n");
+	model_reset();
+	config_for_test();
+	cfg.cmd_timeout = 1;
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.flood = true;
+	pthread_mutex_unlock(&M.lock);
+	uint64_t t0 = util_now_ms();
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ("a WRITE under the flood", 0, run_rw(s, 0, true, (uint32_t)i, 7, NULL));
+	CHECK("20 WRITEs within 2 s", util_now_ms() - t0 < 2000);
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = 0x2a;
+	pthread_mutex_unlock(&M.lock);
+	struct tcmd t;
+	rw10(&t, 0, true, 30, 1);
+	t0 = util_now_ms();
+	session_submit(s, &t.c);
+	CHECK("the command timeout fired", WAIT_FOR(info_of(s).timeouts >= 1, 4000));
+	long long took = (long long)(util_now_ms() - t0);
+	printf("  command timeout after %lld ms under the flood, %d service calls\n", took,
+	       model_get(&M.services));
+	CHECK("on time (1 s, +1 s slack)", took >= 950 && took < 2000);
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = -1;
+	M.flood = false;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("re-issued and completed", WAIT_FOR(tcmd_count(&t) > 0, 5000));
+	CHECK_EQ("result", 0, t.c.result);
+	session_destroy(s);
+}
+
+static void test_destroy_bounded(void)
+{
+	printf("shutdown: a target that never answers the logout costs at most "
+	       "SESSION_LOGOUT_MS; one that answers nothing with commands in flight: "
+	       "-ESHUTDOWN for each, at once\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.hang_logout = true;
+	pthread_mutex_unlock(&M.lock);
+	uint64_t t0 = util_now_ms();
+	session_destroy(s);
+	long long took = (long long)(util_now_ms() - t0);
+	printf("  destroy with an unanswered logout: %lld ms\n", took);
+	CHECK("bounded by SESSION_LOGOUT_MS (+0.5 s)", took <= SESSION_LOGOUT_MS + 500);
+	CHECK_EQ("fake connections open", 0, model_get(&M.live));
+
+	model_reset();
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.silent = true;
+	pthread_mutex_unlock(&M.lock);
+	static struct tcmd t[3];
+	for (int i = 0; i < 3; i++) {
+		rw10(&t[i], 0, false, (uint32_t)i, i);
+		session_submit(s, &t[i].c);
+	}
+	CHECK("in flight", WAIT_FOR(model_count(1, -1, 0x28) == 3, 2000));
+	t0 = util_now_ms();
+	session_destroy(s);
+	CHECK("destroy under 1 s", util_now_ms() - t0 < 1000);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ("completions", 1, tcmd_count(&t[i]));
+		CHECK_EQ("result", -ESHUTDOWN, t[i].c.result);
+	}
+	CHECK_EQ("fake connections open", 0, model_get(&M.live));
+}
+
+static void test_outage_start(void)
+{
+	printf("outage start: a target that stops answering at t0 (keepalive notices at "
+	       "t0 + 2 s): the outage counts from t0, the READ sent at t0 fails at "
+	       "t0 + replacement_timeout (2 s), and a READ right after fails at once\n");
+	model_reset();
+	config_for_test();
+	cfg.noop_interval = 1;
+	cfg.noop_timeout = 1;
+	cfg.replacement_timeout = 2;
+	struct session *s;
+	open_ok(&s, 100);
+	CHECK("a NOP-Out answered first", WAIT_FOR(model_get(&M.nops) >= 1, 2500));
+	pthread_mutex_lock(&M.lock);
+	M.down = true;   /* reconnects are refused */
+	pthread_mutex_unlock(&M.lock);
+	model_hang();
+	struct tcmd t;
+	rw10(&t, 0, false, 1, 0);
+	uint64_t t0 = util_now_ms();
+	session_submit(s, &t.c);
+	CHECK("completed", WAIT_FOR(tcmd_count(&t) > 0, 6000));
+	long long took = (long long)(t.done_ms - t0);
+	printf("  the READ failed after %lld ms; down_since is %lld ms before its submission\n",
+	       took, (long long)t0 - (long long)info_of(s).down_since_ms);
+	CHECK_EQ("result", -ETIMEDOUT, t.c.result);
+	CHECK("at its budget", took >= 1950 && took < 2600);
+	uint64_t t1 = util_now_ms();
+	CHECK_EQ("the next READ", -ETIMEDOUT, run_rw(s, 0, false, 2, 0, NULL));
+	CHECK("fails at once", util_now_ms() - t1 < 300);
+	pthread_mutex_lock(&M.lock);
+	M.down = false;
+	pthread_mutex_unlock(&M.lock);
+	CHECK("back", WAIT_FOR(info_of(s).down_since_ms == 0, 6000));
+	CHECK_EQ("a READ once back", 0, run_rw(s, 0, false, 2, 0, NULL));
+	session_destroy(s);
+}
+
+/* A submitter that retries at once from the completion (as a cache or the kernel may). */
+static struct tcmd retry_second;
+static void retry_at_once(struct session_cmd *c)
+{
+	tcmd_done(c);
+	struct tcmd *t = (struct tcmd *)c;
+	if (c->result != -ETIMEDOUT || t == &retry_second)
+		return;
+	rw10(&retry_second, 0, false, 3, 1);
+	retry_second.c.done = retry_at_once;
+	session_submit(c->owner, &retry_second.c);
+}
+
+static void test_retry_from_completion(void)
+{
+	printf("outage: a READ unanswered past replacement_timeout (1 s) fails when its "
+	       "cmd_timeout (1 s) drops the connection; a retry submitted from its "
+	       "completion fails at once, not with a fresh budget\n");
+	model_reset();
+	config_for_test();
+	cfg.cmd_timeout = 1;
+	cfg.replacement_timeout = 1;
+	struct session *s;
+	open_ok(&s, 100);
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = 0x28;
+	pthread_mutex_unlock(&M.lock);
+	static struct tcmd t;
+	rw10(&t, 0, false, 2, 0);
+	t.c.done = retry_at_once;
+	memset(&retry_second, 0, sizeof(retry_second));
+	uint64_t t0 = util_now_ms();
+	session_submit(s, &t.c);
+	CHECK("both completed", WAIT_FOR(tcmd_count(&t) && tcmd_count(&retry_second), 6000));
+	printf("  first failed after %lld ms, the retry %lld ms later\n",
+	       (long long)(t.done_ms - t0), (long long)(retry_second.done_ms - t.done_ms));
+	CHECK_EQ("first", -ETIMEDOUT, t.c.result);
+	CHECK_EQ("retry", -ETIMEDOUT, retry_second.c.result);
+	CHECK("the retry failed at once", retry_second.done_ms - t.done_ms < 200);
+	CHECK_EQ("READs the target got (the retry was not sent)", 1, model_count(0, 0, 0x28));
+	pthread_mutex_lock(&M.lock);
+	M.ignore_op = -1;
+	pthread_mutex_unlock(&M.lock);
+	session_destroy(s);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -972,6 +1377,15 @@ int main(void)
 	test_nop_timeout();
 	test_command_timeout();
 	test_destroy_queued();
+	test_budget_nops_but_no_reads();
+	test_outage_needs_an_answer();
+	test_protocol_error();
+	test_results_reach_the_submitter();
+	test_budget_field();
+	test_flood();
+	test_destroy_bounded();
+	test_outage_start();
+	test_retry_from_completion();
 	printf("%s: %d failure(s) in %.1f s\n", failures ? "FAILED" : "ok", failures,
 	       (double)(util_now_ms() - t0) / 1000.0);
 	return failures ? 1 : 0;
