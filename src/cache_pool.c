@@ -259,8 +259,16 @@ void defer_kick(struct defer *d, struct cache_pool *p)
 
 /* ---------- bounce buffers ---------- */
 
+/* Buffers larger than a quarter unit are taken as whole units, so they come from the
+ * free list instead of a fresh mapping each time. */
+static uint64_t bounce_size(uint64_t len)
+{
+	return len > POOL_BOUNCE_UNIT / 4 && len <= POOL_BOUNCE_UNIT ? POOL_BOUNCE_UNIT : len;
+}
+
 void *pool_bounce_get(struct cache_pool *p, uint64_t len, bool must)
 {
+	len = bounce_size(len);
 	uint64_t now = __atomic_add_fetch(&p->bounce_bytes, len, __ATOMIC_SEQ_CST);
 	if (!must && now > POOL_BOUNCE_MAX) {
 		__atomic_sub_fetch(&p->bounce_bytes, len, __ATOMIC_SEQ_CST);
@@ -284,6 +292,7 @@ void pool_bounce_put(struct cache_pool *p, void *buf, uint64_t len)
 {
 	if (!buf)
 		return;
+	len = bounce_size(len);
 	__atomic_sub_fetch(&p->bounce_bytes, len, __ATOMIC_SEQ_CST);
 	if (len == POOL_BOUNCE_UNIT) {
 		pthread_mutex_lock(&p->lock);

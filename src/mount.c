@@ -5,6 +5,7 @@
  * (fs_run) and takes it down, writing back what is dirty.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +223,12 @@ int mount_main(struct config *cfg)
 	 * connection builds a new libiscsi context from them (session.c new_context). */
 	if (!cfg->foreground)
 		ready_fd = daemon_fork(cfg);
+	/* Memory stays within cache_size plus a bounded amount for any number of LUNs
+	 * (cache_pool.c). glibc raises its mmap threshold after every large free, up to 32
+	 * MiB, so buffers of up to that size then come from - and stay in - the heap arenas
+	 * of whichever threads freed them; a fixed threshold keeps large buffers mapped and
+	 * gives them back when freed (the cache keeps the few it reuses on a list). */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	/* A daemon that serves block I/O must not wait on its own memory reclaim. */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
 		log_debug("PR_SET_IO_FLUSHER not permitted (%m); continuing without it");
