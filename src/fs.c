@@ -1260,7 +1260,7 @@ int fs_run(struct fs_model *m, int ready_fd)
 
 	pthread_mutex_init(&fs.probe_lock, NULL);
 	pthread_mutex_init(&fs.idle_lock, NULL);
-	pthread_cond_init(&fs.idle, NULL);
+	util_cond_init(&fs.idle);
 	pthread_mutex_init(&fs.fh_lock, NULL);
 	fs.fhs.prev = fs.fhs.next = &fs.fhs;
 	if (build(&fs) < 0) {
@@ -1325,8 +1325,14 @@ int fs_run(struct fs_model *m, int ready_fd)
 	for (int i = 0; i < m->nluns; i++)
 		cache_cancel_all(m->luns[i].cache);
 	pthread_mutex_lock(&fs.idle_lock);
-	while (__atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE) > 0)
-		pthread_cond_wait(&fs.idle, &fs.idle_lock);
+	for (uint64_t t0 = util_now_ms(); __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE) > 0;) {
+		struct timespec dl = util_deadline_ms(10000);
+		if (pthread_cond_timedwait(&fs.idle, &fs.idle_lock, &dl) == ETIMEDOUT)
+			log_notice("unmount: still waiting for %d request%s in flight to the target "
+				   "(for %" PRIu64 " s)", __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE),
+				   __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE) == 1 ? "" : "s",
+				   (util_now_ms() - t0) / 1000);
+	}
 	pthread_mutex_unlock(&fs.idle_lock);
 	fuse_session_unmount(se);
 out_signals:

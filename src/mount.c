@@ -182,24 +182,79 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 	return target_check_identities(m->luns, m->nluns, err, errlen);
 }
 
+/* A thread that says every SHUTDOWN_NOTE_S seconds which step of the shutdown is still
+ * going on: unmount may wait for write-back to a target that does not answer (bounded by
+ * the session budget), and the log should say so rather than look hung. */
+#define SHUTDOWN_NOTE_S 10
+
+struct stagewatch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *stage;            /* lock; NULL: done */
+	uint64_t since;               /* lock */
+	pthread_t thread;
+	bool started;
+};
+
+static void *stagewatch_main(void *arg)
+{
+	struct stagewatch *w = arg;
+	pthread_mutex_lock(&w->lock);
+	while (w->stage) {
+		struct timespec dl = util_deadline_ms(SHUTDOWN_NOTE_S * 1000);
+		if (pthread_cond_timedwait(&w->cond, &w->lock, &dl) == ETIMEDOUT && w->stage)
+			log_notice("unmount: still %s (for %" PRIu64 " s)", w->stage,
+				   (util_now_ms() - w->since) / 1000);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void stage(struct stagewatch *w, const char *what)
+{
+	if (!w->started) {
+		pthread_mutex_init(&w->lock, NULL);
+		util_cond_init(&w->cond);
+		w->stage = what;
+		w->since = util_now_ms();
+		w->started = pthread_create(&w->thread, NULL, stagewatch_main, w) == 0;
+		return;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->stage = what;
+	w->since = util_now_ms();
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (!what) {
+		pthread_join(w->thread, NULL);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->cond);
+	}
+}
+
 /* Returns the number of LUNs whose dirty data could not all be written.
  * Order: write back every LUN at once (bounded by the session budget), then stop the
  * sessions (every command still in flight - a read nobody waits for any more - is
  * completed), then free the caches, the LUNs and the pool. */
 static int teardown(struct fs_model *m, struct target_list *tl)
 {
+	struct stagewatch w = { 0 };
 	int lost = 0;
+	stage(&w, "writing back dirty data");
 	for (int i = 0; i < m->nluns; i++)
 		cache_stop_begin(m->luns[i].cache);
 	for (int i = 0; i < m->nluns; i++)
 		lost += cache_stop(m->luns[i].cache) > 0;
+	stage(&w, "closing the sessions");
 	target_close_sessions(tl);
+	stage(&w, "freeing the caches");
 	for (int i = 0; i < m->nluns; i++) {
 		m->luns[i].cache->ops->destroy(m->luns[i].cache);
 		m->luns[i].lundev->ops->destroy(m->luns[i].lundev);
 	}
 	cache_pool_destroy(m->pool);
 	m->pool = NULL;
+	stage(&w, NULL);
 	free(m->luns);
 	free(tl->v);
 	return lost;
