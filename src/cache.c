@@ -62,6 +62,19 @@ void cache_get(struct cache *c)
 	__atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
 }
 
+/* A reference on a cache found through the pool (its lists or its blocks), under the
+ * pool lock: refused when the last reference is already gone (the cache is being freed
+ * and will leave the pool's lists under the pool lock, so its memory is still there). */
+bool cache_tryget(struct cache *c)
+{
+	int n = __atomic_load_n(&c->refs, __ATOMIC_ACQUIRE);
+	while (n > 0)
+		if (__atomic_compare_exchange_n(&c->refs, &n, n + 1, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return true;
+	return false;
+}
+
 void cache_put(struct cache *c)
 {
 	HAPPENS_BEFORE(&c->refs);

@@ -373,6 +373,7 @@ static inline struct cache *to_cache(struct blkdev *dev)
 
 /* ---------- cache.c ---------- */
 void cache_get(struct cache *c);
+bool cache_tryget(struct cache *c);  /* under the pool lock; false: being freed */
 void cache_put(struct cache *c);     /* frees at the last reference */
 void cache_lock(struct cache *c);
 void cache_unlock(struct cache *c, struct defer *d);   /* runs d after unlocking */

@@ -573,8 +573,8 @@ static void pool_reclaim(struct cache_pool *p)
 		if (!head)
 			head = p->small.head ? p->small.head : p->main.head;
 		struct cache *victim = head ? head->owner : NULL;
-		if (victim)
-			cache_get(victim);
+		if (victim && !cache_tryget(victim))
+			victim = NULL; /* being freed: its blocks go back to the pool anyway */
 		pthread_mutex_unlock(&p->lock);
 		if (!victim)
 			break;
@@ -753,8 +753,8 @@ void *pool_flusher_main(void *arg)
 				v = nv;
 				vcap = ncap;
 			}
-			cache_get(c);
-			v[n++] = c;
+			if (cache_tryget(c)) /* not one whose last reference is gone */
+				v[n++] = c;
 		}
 		pthread_mutex_unlock(&p->lock);
 

@@ -329,6 +329,54 @@ static void test_stop_does_not_wait_for_reads(void)
 	mem->ops->destroy(mem);
 }
 
+/* ---------- caches destroyed while the pool's write-back threads scan them ---------- */
+
+struct churn {
+	struct blkdev *c;
+	volatile int stop;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *ch = arg;
+	uint8_t buf[4096];
+	memset(buf, 0x3c, sizeof(buf));
+	for (uint64_t i = 0; !__atomic_load_n(&ch->stop, __ATOMIC_RELAXED); i++)
+		blkdev_write_sync(ch->c, (i * 64 * KiB) % (7 * MiB), sizeof(buf), buf);
+	return NULL;
+}
+
+/* A cache's last reference goes while a write-back thread of its pool picks it from the
+ * list of caches with dirty data: the thread must not take a reference on it then
+ * (that was a double free, seen as a crash at unmount). Run it under ASan. */
+static void test_destroy_while_scanned(void)
+{
+	struct cache_pool_config pc = { .cache_size = 4 * MiB, .cache_block = 64 * KiB,
+					.dirty_max = 256 * KiB, .dirty_expire_ms = 1, .flushers = 2 };
+	struct cache_pool *p = cache_pool_create(&pc);
+	struct blkdev *busy_mem = memdev_create(8 * MiB, 512);
+	struct cache_config cc = config(CONFIG_CACHE_WRITEBACK);
+	cc.pool = p;
+	struct churn ch = { .c = cache_create(&cc, busy_mem) };
+	pthread_t t;
+	pthread_create(&t, NULL, churn_main, &ch); /* keeps the write-back threads scanning */
+	uint8_t buf[4096];
+	memset(buf, 0x7e, sizeof(buf));
+	for (int i = 0; i < 300; i++) {
+		struct blkdev *mem = memdev_create(1 * MiB, 512);
+		struct blkdev *c = cache_create(&cc, mem);
+		blkdev_write_sync(c, (uint64_t)(i % 16) * 4096, sizeof(buf), buf);
+		c->ops->destroy(c);
+		CHECK("written back at destroy", memdev_data(mem)[(i % 16) * 4096] == 0x7e, "iteration %d", i);
+		mem->ops->destroy(mem);
+	}
+	__atomic_store_n(&ch.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	ch.c->ops->destroy(ch.c);
+	cache_pool_destroy(p);
+	busy_mem->ops->destroy(busy_mem);
+}
+
 static void watchdog(int sig)
 {
 	static const char msg[] = "FAIL test_cache_teardown: hung (watchdog)\n";
@@ -354,6 +402,11 @@ int main(int argc, char **argv)
 	if (!*only || strstr("reads", only))
 		test_stop_does_not_wait_for_reads();
 	printf("%s: stop does not wait for reads\n", failures > before ? "FAIL" : "ok  ");
+	before = failures;
+	if (!*only || strstr("scanned", only))
+		test_destroy_while_scanned();
+	printf("%s: caches destroyed while the write-back threads scan them\n",
+	       failures > before ? "FAIL" : "ok  ");
 	if (failures) {
 		fprintf(stderr, "test_cache_teardown: %d check(s) failed\n", failures);
 		return 1;
