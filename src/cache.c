@@ -494,9 +494,6 @@ static void cache_destroy(struct blkdev *dev)
 	struct cache *c = to_cache(dev);
 	cache_stop(dev);
 	cache_cancel_all(dev);
-	cache_lock(c);
-	c->dead = true;
-	cache_unlock(c, NULL);
 	if (c->own_pool)
 		pool_release_private(c->pool);
 	cache_put(c);

@@ -296,7 +296,6 @@ struct cache {
 	bool stop;                    /* cache_stop began: write back everything */
 	bool given_up;                /* stopping: the rest of the dirty data is lost */
 	uint64_t stop_deadline;       /* util_now_ms() after which stop stops retrying */
-	bool dead;                    /* destroyed by its creator; refs keep the memory */
 	bool closing;                 /* cache_cancel_all: no request waits any more */
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
@@ -345,8 +344,7 @@ struct cache_io {
 	bool zero_src;                /* write zeroes */
 
 	/* write-through / none writes, zeroing, flush: I/O to inner of the request */
-	struct inflight guard;
-	bool guarded;
+	struct inflight guard;        /* its IF_WT / IF_ZERO entry while registered */
 	uint8_t *bounce;              /* write-through / none: the aligned data */
 	uint64_t a0, a1;              /* aligned range of the write */
 	unsigned ops;                 /* OP_* to submit */

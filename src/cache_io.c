@@ -563,7 +563,6 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 			return;
 		}
 		guard_add(c, &io->guard, io->a0, io->a1 - io->a0, IF_WT);
-		io->guarded = true;
 		/* The partial edges: from the cache when it has them, else from inner. */
 		io->ops = 0;
 		if (io->pos != io->a0) {
@@ -594,7 +593,6 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 	case W_EDGES:
 		if (io->ret < 0) {
 			guard_del(c, &io->guard, d);
-			io->guarded = false;
 			io_wake_range(c, io->a0, io->a1 - io->a0, 0, d);
 			finish(io, io->ret, d);
 			return;
@@ -639,7 +637,6 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 				blk_invalidate(c, io->a0, io->a1 - io->a0, false);
 		}
 		guard_del(c, &io->guard, d);
-		io->guarded = false;
 		io_wake_range(c, io->a0, io->a1 - io->a0, 0, d);
 		if (io->kind == IO_ZERO && io->ret == 0) {
 			free(io->bounce);
@@ -744,7 +741,6 @@ static void zero_step(struct cache_io *io, struct defer *d)
 				break;
 			}
 			guard_add(c, &io->guard, m0, m1 - m0, IF_ZERO);
-			io->guarded = true;
 			blk_invalidate(c, m0, m1 - m0, false);
 			io->zstate = Z_MID_SENT;
 			io->ops = io->discard ? OP_DISCARD : OP_ZERO;
@@ -755,7 +751,6 @@ static void zero_step(struct cache_io *io, struct defer *d)
 			return;
 		case Z_MID_SENT:
 			guard_del(c, &io->guard, d);
-			io->guarded = false;
 			io_wake_range(c, m0, m1 - m0, 0, d);
 			if (io->ret < 0) {
 				finish(io, io->ret, d);

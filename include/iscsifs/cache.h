@@ -155,7 +155,9 @@ typedef void (*cache_read_cb)(void *opaque, int ret, const struct cache_seg *seg
 
 /* Read [off, off+len), len > 0. A miss fetches only the logical blocks asked for
  * (rounded to a small minimum); sequential streams are read ahead. Errors: -EIO (the
- * target failed the READ), -EINTR (cancelled), -ENOMEM, or what inner reported. */
+ * target failed the READ), -EINTR (cancelled), -ENOMEM, -EINVAL (not inside the
+ * device), or what inner reported. The write, zero and flush calls below answer the
+ * same -EINVAL, and -EROFS on a read-only device. */
 void cache_read(struct blkdev *dev, uint64_t off, size_t len, cache_read_cb cb,
 		void *opaque, struct cache_ticket *ticket);
 
