@@ -350,7 +350,9 @@ meta parts "$PARTS"
 
 # Part B and C: LUN 2, 2 GiB of random data, eight times the default cache_size.
 # Part D: LUNs 3-6, 1 GiB each (first 256 MiB random, the rest sparse).
-# Part E: target 2 with 16 LUNs of 256 MiB, target 3 with 1000 LUNs of 4 MiB (sparse).
+# Part E (made after parts A-D: tgtd serving 1000 more LUNs answers every command
+# several times slower): target 2 with 16 LUNs of 256 MiB, target 3 with 1000 LUNs of
+# 4 MiB (sparse).
 add_lun() {              # add_lun TID LUN FILE
     tgtadm -C "$CP" --lld iscsi --op new --mode logicalunit --tid "$1" --lun "$2" -b "$3" \
         || die "tgtadm: LUN $2 of target $1 failed"
@@ -371,7 +373,7 @@ if part D; then
     done
 fi
 IQN16=$IQN-16luns IQN1000=$IQN-1000luns
-if part E; then
+make_part_e_targets() {  # only once parts A-D are done: 1000 LUNs slow tgtd down for all
     log "creating target 2 with 16 LUNs of 256 MiB and target 3 with 1000 LUNs of 4 MiB"
     tgtadm -C "$CP" --lld iscsi --op new --mode target --tid 2 -T "$IQN16" || die "tgtadm"
     tgtadm -C "$CP" --lld iscsi --op new --mode target --tid 3 -T "$IQN1000" || die "tgtadm"
@@ -387,7 +389,7 @@ if part E; then
     done
     tgtadm -C "$CP" --lld iscsi --op bind --mode target --tid 2 -I ALL || die "tgtadm"
     tgtadm -C "$CP" --lld iscsi --op bind --mode target --tid 3 -I ALL || die "tgtadm"
-fi
+}
 
 # ---------------------------------------------------------------- iscsi-perf
 run_iscsi_perf() {       # run_iscsi_perf NAME BYTES MAXQ [-r]  (PERF_URL: the LUN, default LUN 1)
@@ -680,6 +682,7 @@ rss_case() {             # rss_case NAME URL FILE_PREFIX COUNT PARALLEL
     unmount_current 300
 }
 if part E && [ "$RUN_ISCSIFS" = 1 ]; then
+    make_part_e_targets
     rss_case 16luns "iscsi://127.0.0.1:$PORT/$IQN16" lun 16 16
     rss_case 1000luns "iscsi://127.0.0.1:$PORT/$IQN1000" lun 1000 16
 fi
