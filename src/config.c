@@ -443,54 +443,234 @@ bad_v6:
 		    "expected iscsi://[ADDRESS]:PORT/...");
 }
 
-/* ---- -o options ------------------------------------------------------------------- */
+/* ---- -o options: the table -------------------------------------------------------- */
 
 /* State that lives across several -o lists of one command line. */
 struct opt_state {
 	bool dirty_max_set;      /* dirty_max= was given: do not derive it from cache_size */
 };
 
-/* Integer options: name, field, range. */
-static const struct int_opt {
-	const char *name;
-	size_t off;
-	int min, max;
-} int_opts[] = {
-	{ "sessions", offsetof(struct config, sessions), 1, 16 },
-	{ "noop_interval", offsetof(struct config, noop_interval), 0, SECONDS_MAX },
-	{ "noop_timeout", offsetof(struct config, noop_timeout), 1, SECONDS_MAX },
-	{ "cmd_timeout", offsetof(struct config, cmd_timeout), 1, SECONDS_MAX },
-	{ "login_timeout", offsetof(struct config, login_timeout), 1, SECONDS_MAX },
-	{ "replacement_timeout", offsetof(struct config, replacement_timeout), 0, SECONDS_MAX },
+static int check_initiator(struct config *cfg, const char *v, char *err, size_t errlen);
+static int check_secret_file(struct config *cfg, const char *v, char *err, size_t errlen);
+static int check_log(struct config *cfg, const char *v, char *err, size_t errlen);
+
+static const struct config_enum_value cache_modes[] = {
+	{ "writeback", CONFIG_CACHE_WRITEBACK },
+	{ "writethrough", CONFIG_CACHE_WRITETHROUGH },
+	{ "none", CONFIG_CACHE_NONE },
+	{ NULL, 0 },
 };
 
-/* Size options: name, field, range, and what the range means. */
-static const struct size_opt {
-	const char *name;
-	size_t off;
-	uint64_t min, max;
-	bool pow2;
-} size_opts[] = {
-	{ "cache_size", offsetof(struct config, cache_size), 0, UINT64_MAX, false },
-	{ "cache_block", offsetof(struct config, cache_block), 4096, 16 << 20, true },
-	{ "dirty_max", offsetof(struct config, dirty_max), 0, UINT64_MAX, false },
-	{ "readahead_max", offsetof(struct config, readahead_max), 0, 1ULL << 30, false },
+static const struct config_enum_value header_digests[] = {
+	{ "none", ISCSI_HEADER_DIGEST_NONE },
+	{ "crc32c", ISCSI_HEADER_DIGEST_CRC32C },
+	{ "none,crc32c", ISCSI_HEADER_DIGEST_NONE_CRC32C },
+	{ "crc32c,none", ISCSI_HEADER_DIGEST_CRC32C_NONE },
+	{ NULL, 0 },
 };
 
-/* Generic mount(8)/fstab options, accepted and ignored (plus every "x-*"). */
-static const char *const ignored_opts[] = {
-	"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
-	"relatime", "auto", "noauto", "user", "users", "nofail", "defaults", "_netdev",
-};
+#define F(field) offsetof(struct config, field)
+#define MOUNTFLAG_HELP                                                                  \
+	"Generic mount flags, passed to the kernel mount as mount(8) would (FUSE honours " \
+	"these; as non-root, fusermount3 always adds nosuid and nodev)."
+#define IGNORED_HELP                                                                    \
+	"Accepted for mount(8) and fstab and dropped: they mean nothing to iscsifs, or "  \
+	"FUSE (libfuse 3.14) cannot pass them on (the kernel mounts FUSE relatime)."
 
-/* FUSE options copied to cfg->fuse_opts; true when the option takes a value. */
-static const struct fuse_opt_desc {
-	const char *name;
-	bool has_value;
-} fuse_pass[] = {
-	{ "fsname", true }, { "subtype", true }, { "max_read", true },
-	{ "auto_unmount", false }, { "default_permissions", false },
+/*
+ * Every -o option. Keep each row's help self-contained: it is printed by --help, in
+ * the man page and in the README table. Rows with the same help text (the same
+ * string) in a row are shown as one entry.
+ */
+static const struct config_option options[] = {
+	{ .name = "ro", .kind = CONFIG_OPT_FLAG, .off = F(read_only), .min = 1,
+	  .def = "off", .help = "Read-only: files are 0400 and writes fail with EROFS." },
+	{ .name = "rw", .kind = CONFIG_OPT_FLAG, .off = F(read_only), .min = 0,
+	  .def = "on", .help = "Read-write (undoes an earlier ro)." },
+	{ .name = "allow_other", .kind = CONFIG_OPT_FLAG, .off = F(allow_other), .min = 1,
+	  .def = "off",
+	  .help = "Let other users in (FUSE); default_permissions is always on, so file "
+		  "modes are enforced." },
+	{ .name = "cache", .kind = CONFIG_OPT_ENUM, .metavar = "MODE", .off = F(cache_mode),
+	  .values = cache_modes, .def = "writeback",
+	  .help = "writeback: write() completes in the cache; writethrough: write() "
+		  "completes when the target has it; none: no caching at all, for LUNs "
+		  "shared by several initiators (direct I/O: a shared mmap needs Linux 6.6 "
+		  "or later, for FUSE_DIRECT_IO_ALLOW_MMAP; older kernels refuse it with "
+		  "ENODEV)." },
+	{ .name = "cache_size", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
+	  .off = F(cache_size), .min = 0, .max = UINT64_MAX, .def = "256M",
+	  .min_of = "cache_block", .min_mult = 8, .needs_cache = true,
+	  .why = "the cache needs at least 8 blocks",
+	  .help = "Byte budget of the block cache for the whole mount: all LUNs together, "
+		  "shared by use; never exceeded." },
+	{ .name = "cache_block", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
+	  .off = F(cache_block), .min = 4096, .max = 16 << 20, .pow2 = true, .def = "64K",
+	  .help = "Cache block, the unit of memory and eviction; raised to the LUN's "
+		  "block size when that is larger." },
+	{ .name = "dirty_max", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
+	  .off = F(dirty_max), .min = 0, .max = UINT64_MAX, .def = "cache_size/4",
+	  .max_of = "cache_size", .why = "dirty data lives in the cache",
+	  .help = "Writers wait (never fail) while cache blocks holding this much are dirty, all "
+		  "LUNs together (each LUN gets a fair share)." },
+	{ .name = "dirty_expire", .kind = CONFIG_OPT_SECONDS, .metavar = "SECONDS",
+	  .off = F(dirty_expire_ms), .min = 0, .max = SECONDS_MAX * 1000ULL, .def = "1",
+	  .help = "Dirty data older than this is written back (decimals allowed, e.g. "
+		  "0.5)." },
+	{ .name = "readahead_max", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
+	  .off = F(readahead_max), .min = 0, .max = 1ULL << 30, .def = "4M",
+	  .help = "Read-ahead on sequential streaks grows up to this; 0 disables it." },
+	{ .name = "sessions", .kind = CONFIG_OPT_INT, .metavar = "N", .off = F(sessions),
+	  .min = 1, .max = 16, .def = "1",
+	  .help = "iSCSI sessions per target; commands are spread over them." },
+	{ .name = "noop_interval", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
+	  .off = F(noop_interval), .min = 0, .max = SECONDS_MAX, .def = "5",
+	  .help = "NOP-Out keepalive interval; 0 disables it." },
+	{ .name = "noop_timeout", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
+	  .off = F(noop_timeout), .min = 1, .max = SECONDS_MAX, .def = "5",
+	  .help = "A keepalive not answered by then starts recovery." },
+	{ .name = "cmd_timeout", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
+	  .off = F(cmd_timeout), .min = 1, .max = SECONDS_MAX, .def = "30",
+	  .help = "A SCSI command not answered by then starts recovery." },
+	{ .name = "login_timeout", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
+	  .off = F(login_timeout), .min = 1, .max = SECONDS_MAX, .def = "15",
+	  .help = "Bound on connect + login, the first one included." },
+	{ .name = "replacement_timeout", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
+	  .off = F(replacement_timeout), .min = 0, .max = SECONDS_MAX, .def = "120",
+	  .help = "The time budget of every request: every request completes, with EIO "
+		  "at worst, at most replacement_timeout + cmd_timeout after it was issued; "
+		  "once the target has answered nothing for this long, waiting and new I/O "
+		  "fails at once until it answers again; 0 fails at once." },
+	{ .name = "initiator", .kind = CONFIG_OPT_STRING, .metavar = "NAME",
+	  .off = F(initiator), .max = sizeof(((struct config *)0)->initiator),
+	  .check = check_initiator,
+	  .def = "InitiatorName= of /etc/iscsi/initiatorname.iscsi, else "
+		 "iqn.2026-11.org.iscsifs:HOSTNAME",
+	  .help = "Initiator name (IQN or EUI)." },
+	{ .name = "header_digest", .kind = CONFIG_OPT_ENUM, .metavar = "DIGEST",
+	  .off = F(header_digest), .values = header_digests, .def = "none,crc32c",
+	  .help = "Header digest to offer, in order of preference." },
+	{ .name = "secret_file", .kind = CONFIG_OPT_STRING, .metavar = "PATH",
+	  .off = F(secret_file), .max = sizeof(((struct config *)0)->secret_file),
+	  .check = check_secret_file, .def = "the LIBISCSI_CHAP_* variables",
+	  .help = "CHAP secrets: \"key = value\" lines with username, password and, for "
+		  "mutual CHAP, target_username and target_password; the file must be "
+		  "yours and mode 0600." },
+	{ .name = "log", .kind = CONFIG_OPT_STRING, .metavar = "stderr|syslog|FILE",
+	  .off = F(log_file), .max = sizeof(((struct config *)0)->log_file),
+	  .check = check_log,
+	  .def = "stderr with -f; else syslog, or a file when /dev/log is absent",
+	  .help = "Where log lines go. The fallback file is "
+		  "$XDG_RUNTIME_DIR/iscsifs/MOUNT.log (or ~/.local/state/iscsifs/, or "
+		  "/run/iscsifs/ for root); its path is printed at mount." },
+	{ .name = "fsname", .kind = CONFIG_OPT_FUSE, .metavar = "NAME", .has_value = true,
+	  .def = "the URL", .help = "The mount's source in /proc/mounts and df (FUSE)." },
+	{ .name = "subtype", .kind = CONFIG_OPT_FUSE, .metavar = "NAME", .has_value = true,
+	  .def = "iscsifs", .help = "The type shows as fuse.NAME (FUSE)." },
+	{ .name = "max_read", .kind = CONFIG_OPT_FUSE, .metavar = "N", .has_value = true,
+	  .min = 1, .max = UINT32_MAX,
+	  .help = "Largest read request the kernel sends, in bytes (FUSE)." },
+	{ .name = "auto_unmount", .kind = CONFIG_OPT_FUSE, .def = "on",
+	  .help = "Unmount when the daemon dies (FUSE); always on, so a crashed daemon "
+		  "never leaves a dead mountpoint." },
+	{ .name = "default_permissions", .kind = CONFIG_OPT_FUSE, .def = "on",
+	  .help = "The kernel checks file modes (FUSE); always on." },
+	{ .name = "suid", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "nosuid", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "dev", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "nodev", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "exec", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "noexec", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "async", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "sync", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "dirsync", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "atime", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "noatime", .kind = CONFIG_OPT_MOUNTFLAG, .help = MOUNTFLAG_HELP },
+	{ .name = "relatime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "norelatime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "strictatime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "diratime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "nodiratime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "lazytime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "nolazytime", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "auto", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "noauto", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "user", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "nouser", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "users", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "nofail", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "defaults", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "_netdev", .kind = CONFIG_OPT_IGNORED, .help = IGNORED_HELP },
+	{ .name = "x-", .kind = CONFIG_OPT_IGNORED, .metavar = "*", .help = IGNORED_HELP },
 };
+#undef F
+
+const struct config_option *config_options(size_t *n)
+{
+	*n = ARRAY_SIZE(options);
+	return options;
+}
+
+static const struct config_option *find_option(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		const struct config_option *o = &options[i];
+		if (strcmp(o->name, "x-") == 0 ? strncmp(name, "x-", 2) == 0
+					       : strcmp(name, o->name) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+static const struct config_enum_value *find_enum(const struct config_option *o,
+						 const char *v)
+{
+	for (const struct config_enum_value *e = o->values; e && e->text; e++)
+		if (strcasecmp(v, e->text) == 0)
+			return e;
+	return NULL;
+}
+
+static void *field(struct config *cfg, const struct config_option *o)
+{
+	return (char *)cfg + o->off;
+}
+
+/* An option's current value as a number (INT, SIZE, SECONDS), for the relations. */
+static uint64_t number_of(const struct config *cfg, const struct config_option *o)
+{
+	const char *p = (const char *)cfg + o->off;
+	uint32_t u32;
+	uint64_t u64;
+	int i;
+
+	switch (o->kind) {
+	case CONFIG_OPT_INT:
+		memcpy(&i, p, sizeof i);
+		return (uint64_t)i;
+	case CONFIG_OPT_SECONDS:
+		memcpy(&u32, p, sizeof u32);
+		return u32;
+	default:
+		memcpy(&u64, p, sizeof u64);
+		return u64;
+	}
+}
+
+/* The value as the user would write it: "64K", "30", "0.5". */
+static const char *fmt_value(const struct config_option *o, uint64_t v, char *buf,
+			     size_t len)
+{
+	if (o->kind == CONFIG_OPT_SIZE)
+		return fmt_size(v, buf, len);
+	if (o->kind == CONFIG_OPT_SECONDS && v % 1000)
+		snprintf(buf, len, "%llu.%03llu", (unsigned long long)(v / 1000),
+			 (unsigned long long)(v % 1000));
+	else
+		snprintf(buf, len, "%llu",
+			 (unsigned long long)(o->kind == CONFIG_OPT_SECONDS ? v / 1000 : v));
+	return buf;
+}
 
 static bool is_password_option(const char *name)
 {
@@ -515,106 +695,107 @@ static int append_fuse_opt(struct config *cfg, const char *name, const char *val
 	return 0;
 }
 
-static int parse_header_digest(const char *v, int *out)
+static int check_initiator(struct config *cfg, const char *v, char *err, size_t errlen)
 {
-	static const struct {
-		const char *text;
-		int value;
-	} map[] = {
-		{ "none", ISCSI_HEADER_DIGEST_NONE },
-		{ "crc32c", ISCSI_HEADER_DIGEST_CRC32C },
-		{ "none,crc32c", ISCSI_HEADER_DIGEST_NONE_CRC32C },
-		{ "crc32c,none", ISCSI_HEADER_DIGEST_CRC32C_NONE },
-	};
+	if (config_check_iscsi_name(v) < 0)
+		return fail(err, errlen, -EINVAL, "invalid initiator name \"%s\": %s", v,
+			    NAME_HINT);
+	snprintf(cfg->initiator, sizeof cfg->initiator, "%s", v);
+	cfg->initiator_explicit = true;
+	return 0;
+}
 
-	for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
-		if (strcasecmp(v, map[i].text) == 0) {
-			*out = map[i].value;
-			return 0;
-		}
+static int check_secret_file(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (strlen(v) >= sizeof cfg->secret_file)
+		return fail(err, errlen, -ENAMETOOLONG,
+			    "secret_file path is too long (max %zu bytes)",
+			    sizeof cfg->secret_file - 1);
+	snprintf(cfg->secret_file, sizeof cfg->secret_file, "%s", v);
+	return 0;
+}
+
+/* log=stderr|syslog|FILE; FILE is made absolute now (the daemon runs in "/"). */
+static int check_log(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (strcmp(v, "stderr") == 0 || strcmp(v, "syslog") == 0) {
+		cfg->log_to = v[1] == 't' ? CONFIG_LOG_STDERR : CONFIG_LOG_SYSLOG;
+		cfg->log_file[0] = '\0';
+		return 0;
 	}
-	return -EINVAL;
+	if (v[0] == '/')
+		n = snprintf(cfg->log_file, sizeof cfg->log_file, "%s", v);
+	else if (getcwd(cwd, sizeof cwd))
+		n = snprintf(cfg->log_file, sizeof cfg->log_file, "%s/%s", cwd, v);
+	else
+		return fail(err, errlen, -errno, "log=%s: cannot resolve a relative path (%s): "
+			    "give an absolute path", v, strerror(errno));
+	if (n < 0 || (size_t)n >= sizeof cfg->log_file) {
+		cfg->log_file[0] = '\0';
+		return fail(err, errlen, -ENAMETOOLONG, "log file path is too long (max %zu "
+			    "bytes)", sizeof cfg->log_file - 1);
+	}
+	cfg->log_to = CONFIG_LOG_FILE;
+	return 0;
 }
 
 /* One option: `name`, and `value` (NULL when there was no '='). */
 static int parse_one_option(struct config *cfg, const char *name, const char *value,
 			    struct opt_state *st, char *err, size_t errlen)
 {
+	const struct config_option *o;
+	const struct config_enum_value *e;
 	char a[32], b[32];
 	uint64_t v;
-	int rc;
+	uint32_t ms;
+	bool has_value;
+	int rc, iv;
 
 	if (is_password_option(name))
 		return fail(err, errlen, -EINVAL,
 			    "password on the command line is not allowed (option \"%s\"): %s",
 			    name, SECRET_HINT);
-
-	/* flags */
-	if (strcmp(name, "ro") == 0 || strcmp(name, "rw") == 0 ||
-	    strcmp(name, "allow_other") == 0) {
-		if (value)
-			return fail(err, errlen, -EINVAL,
-				    "option \"%s\" takes no value: write just %s", name, name);
-		if (strcmp(name, "allow_other") == 0)
-			cfg->allow_other = true;
-		else
-			cfg->read_only = name[1] == 'o';
-		return 0;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(ignored_opts); i++)
-		if (strcmp(name, ignored_opts[i]) == 0)
-			return 0;
-	if (strncmp(name, "x-", 2) == 0)
-		return 0;
-
-	for (size_t i = 0; i < ARRAY_SIZE(fuse_pass); i++) {
-		if (strcmp(name, fuse_pass[i].name) != 0)
-			continue;
-		if (!fuse_pass[i].has_value && value)
-			return fail(err, errlen, -EINVAL,
-				    "option \"%s\" takes no value: write just %s", name, name);
-		if (fuse_pass[i].has_value && (!value || !*value))
-			return fail(err, errlen, -EINVAL,
-				    "option \"%s\" needs a value: %s=VALUE", name, name);
-		if (strcmp(name, "max_read") == 0 &&
-		    (parse_uint(value, strlen(value), UINT32_MAX, &v) < 0 || v == 0))
-			return fail(err, errlen, -EINVAL,
-				    "invalid value \"%s\" for max_read: expected a number of bytes",
-				    value);
-		return append_fuse_opt(cfg, name, value, err, errlen);
-	}
-
-	/* everything below needs a value */
-	bool known = strcmp(name, "cache") == 0 || strcmp(name, "dirty_expire") == 0 ||
-		     strcmp(name, "initiator") == 0 || strcmp(name, "header_digest") == 0 ||
-		     strcmp(name, "secret_file") == 0;
-	for (size_t i = 0; i < ARRAY_SIZE(int_opts) && !known; i++)
-		known = strcmp(name, int_opts[i].name) == 0;
-	for (size_t i = 0; i < ARRAY_SIZE(size_opts) && !known; i++)
-		known = strcmp(name, size_opts[i].name) == 0;
-	if (!known)
+	o = find_option(name);
+	if (!o)
 		return fail(err, errlen, -EINVAL, "unknown option \"%s\": see iscsifs --help",
 			    name);
-	if (!value || !*value)
+	if (o->kind == CONFIG_OPT_IGNORED)
+		return 0;
+	has_value = o->kind == CONFIG_OPT_FUSE ? o->has_value : o->metavar != NULL;
+	if (!has_value && value)
+		return fail(err, errlen, -EINVAL,
+			    "option \"%s\" takes no value: write just %s", name, name);
+	if (has_value && (!value || !*value))
 		return fail(err, errlen, -EINVAL, "option \"%s\" needs a value: %s=VALUE (see "
 			    "iscsifs --help)", name, name);
 
-	for (size_t i = 0; i < ARRAY_SIZE(int_opts); i++) {
-		const struct int_opt *o = &int_opts[i];
-		if (strcmp(name, o->name) != 0)
-			continue;
-		rc = parse_uint(value, strlen(value), (uint64_t)o->max, &v);
-		if (rc < 0 || v < (uint64_t)o->min)
-			return fail(err, errlen, -EINVAL,
-				    "invalid value \"%s\" for %s: expected a whole number %d..%d",
-				    value, name, o->min, o->max);
-		*(int *)((char *)cfg + o->off) = (int)v;
+	switch (o->kind) {
+	case CONFIG_OPT_FLAG:
+		*(bool *)field(cfg, o) = o->min != 0;
 		return 0;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(size_opts); i++) {
-		const struct size_opt *o = &size_opts[i];
-		if (strcmp(name, o->name) != 0)
-			continue;
+	case CONFIG_OPT_MOUNTFLAG:
+		return append_fuse_opt(cfg, name, NULL, err, errlen);
+	case CONFIG_OPT_FUSE:
+		if (o->max && (parse_uint(value, strlen(value), o->max, &v) < 0 || v < o->min))
+			return fail(err, errlen, -EINVAL,
+				    "invalid value \"%s\" for %s: expected a number %llu..%llu",
+				    value, name, (unsigned long long)o->min,
+				    (unsigned long long)o->max);
+		return append_fuse_opt(cfg, name, value, err, errlen);
+	case CONFIG_OPT_INT:
+		rc = parse_uint(value, strlen(value), o->max, &v);
+		if (rc < 0 || v < o->min)
+			return fail(err, errlen, -EINVAL,
+				    "invalid value \"%s\" for %s: expected a whole number "
+				    "%llu..%llu", value, name, (unsigned long long)o->min,
+				    (unsigned long long)o->max);
+		iv = (int)v;
+		memcpy(field(cfg, o), &iv, sizeof iv);
+		return 0;
+	case CONFIG_OPT_SIZE:
 		rc = config_parse_size(value, &v);
 		if (rc == -ERANGE)
 			return fail(err, errlen, -EINVAL, "size \"%s\" for %s is too large",
@@ -628,57 +809,58 @@ static int parse_one_option(struct config *cfg, const char *name, const char *va
 				    "invalid size \"%s\" for %s: expected %s%s..%s", value, name,
 				    o->pow2 ? "a power of two " : "",
 				    fmt_size(o->min, a, sizeof a), fmt_size(o->max, b, sizeof b));
-		*(uint64_t *)((char *)cfg + o->off) = v;
+		memcpy(field(cfg, o), &v, sizeof v);
 		if (strcmp(name, "dirty_max") == 0)
 			st->dirty_max_set = true;
 		return 0;
-	}
+	case CONFIG_OPT_SECONDS:
+		if (parse_seconds_ms(value, (uint32_t)(o->max / 1000), &ms) < 0 || ms < o->min)
+			return fail(err, errlen, -EINVAL,
+				    "invalid value \"%s\" for %s: expected seconds %s..%s, up to "
+				    "three decimals (e.g. 0.5)", value, name,
+				    fmt_value(o, o->min, a, sizeof a),
+				    fmt_value(o, o->max, b, sizeof b));
+		memcpy(field(cfg, o), &ms, sizeof ms);
+		return 0;
+	case CONFIG_OPT_ENUM: {
+		char list[256] = "";
+		size_t k = 0, n = 0;
 
-	if (strcmp(name, "cache") == 0) {
-		if (strcmp(value, "writeback") == 0)
-			cfg->cache_mode = CONFIG_CACHE_WRITEBACK;
-		else if (strcmp(value, "writethrough") == 0)
-			cfg->cache_mode = CONFIG_CACHE_WRITETHROUGH;
-		else if (strcmp(value, "none") == 0)
-			cfg->cache_mode = CONFIG_CACHE_NONE;
-		else
-			return fail(err, errlen, -EINVAL,
-				    "invalid value \"%s\" for cache: expected writeback, "
-				    "writethrough or none", value);
-		return 0;
+		e = find_enum(o, value);
+		if (e) {
+			iv = e->value;
+			memcpy(field(cfg, o), &iv, sizeof iv);
+			return 0;
+		}
+		for (const struct config_enum_value *x = o->values; x->text; x++)
+			n++;
+		for (size_t i = 0; i < n && k < sizeof list; i++)
+			k += (size_t)snprintf(list + k, sizeof list - k, "%s%s",
+					      i == 0 ? "" : i + 1 == n ? " or " : ", ",
+					      o->values[i].text);
+		return fail(err, errlen, -EINVAL, "invalid value \"%s\" for %s: expected %s",
+			    value, name, list);
 	}
-	if (strcmp(name, "dirty_expire") == 0) {
-		if (parse_seconds_ms(value, SECONDS_MAX, &cfg->dirty_expire_ms) < 0)
-			return fail(err, errlen, -EINVAL,
-				    "invalid value \"%s\" for dirty_expire: expected seconds "
-				    "0..%d, up to three decimals (e.g. 0.5)", value, SECONDS_MAX);
-		return 0;
+	case CONFIG_OPT_STRING:
+		return o->check(cfg, value, err, errlen);
+	case CONFIG_OPT_IGNORED:
+		break;
 	}
-	if (strcmp(name, "initiator") == 0) {
-		if (config_check_iscsi_name(value) < 0)
-			return fail(err, errlen, -EINVAL, "invalid initiator name \"%s\": %s",
-				    value, NAME_HINT);
-		snprintf(cfg->initiator, sizeof cfg->initiator, "%s", value);
-		cfg->initiator_explicit = true;
-		return 0;
-	}
-	if (strcmp(name, "header_digest") == 0) {
-		if (parse_header_digest(value, &cfg->header_digest) < 0)
-			return fail(err, errlen, -EINVAL,
-				    "invalid value \"%s\" for header_digest: expected none, "
-				    "crc32c, none,crc32c or crc32c,none", value);
-		return 0;
-	}
-	/* secret_file */
-	if (strlen(value) >= sizeof cfg->secret_file)
-		return fail(err, errlen, -ENAMETOOLONG,
-			    "secret_file path is too long (max %zu bytes)",
-			    sizeof cfg->secret_file - 1);
-	snprintf(cfg->secret_file, sizeof cfg->secret_file, "%s", value);
 	return 0;
 }
 
-/* One comma-separated list. "header_digest=crc32c,none" keeps its comma. */
+static bool enum_has_comma(const struct config_option *o)
+{
+	for (const struct config_enum_value *e = o->values; e && e->text; e++)
+		if (strchr(e->text, ','))
+			return true;
+	return false;
+}
+
+/* One comma-separated list. An enum value that may hold a comma ("header_digest=
+ * crc32c,none") takes the next item along when that item is a bare word and not an
+ * option of its own ("header_digest=crc32c,ro" is two options). A word with '=' never
+ * joins: it could be a refused password, which must not end up in a message. */
 static int parse_option_list(struct config *cfg, const char *opts, struct opt_state *st,
 			     char *err, size_t errlen)
 {
@@ -690,6 +872,7 @@ static int parse_option_list(struct config *cfg, const char *opts, struct opt_st
 		return fail(err, errlen, -ENOMEM, "out of memory parsing options");
 	while (p && rc == 0) {
 		char *item = p, *comma = strchr(p, ','), *value;
+		const struct config_option *o;
 
 		if (comma) {
 			*comma = '\0';
@@ -700,15 +883,23 @@ static int parse_option_list(struct config *cfg, const char *opts, struct opt_st
 		value = strchr(item, '=');
 		if (value)
 			*value++ = '\0';
-		if (value && p && strcmp(item, "header_digest") == 0) {
-			size_t n = strcspn(p, ",");
-			if ((n == 4 && strncasecmp(p, "none", 4) == 0) ||
-			    (n == 6 && strncasecmp(p, "crc32c", 6) == 0)) {
-				char *end = p + n;
+		o = value ? find_option(item) : NULL;
+		if (o && o->kind == CONFIG_OPT_ENUM && enum_has_comma(o)) {
+			while (p) {
+				size_t n = strcspn(p, ",");
+				char word[64];
 
+				if (n == 0 || n >= sizeof word || memchr(p, '=', n))
+					break;
+				memcpy(word, p, n);
+				word[n] = '\0';
+				if (find_option(word))
+					break;
 				*comma = ',';
-				p = *end ? end + 1 : NULL;
-				*end = '\0';
+				comma = p[n] ? p + n : NULL;
+				p = comma ? comma + 1 : NULL;
+				if (comma)
+					*comma = '\0';
 			}
 		}
 		if (*item)
@@ -722,25 +913,43 @@ static int parse_option_list(struct config *cfg, const char *opts, struct opt_st
 	return rc;
 }
 
-/* Cross-option rules, once every -o list has been read. */
+/* Cross-option rules (the table's min_of / max_of), once every -o list has been read. */
 static int finish_options(struct config *cfg, const struct opt_state *st, char *err,
 			  size_t errlen)
 {
-	char a[32], b[32];
+	char a[32], b[32], c[32];
 
 	if (!st->dirty_max_set)
 		cfg->dirty_max = cfg->cache_size / 4;
-	if (cfg->cache_mode != CONFIG_CACHE_NONE && cfg->cache_size < cfg->cache_block)
-		return fail(err, errlen, -EINVAL,
-			    "cache_size=%s is smaller than one cache block (cache_block=%s): "
-			    "raise cache_size or lower cache_block",
-			    fmt_size(cfg->cache_size, a, sizeof a),
-			    fmt_size(cfg->cache_block, b, sizeof b));
-	if (cfg->dirty_max > cfg->cache_size)
-		return fail(err, errlen, -EINVAL,
-			    "dirty_max=%s is larger than cache_size=%s: lower dirty_max or "
-			    "raise cache_size", fmt_size(cfg->dirty_max, a, sizeof a),
-			    fmt_size(cfg->cache_size, b, sizeof b));
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		const struct config_option *o = &options[i], *r;
+		uint64_t v = number_of(cfg, o), limit;
+
+		if (o->needs_cache && cfg->cache_mode == CONFIG_CACHE_NONE)
+			continue;
+		if (o->min_of) {
+			r = find_option(o->min_of);
+			limit = number_of(cfg, r) * o->min_mult;
+			if (v < limit)
+				return fail(err, errlen, -EINVAL,
+					    "%s=%s is below %llu x %s=%s = %s (%s): raise %s or "
+					    "lower %s", o->name, fmt_value(o, v, a, sizeof a),
+					    (unsigned long long)o->min_mult, r->name,
+					    fmt_value(r, number_of(cfg, r), b, sizeof b),
+					    fmt_value(o, limit, c, sizeof c), o->why, o->name,
+					    r->name);
+		}
+		if (o->max_of) {
+			r = find_option(o->max_of);
+			limit = number_of(cfg, r);
+			if (v > limit)
+				return fail(err, errlen, -EINVAL,
+					    "%s=%s is larger than %s=%s (%s): lower %s or raise %s",
+					    o->name, fmt_value(o, v, a, sizeof a), r->name,
+					    fmt_value(r, limit, b, sizeof b), o->why, o->name,
+					    r->name);
+		}
+	}
 	return 0;
 }
 
@@ -763,25 +972,27 @@ int config_parse_options(struct config *cfg, const char *opts, char *err, size_t
 
 /* ---- defaults --------------------------------------------------------------------- */
 
+/*
+ * The defaults come from the table: every number, size, duration and enum option whose
+ * `def` is a value is set by parsing that text, so the documented default is the one
+ * in force. (dirty_max's "cache_size/4" is derived once the options are read.)
+ */
 void config_init(struct config *cfg)
 {
+	struct opt_state st = { 0 };
+
 	memset(cfg, 0, sizeof *cfg);
 	cfg->command = CONFIG_CMD_MOUNT;
 	cfg->url.port = CONFIG_DEFAULT_PORT;
 	cfg->url.lun = -1;
-	cfg->cache_mode = CONFIG_CACHE_WRITEBACK;
-	cfg->cache_size = 256ULL << 20;
-	cfg->cache_block = 64ULL << 10;
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		const struct config_option *o = &options[i];
+
+		if (o->def && (o->kind == CONFIG_OPT_INT || o->kind == CONFIG_OPT_SIZE ||
+			       o->kind == CONFIG_OPT_SECONDS || o->kind == CONFIG_OPT_ENUM))
+			parse_one_option(cfg, o->name, o->def, &st, NULL, 0);
+	}
 	cfg->dirty_max = cfg->cache_size / 4;
-	cfg->dirty_expire_ms = 1000;
-	cfg->readahead_max = 4ULL << 20;
-	cfg->sessions = 1;
-	cfg->noop_interval = 5;
-	cfg->noop_timeout = 5;
-	cfg->cmd_timeout = 30;
-	cfg->login_timeout = 15;
-	cfg->replacement_timeout = 120;
-	cfg->header_digest = ISCSI_HEADER_DIGEST_NONE_CRC32C;
 	cfg->uid = (uint32_t)getuid();
 	cfg->gid = (uint32_t)getgid();
 }
@@ -832,8 +1043,8 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 {
 	static const char *const usage_line[] = {
 		[CONFIG_CMD_MOUNT] = "usage: iscsifs [-f] [-d] [-o OPTIONS] URL MOUNTPOINT",
-		[CONFIG_CMD_LS] = "usage: iscsifs ls [-d] [-o OPTIONS] URL",
-		[CONFIG_CMD_STAT] = "usage: iscsifs stat MOUNTPOINT [--watch]",
+		[CONFIG_CMD_LS] = "usage: iscsifs ls [-d] [--json] [-o OPTIONS] URL",
+		[CONFIG_CMD_STAT] = "usage: iscsifs stat MOUNTPOINT [--watch] [--json]",
 	};
 	struct opt_state st = { .dirty_max_set = cfg->dirty_max != cfg->cache_size / 4 };
 	const char *pos[2] = { NULL, NULL }, *url_arg = NULL, *mp_arg = NULL;
@@ -861,6 +1072,15 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 
 	i = 1;
 	cfg->command = CONFIG_CMD_MOUNT;
+	/* "help" and "version" are words, never URLs: say what they mean */
+	if (argc > 1 && strcmp(argv[1], "help") == 0) {
+		cfg->command = CONFIG_CMD_HELP;
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "version") == 0) {
+		cfg->command = CONFIG_CMD_VERSION;
+		return 0;
+	}
 	if (argc > 1 && strcmp(argv[1], "ls") == 0) {
 		cfg->command = CONFIG_CMD_LS;
 		i = 2;
@@ -902,6 +1122,12 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 						    "--watch is only for iscsifs stat: %s",
 						    usage_line[CONFIG_CMD_STAT]);
 				cfg->watch = true;
+			} else if (strcmp(a, "--json") == 0) {
+				if (cfg->command == CONFIG_CMD_MOUNT)
+					return fail(err, errlen, -EINVAL,
+						    "--json is only for iscsifs ls and iscsifs "
+						    "stat: see iscsifs --help");
+				cfg->json = true;
 			} else {
 				return bad_arg(err, errlen, "unknown option", a);
 			}
@@ -1280,16 +1506,171 @@ int config_resolve_initiator(struct config *cfg, const char *path, char *err,
 	return 0;
 }
 
-/* ---- usage -------------------------------------------------------------------------- */
+/* ---- usage and the option documents ------------------------------------------------ */
 
-const char *config_usage(void)
+/* The rows [i, *end) that share one help text: one entry in every document. */
+static size_t entry_end(size_t i)
 {
-	return
+	size_t j = i + 1;
+
+	while (j < ARRAY_SIZE(options) && options[j].help == options[i].help)
+		j++;
+	return j;
+}
+
+/* "cache_size=SIZE", "ro", "x-*" */
+static void entry_name(const struct config_option *o, char *buf, size_t len)
+{
+	if (o->kind == CONFIG_OPT_IGNORED && o->metavar)
+		snprintf(buf, len, "%s%s", o->name, o->metavar);
+	else if (o->metavar)
+		snprintf(buf, len, "%s=%s", o->name, o->metavar);
+	else
+		snprintf(buf, len, "%s", o->name);
+}
+
+/* The sentences the table adds to the help: values, bounds, relations. */
+static void entry_facts(const struct config_option *o, char *buf, size_t len)
+{
+	char a[32], b[32];
+	size_t k = 0;
+
+#define ADD(...) (k += (size_t)snprintf(buf + k, k < len ? len - k : 0, __VA_ARGS__))
+	buf[0] = '\0';
+	if (o->kind == CONFIG_OPT_ENUM && o->values[0].text && o->values[1].text &&
+	    strchr(o->help, ':') == NULL) {
+		ADD(" One of:");
+		for (const struct config_enum_value *e = o->values; e->text; e++)
+			ADD("%s %s", e == o->values ? "" : e[1].text ? "," : " or", e->text);
+		ADD(".");
+	}
+	if ((o->kind == CONFIG_OPT_INT || o->kind == CONFIG_OPT_SECONDS ||
+	     o->kind == CONFIG_OPT_SIZE) && (o->min || o->max != UINT64_MAX))
+		ADD(" %s %s..%s.", o->pow2 ? "A power of two," : "Range",
+		    fmt_value(o, o->min, a, sizeof a), fmt_value(o, o->max, b, sizeof b));
+	if (o->min_of)
+		ADD(" At least %llu x %s (%s)%s.", (unsigned long long)o->min_mult, o->min_of,
+		    o->why, o->needs_cache ? ", unless cache=none" : "");
+	if (o->max_of)
+		ADD(" At most %s (%s).", o->max_of, o->why);
+	if (o->def)
+		ADD(" Default: %s.", o->def);
+#undef ADD
+}
+
+/* Word-wrap `text` at `width` columns, every line but the first indented by `indent`
+ * (the first continues at column `col`). */
+static void wrap(FILE *f, const char *text, int col, int indent, int width)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t n = strcspn(p, " ");
+
+		if (col > indent && col + 1 + (int)n > width) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', f);
+			col++;
+		}
+		fprintf(f, "%.*s", (int)n, p);
+		col += (int)n;
+		p += n;
+		p += strspn(p, " ");
+	}
+	fputc('\n', f);
+}
+
+/* roff text: backslashes and hyphens escaped. */
+static void roff(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\e", f);
+		else if (*s == '-')
+			fputs("\\-", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+/* A markdown table cell: '|' would end it. */
+static void markdown_cell(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+}
+
+void config_write_options_doc(FILE *f, enum config_doc_format format)
+{
+	if (format == CONFIG_DOC_README)
+		fputs("| option | meaning |\n|---|---|\n", f);
+	for (size_t i = 0, end; i < ARRAY_SIZE(options); i = end) {
+		const struct config_option *o = &options[i];
+		char names[512] = "", one[96], facts[512], text[1536];
+		size_t k = 0;
+
+		end = entry_end(i);
+		for (size_t j = i; j < end; j++) {
+			entry_name(&options[j], one, sizeof one);
+			k += (size_t)snprintf(names + k, sizeof names - k, "%s%s%s%s",
+					      j == i ? "" : ", ",
+					      format == CONFIG_DOC_README ? "`" : "", one,
+					      format == CONFIG_DOC_README ? "`" : "");
+		}
+		entry_facts(o, facts, sizeof facts);
+		snprintf(text, sizeof text, "%s%s", o->help, facts);
+		switch (format) {
+		case CONFIG_DOC_HELP:
+			if (strlen(names) > 22) {
+				fprintf(f, "  ");
+				wrap(f, names, 2, 4, 79);
+				fprintf(f, "%*s", 25, "");
+				wrap(f, text, 25, 25, 79);
+			} else {
+				fprintf(f, "  %-22s ", names);
+				wrap(f, text, 25, 25, 79);
+			}
+			break;
+		case CONFIG_DOC_README:
+			fputs("| ", f);
+			markdown_cell(f, names);
+			fputs(" | ", f);
+			markdown_cell(f, text);
+			fputs(" |\n", f);
+			break;
+		case CONFIG_DOC_MAN:
+			fputs(".TP\n", f);
+			if (end - i == 1 && o->metavar && o->kind != CONFIG_OPT_IGNORED) {
+				fputs(".BI \"", f);
+				roff(f, o->name);
+				fputs("=\" \"", f);
+				roff(f, o->metavar);
+				fputs("\"\n", f);
+			} else {
+				fputs(".B \"", f);
+				roff(f, names);
+				fputs("\"\n", f);
+			}
+			roff(f, text);
+			fputc('\n', f);
+			break;
+		}
+	}
+}
+
+void config_print_usage(FILE *f)
+{
+	fputs(
 "Usage: iscsifs [-f] [-d] [-o OPTIONS] URL MOUNTPOINT\n"
-"       iscsifs ls [-d] [-o OPTIONS] URL\n"
-"       iscsifs stat MOUNTPOINT [--watch]\n"
-"       iscsifs -h | --help\n"
-"       iscsifs -V | --version\n"
+"       iscsifs ls [-d] [--json] [-o OPTIONS] URL\n"
+"       iscsifs stat MOUNTPOINT [--watch] [--json]\n"
+"       iscsifs help | -h | --help\n"
+"       iscsifs version | -V | --version\n"
 "       fusermount3 -u MOUNTPOINT    (unmount; dirty data is written first)\n"
 "\n"
 "Mount the LUNs of an iSCSI target as regular files, without kernel modules.\n"
@@ -1308,59 +1689,44 @@ const char *config_usage(void)
 "  URL or on the command line: use -o secret_file=PATH.\n"
 "\n"
 "Flags:\n"
-"  -f                     stay in the foreground (mount)\n"
+"  -f                     stay in the foreground (mount); logs go to stderr\n"
 "  -d                     debug logging\n"
 "  -o OPT[,OPT...]        options, below; may be repeated\n"
+"  --json                 one JSON document on stdout (ls, stat; see iscsifs(1))\n"
 "  --watch                refresh the statistics every second (stat)\n"
 "  -h, --help             show this text\n"
 "  -V, --version          show the version\n"
 "\n"
-"Options (-o OPT[,OPT...]):\n"
-"  ro                     read-only: files are 0400, not 0600 (default off)\n"
-"  allow_other            let other users in; implies default_permissions\n"
-"                         (default off)\n"
-"  cache=MODE             writeback, writethrough or none (default writeback)\n"
-"  cache_size=SIZE        memory for cached blocks (default 256M)\n"
-"  cache_block=SIZE       cache block, a power of two, 4K..16M (default 64K)\n"
-"  dirty_max=SIZE         dirty bytes before writers wait, at most cache_size\n"
-"                         (default cache_size/4)\n"
-"  dirty_expire=SECONDS   dirty data older than this is written back; decimals\n"
-"                         allowed, e.g. 0.5 (default 1)\n"
-"  readahead_max=SIZE     largest read-ahead, 0 disables it (default 4M)\n"
-"  sessions=N             iSCSI sessions per target, 1..16 (default 1)\n"
-"  noop_interval=SECONDS  keepalive (NOP-Out) interval, 0 disables it (default 5)\n"
-"  noop_timeout=SECONDS   keepalive answer timeout (default 5)\n"
-"  cmd_timeout=SECONDS    SCSI command timeout (default 30)\n"
-"  login_timeout=SECONDS  connect and login timeout (default 15)\n"
-"  replacement_timeout=SECONDS\n"
-"                         how long I/O waits for a lost session before failing\n"
-"                         with EIO; 0 fails at once (default 120)\n"
-"  initiator=NAME         initiator name, IQN or EUI (default: InitiatorName from\n"
-"                         /etc/iscsi/initiatorname.iscsi, else\n"
-"                         iqn.2026-11.org.iscsifs:HOSTNAME)\n"
-"  header_digest=D        none, crc32c, none,crc32c or crc32c,none\n"
-"                         (default none,crc32c)\n"
-"  secret_file=PATH       CHAP secrets, \"key = value\" lines with the keys\n"
-"                         username, password and, for mutual CHAP,\n"
-"                         target_username and target_password; the file must\n"
-"                         be yours and mode 0600\n"
-"                         (default: the environment variables below)\n"
-"  fsname=NAME, subtype=NAME, auto_unmount, default_permissions, max_read=N\n"
-"                         passed to FUSE\n"
-"  SIZE takes K, M, G or T (binary: 64K = 65536 bytes; 64KiB works too).\n"
-"  Ignored, for mount(8) and fstab: rw, dev, nodev, suid, nosuid, exec, noexec,\n"
-"  atime, noatime, relatime, auto, noauto, user, users, nofail, defaults,\n"
-"  _netdev, x-*.\n"
+"Options (-o OPT[,OPT...]; SIZE takes K, M, G or T, binary: 64K = 65536 bytes):\n",
+	      f);
+	config_write_options_doc(f, CONFIG_DOC_HELP);
+	fputs(
 "\n"
 "Environment:\n"
 "  LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD, LIBISCSI_CHAP_TARGET_USERNAME,\n"
 "  LIBISCSI_CHAP_TARGET_PASSWORD\n"
 "                         CHAP secrets when no secret_file is given; removed from\n"
 "                         the environment as soon as they are read.\n"
+"  NOTIFY_SOCKET          systemd's notification socket (Type=notify): READY=1\n"
+"                         once mounted, STATUS= with the sessions' state,\n"
+"                         STOPPING=1 and write-back progress at unmount.\n"
+"  JOURNAL_STREAM         set by systemd: log lines carry <N> priority prefixes.\n"
+"\n"
+"Exit status:\n"
+"  0  success\n"
+"  1  runtime failure (I/O error, the mount itself failed, ...)\n"
+"  2  usage: bad command line, option, URL or secret file\n"
+"  3  cannot connect to the portal, or the login timed out\n"
+"  4  authentication or authorization refused by the target\n"
+"  5  target or LUN not found, or the LUN is not a disk\n"
+"  6  unmounted, but dirty data could not be written to the target\n"
 "\n"
 "Examples:\n"
 "  iscsifs iscsi://192.0.2.10/iqn.2003-01.org.example:disk1/0 /mnt/lun\n"
-"  iscsifs ls iscsi://[2001:db8::1]\n"
+"  iscsifs ls --json iscsi://[2001:db8::1]\n"
 "  fstab: iscsi://nas/iqn.2003-01.org.example:disk1 /mnt/nas fuse.iscsifs \\\n"
-"         _netdev,secret_file=/etc/iscsifs.secret 0 0\n";
+"         _netdev,secret_file=/etc/iscsifs.secret 0 0\n"
+"\n"
+"See iscsifs(1) for the whole story.\n",
+	      f);
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "iscsifs/cache.h"
+#include "iscsifs/daemon.h"
 #include "iscsifs/fs.h"
 #include "iscsifs/fuseext.h"
 #include "iscsifs/log.h"
@@ -1298,21 +1299,7 @@ int fs_run(struct fs_model *m, int ready_fd)
 	fuseext_install(se);
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
-	if (ready_fd >= 0) {
-		char ok = 1;
-		ssize_t w = write(ready_fd, &ok, 1);
-		(void)w;
-		close(ready_fd);
-		/* daemonized: the terminal is the parent's; log to syslog from now on */
-		log_to_syslog();
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (nul >= 0) {
-			dup2(nul, STDIN_FILENO);
-			dup2(nul, STDOUT_FILENO);
-			dup2(nul, STDERR_FILENO);
-			close(nul);
-		}
-	}
+	daemon_ready(m, ready_fd);   /* parent exits, READY=1 to systemd (daemon.c) */
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
 	ret = fuse_session_loop_mt(se, lc);

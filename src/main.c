@@ -9,6 +9,7 @@
 #include "iscsifs-config.h"
 #include "iscsifs/commands.h"
 #include "iscsifs/config.h"
+#include "iscsifs/exitcode.h"
 #include "iscsifs/log.h"
 
 static struct config cfg; /* read-only once sessions exist */
@@ -26,13 +27,17 @@ int main(int argc, char **argv)
 	config_init(&cfg);
 	if (config_parse_args(&cfg, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "iscsifs: %s\n", err);
-		return 2;
+		return EXITCODE_USAGE;
 	}
 	log_init(cfg.debug);
+	if (log_configure(&cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "iscsifs: %s\n", err);
+		return EXITCODE_USAGE;
+	}
 	switch (cfg.command) {
 	case CONFIG_CMD_HELP:
-		fputs(config_usage(), stdout);
-		return 0;
+		config_print_usage(stdout);
+		return EXITCODE_OK;
 	case CONFIG_CMD_VERSION:
 		printf("iscsifs %s (libiscsi data digest: %s)\n", ISCSIFS_VERSION,
 		       HAVE_ISCSI_SET_DATA_DIGEST ? "yes" : "no");
@@ -44,5 +49,5 @@ int main(int argc, char **argv)
 	case CONFIG_CMD_MOUNT:
 		return mount_main(&cfg);
 	}
-	return 1;
+	return EXITCODE_RUNTIME;
 }

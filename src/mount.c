@@ -15,6 +15,7 @@
 #include "iscsifs/cache.h"
 #include "iscsifs/commands.h"
 #include "iscsifs/daemon.h"
+#include "iscsifs/exitcode.h"
 #include "iscsifs/fs.h"
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
@@ -240,11 +241,12 @@ static int teardown(struct fs_model *m, struct target_list *tl)
 {
 	struct stagewatch w = { 0 };
 	int lost = 0;
-	stage(&w, "writing back dirty data");
+	daemon_stopping(); /* STOPPING=1; logs the dirty MiB left every few seconds */
 	for (int i = 0; i < m->nluns; i++)
-		cache_stop_begin(m->luns[i].cache);
+		cache_stop_begin(m->luns[i].cache); /* every LUN writes back at once */
 	for (int i = 0; i < m->nluns; i++)
 		lost += cache_stop(m->luns[i].cache) > 0;
+	daemon_stopped(lost);
 	stage(&w, "closing the sessions");
 	target_close_sessions(tl);
 	stage(&w, "freeing the caches");
@@ -272,7 +274,7 @@ int mount_main(struct config *cfg)
 	    config_resolve_initiator(cfg, NULL, err, sizeof(err)) < 0) {
 		config_wipe_secrets(cfg);
 		fprintf(stderr, "iscsifs: %s\n", err);
-		return 1;
+		return EXITCODE_USAGE;
 	}
 	/* From here on cfg->secrets stay set while mounted: every re-login after a lost
 	 * connection builds a new libiscsi context from them (session.c new_context). */
@@ -293,7 +295,7 @@ int mount_main(struct config *cfg)
 		teardown(&m, &tl);
 		lunlock_release_all();
 		config_wipe_secrets(cfg);
-		return 1;
+		return exitcode_from_errno(r);
 	}
 	target_log_port_notices(cfg, &tl);
 	r = fs_run(&m, ready_fd);
@@ -303,5 +305,5 @@ int mount_main(struct config *cfg)
 	if (lost)
 		log_err("exiting with an error: dirty data of %d LUN%s could not be written (see "
 			"above)", lost, lost == 1 ? "" : "s");
-	return r < 0 || lost ? 1 : 0;
+	return lost ? EXITCODE_UNWRITTEN : r < 0 ? EXITCODE_RUNTIME : EXITCODE_OK;
 }

@@ -1,113 +1,402 @@
 /*
- * stats.c - the counters of a mounted iscsifs as JSON (.iscsifs/stats.json, and
- * `iscsifs stat`) and Prometheus text (.iscsifs/metrics). Never contains a secret.
+ * stats.c - the counters of a mounted iscsifs as JSON (.iscsifs/stats.json, read by
+ * `iscsifs stat`) and as Prometheus text (.iscsifs/metrics). Never contains a secret.
+ *
+ * One table per kind of counter (session_metrics, lun_metrics) names each counter
+ * once: its stats.json key, its Prometheus family, type and help. Both renderings walk
+ * the same table over one snapshot per LUN / session, so they cannot disagree. SCSI
+ * latency (lun.h, struct lun_latency) is a histogram per op in both.
+ *
+ * stats.json schema (version STATS_SCHEMA; documented in iscsifs(1), JSON OUTPUT):
+ *   { "schema", "version", "mountpoint", "url", "uptime_s",
+ *     "latency_buckets_us": [upper bounds],
+ *     "sessions": [ {target, portal, index, state, reconnects, timeouts,
+ *                    nop_timeouts, commands, down_for_s} ],
+ *     "luns": [ {target, lun, lun_address, file, size, block_size,
+ *                "cache": {...}, "scsi": {..., "latency": {"read"|"write"|"flush":
+ *                {count, sum_us, buckets: [cumulative count per bound, then +Inf]}}}} ] }
+ * The Prometheus text groups every family (HELP, TYPE, then all its samples) and
+ * passes `promtool check metrics` (tests/integration/test_eco_metrics.sh).
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
+#include "iscsifs-config.h"
 #include "iscsifs/cache.h"
 #include "iscsifs/fs.h"
+#include "iscsifs/stats.h"
 #include "iscsifs/util.h"
 
-char *stats_render(const struct fs_model *m, bool prom, size_t *len)
+
+static const uint64_t lat_bounds_us[LUN_LAT_NBOUNDS] = LUN_LAT_BOUNDS_US;
+
+/* ---- the tables ------------------------------------------------------------------ */
+
+/* One moment of one LUN: every counter of its row comes from here. */
+struct lun_snap {
+	struct cache_stats cs;
+	struct lun_stats ls;
+	struct lun_latency lat[3]; /* read, write, flush */
+};
+
+static const char *const lat_ops[3] = { "read", "write", "flush" };
+
+enum mtype { COUNTER, GAUGE };
+
+struct metric {
+	const char *group; /* stats.json object inside the row ("" = the row itself) */
+	const char *key;   /* stats.json key */
+	const char *prom;  /* Prometheus family without "iscsifs_"; NULL: JSON only */
+	enum mtype type;
+	const char *help;
+	size_t off; /* uint64_t in the snapshot */
+};
+
+#define C(f) offsetof(struct lun_snap, cs.f)
+#define L(f) offsetof(struct lun_snap, ls.f)
+static const struct metric lun_metrics[] = {
+	{ "cache", "hits", "cache_hits_total", COUNTER, "Cache blocks found valid when read.",
+	  C(hits) },
+	{ "cache", "misses", "cache_misses_total", COUNTER,
+	  "Cache blocks that needed a fetch from the target when read.", C(misses) },
+	{ "cache", "read_ops", "read_requests_total", COUNTER, "Read requests served by the cache.",
+	  C(read_ops) },
+	{ "cache", "write_ops", "write_requests_total", COUNTER,
+	  "Write requests served by the cache.", C(write_ops) },
+	{ "cache", "read_bytes", "read_bytes_total", COUNTER, "Bytes read by applications.",
+	  C(read_bytes) },
+	{ "cache", "write_bytes", "write_bytes_total", COUNTER, "Bytes written by applications.",
+	  C(write_bytes) },
+	{ "cache", "fetch_ops", "fetch_requests_total", COUNTER,
+	  "READs the cache issued to the LUN, read-ahead included.", C(fetch_ops) },
+	{ "cache", "fetch_bytes", "fetch_bytes_total", COUNTER,
+	  "Bytes the cache read from the LUN, read-ahead included.", C(fetch_bytes) },
+	{ "cache", "readahead_bytes", "readahead_bytes_total", COUNTER,
+	  "Bytes of fetch_bytes issued by read-ahead.", C(readahead_bytes) },
+	{ "cache", "writeback_ops", "writeback_requests_total", COUNTER,
+	  "WRITEs the cache issued to the LUN.", C(writeback_ops) },
+	{ "cache", "writeback_bytes", "writeback_bytes_total", COUNTER,
+	  "Bytes the cache wrote to the LUN.", C(writeback_bytes) },
+	{ "cache", "write_errors", "write_errors_total", COUNTER, "WRITEs to the LUN that failed.",
+	  C(write_errors) },
+	{ "cache", "writeback_errors", "writeback_errors_total", COUNTER,
+	  "Background write-backs that failed (reported at the next fsync or close).",
+	  C(writeback_errors) },
+	{ "cache", "evictions", "evictions_total", COUNTER, "Cache blocks evicted.", C(evictions) },
+	{ "cache", "cached_bytes", "cached_bytes", GAUGE, "Bytes held in the cache now.",
+	  C(cached_bytes) },
+	{ "cache", "dirty_bytes", "dirty_bytes", GAUGE,
+	  "Bytes in the cache not yet written to the LUN.", C(dirty_bytes) },
+	{ "cache", "lost_bytes", "lost_bytes_total", COUNTER,
+	  "Dirty bytes given up at shutdown because the target kept refusing them.",
+	  C(lost_bytes) },
+	{ "scsi", "reads", "scsi_reads_total", COUNTER, "SCSI READ commands completed.", L(reads) },
+	{ "scsi", "writes", "scsi_writes_total", COUNTER, "SCSI WRITE commands completed.",
+	  L(writes) },
+	{ "scsi", "read_bytes", "scsi_read_bytes_total", COUNTER,
+	  "Bytes read by SCSI READ commands.", L(read_bytes) },
+	{ "scsi", "write_bytes", "scsi_write_bytes_total", COUNTER,
+	  "Bytes written by SCSI WRITE commands.", L(write_bytes) },
+	{ "scsi", "retries", "scsi_retries_total", COUNTER,
+	  "SCSI commands retried (BUSY, UNIT ATTENTION, ...).", L(retries) },
+	{ "scsi", "errors", "scsi_errors_total", COUNTER, "SCSI commands that failed for good.",
+	  L(errors) },
+};
+#undef C
+#undef L
+
+/* Session counters: offsets into struct session_info. */
+#define S(f) offsetof(struct session_info, f)
+static const struct metric session_metrics[] = {
+	{ "", "reconnects", "session_reconnects_total", COUNTER,
+	  "Times the session was lost and logged in again.", S(reconnects) },
+	{ "", "timeouts", "session_timeouts_total", COUNTER,
+	  "SCSI commands that timed out (cmd_timeout) on this session.", S(timeouts) },
+	{ "", "nop_timeouts", "session_nop_timeouts_total", COUNTER,
+	  "Keepalives (NOP-Out) not answered within noop_timeout.", S(nop_timeouts) },
+	{ "", "commands", "session_commands_total", COUNTER, "SCSI commands sent on this session.",
+	  S(commands) },
+};
+#undef S
+
+static uint64_t field_u64(const void *base, size_t off)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)base + off, sizeof v);
+	return v;
+}
+
+static void snap_lun(const struct fs_lun *l, struct lun_snap *s)
+{
+	memset(s, 0, sizeof *s);
+	cache_get_stats(l->cache, &s->cs);
+	lun_get_stats(l->lundev, &s->ls);
+	s->lat[0] = s->ls.lat_read;
+	s->lat[1] = s->ls.lat_write;
+	s->lat[2] = s->ls.lat_flush;
+}
+
+/* ---- JSON ------------------------------------------------------------------------ */
+
+static json_object *u64(uint64_t v)
+{
+	return json_object_new_uint64(v);
+}
+
+static json_object *latency_json(const struct lun_latency *lat)
+{
+	json_object *o = json_object_new_object(), *b = json_object_new_array();
+	uint64_t cum = 0;
+
+	for (int i = 0; i < LUN_LAT_BUCKETS; i++) {
+		cum += lat->bucket[i];
+		json_object_array_add(b, u64(cum));
+	}
+	json_object_object_add(o, "count", u64(lat->count));
+	json_object_object_add(o, "sum_us", u64(lat->sum_us));
+	json_object_object_add(o, "buckets", b);
+	return o;
+}
+
+static char *render_json(const struct fs_model *m, size_t *len)
+{
+	json_object *root = json_object_new_object(), *arr, *bounds;
+	uint64_t now = util_now_ms();
+	char addr[32];
+
+	json_object_object_add(root, "schema", json_object_new_int(STATS_SCHEMA));
+	json_object_object_add(root, "version", json_object_new_string(ISCSIFS_VERSION));
+	json_object_object_add(root, "mountpoint", json_object_new_string(m->cfg->mountpoint));
+	json_object_object_add(root, "url", json_object_new_string(m->cfg->url_text));
+	json_object_object_add(root, "uptime_s",
+			       json_object_new_double((double)(now - m->start_ms) / 1000.0));
+	bounds = json_object_new_array();
+	for (int i = 0; i < LUN_LAT_NBOUNDS; i++)
+		json_object_array_add(bounds, u64(lat_bounds_us[i]));
+	json_object_object_add(root, "latency_buckets_us", bounds);
+
+	arr = json_object_new_array();
+	for (int t = 0; t < m->ntargets; t++)
+		for (int i = 0; i < m->targets[t].nsess; i++) {
+			struct session_info si;
+			json_object *s = json_object_new_object();
+
+			session_get_info(m->targets[t].sess[i], &si);
+			json_object_object_add(s, "target",
+					       json_object_new_string(m->targets[t].name));
+			json_object_object_add(s, "portal",
+					       json_object_new_string(m->targets[t].portal));
+			json_object_object_add(s, "index", json_object_new_int(i));
+			json_object_object_add(s, "state", json_object_new_string(si.state));
+			for (size_t k = 0; k < ARRAY_SIZE(session_metrics); k++)
+				json_object_object_add(s, session_metrics[k].key,
+						       u64(field_u64(&si, session_metrics[k].off)));
+			json_object_object_add(
+				s, "down_for_s",
+				json_object_new_double(si.down_since_ms ?
+							       (double)(now - si.down_since_ms) /
+								       1000.0 :
+							       0.0));
+			json_object_array_add(arr, s);
+		}
+	json_object_object_add(root, "sessions", arr);
+
+	arr = json_object_new_array();
+	for (int i = 0; i < m->nluns; i++) {
+		const struct fs_lun *l = &m->luns[i];
+		json_object *o = json_object_new_object(), *cache = json_object_new_object();
+		json_object *scsi = json_object_new_object(), *lat = json_object_new_object();
+		struct lun_snap s;
+
+		snap_lun(l, &s);
+		snprintf(addr, sizeof addr, "0x%016" PRIx64, l->info.lun);
+		json_object_object_add(o, "target", json_object_new_string(l->target->name));
+		json_object_object_add(o, "lun", json_object_new_int(lunaddr_number(l->info.lun)));
+		json_object_object_add(o, "lun_address", json_object_new_string(addr));
+		json_object_object_add(o, "file", json_object_new_string(l->name));
+		json_object_object_add(o, "size", u64(l->info.nblocks * l->info.block_size));
+		json_object_object_add(o, "block_size", u64(l->info.block_size));
+		for (size_t k = 0; k < ARRAY_SIZE(lun_metrics); k++)
+			json_object_object_add(
+				strcmp(lun_metrics[k].group, "cache") == 0 ? cache : scsi,
+				lun_metrics[k].key, u64(field_u64(&s, lun_metrics[k].off)));
+		json_object_object_add(
+			scsi, "read_latency_us_avg",
+			json_object_new_double(
+				s.ls.reads ? (double)s.ls.read_lat_us / (double)s.ls.reads : 0.0));
+		json_object_object_add(scsi, "write_latency_us_avg",
+				       json_object_new_double(s.ls.writes ?
+								      (double)s.ls.write_lat_us /
+									      (double)s.ls.writes :
+								      0.0));
+		for (int op = 0; op < 3; op++)
+			json_object_object_add(lat, lat_ops[op], latency_json(&s.lat[op]));
+		json_object_object_add(scsi, "latency", lat);
+		json_object_object_add(o, "cache", cache);
+		json_object_object_add(o, "scsi", scsi);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(root, "luns", arr);
+
+	const char *text = json_object_to_json_string_ext(
+		root,
+		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	size_t n = strlen(text);
+	char *out = malloc(n + 2);
+	if (out) {
+		memcpy(out, text, n);
+		out[n] = '\n';
+		out[n + 1] = '\0';
+		*len = n + 1;
+	}
+	json_object_put(root);
+	return out;
+}
+
+/* ---- Prometheus text ------------------------------------------------------------- */
+
+/* A label value: backslash, double quote and newline escaped (exposition format). */
+static void label(FILE *f, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fputc('\\', f);
+		if (*v == '\n') {
+			fputs("\\n", f);
+			continue;
+		}
+		fputc(*v, f);
+	}
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP iscsifs_%s %s\n# TYPE iscsifs_%s %s\n", name, help, name, type);
+}
+
+static void lun_labels(FILE *f, const struct fs_lun *l)
+{
+	fputs("{target=\"", f);
+	label(f, l->target->name);
+	fprintf(f, "\",lun=\"%s\"", LUNSTR(l->info.lun));
+}
+
+static char *render_prom(const struct fs_model *m, size_t *len)
 {
 	char *buf = NULL;
 	size_t size = 0;
 	FILE *f = open_memstream(&buf, &size);
+	struct lun_snap *snap;
+	struct session_info *si;
+	int nsess = 0, k;
+
 	if (!f)
 		return NULL;
-	uint64_t now = util_now_ms();
-	if (!prom) {
-		fprintf(f, "{\n  \"version\": \"%s\",\n  \"uptime_s\": %.1f,\n  \"sessions\": [",
-			"0.1.0", (double)(now - m->start_ms) / 1000.0);
-		bool first = true;
-		for (int t = 0; t < m->ntargets; t++) {
-			for (int i = 0; i < m->targets[t].nsess; i++) {
-				struct session_info si;
-				session_get_info(m->targets[t].sess[i], &si);
-				fprintf(f, "%s\n    {\"target\": \"%s\", \"portal\": \"%s\", \"index\": %d, "
-					"\"state\": \"%s\", \"reconnects\": %" PRIu64 ", \"timeouts\": %" PRIu64
-					", \"nop_timeouts\": %" PRIu64 ", \"commands\": %" PRIu64
-					", \"down_for_s\": %.1f}",
-					first ? "" : ",", m->targets[t].name, m->targets[t].portal, i, si.state,
-					si.reconnects, si.timeouts, si.nop_timeouts, si.commands,
-					si.down_since_ms ? (double)(now - si.down_since_ms) / 1000.0 : 0.0);
-				first = false;
-			}
-		}
-		fprintf(f, "\n  ],\n  \"luns\": [");
-		for (int i = 0; i < m->nluns; i++) {
-			const struct fs_lun *l = &m->luns[i];
-			struct cache_stats cs;
-			struct lun_stats ls;
-			cache_get_stats(l->cache, &cs);
-			lun_get_stats(l->lundev, &ls);
-			fprintf(f, "%s\n    {\"target\": \"%s\", \"lun\": %d, \"lun_address\": \"0x%016" PRIx64 "\", \"file\": \"%s\", "
-				"\"size\": %" PRIu64 ", \"block_size\": %u,\n     \"cache\": {\"hits\": %" PRIu64
-				", \"misses\": %" PRIu64 ", \"read_ops\": %" PRIu64 ", \"write_ops\": %" PRIu64
-				", \"read_bytes\": %" PRIu64 ", \"write_bytes\": %" PRIu64
-				", \"fetch_ops\": %" PRIu64 ", \"fetch_bytes\": %" PRIu64
-				", \"readahead_bytes\": %" PRIu64 ", \"writeback_ops\": %" PRIu64
-				", \"writeback_bytes\": %" PRIu64 ", \"write_errors\": %" PRIu64
-				", \"evictions\": %" PRIu64 ", \"cached_bytes\": %" PRIu64
-				", \"dirty_bytes\": %" PRIu64 "},\n     \"scsi\": {\"reads\": %" PRIu64
-				", \"writes\": %" PRIu64 ", \"read_bytes\": %" PRIu64 ", \"write_bytes\": %" PRIu64
-				", \"retries\": %" PRIu64 ", \"errors\": %" PRIu64
-				", \"read_latency_us_avg\": %.1f, \"write_latency_us_avg\": %.1f}}",
-				i ? "," : "", l->target->name, lunaddr_number(l->info.lun), l->info.lun, l->name,
-				l->info.nblocks * l->info.block_size, l->info.block_size, cs.hits, cs.misses,
-				cs.read_ops, cs.write_ops, cs.read_bytes, cs.write_bytes, cs.fetch_ops,
-				cs.fetch_bytes, cs.readahead_bytes, cs.writeback_ops, cs.writeback_bytes,
-				cs.write_errors, cs.evictions, cs.cached_bytes, cs.dirty_bytes, ls.reads,
-				ls.writes, ls.read_bytes, ls.write_bytes, ls.retries, ls.errors,
-				ls.reads ? (double)ls.read_lat_us / (double)ls.reads : 0.0,
-				ls.writes ? (double)ls.write_lat_us / (double)ls.writes : 0.0);
-		}
-		fprintf(f, "\n  ]\n}\n");
-	} else {
-		fprintf(f, "# HELP iscsifs_uptime_seconds Time since mount.\n# TYPE iscsifs_uptime_seconds gauge\n"
-			   "iscsifs_uptime_seconds %.1f\n", (double)(now - m->start_ms) / 1000.0);
-		fprintf(f, "# TYPE iscsifs_session_up gauge\n# TYPE iscsifs_session_reconnects_total counter\n"
-			   "# TYPE iscsifs_session_timeouts_total counter\n");
-		for (int t = 0; t < m->ntargets; t++)
-			for (int i = 0; i < m->targets[t].nsess; i++) {
-				struct session_info si;
-				session_get_info(m->targets[t].sess[i], &si);
-				const char *n = m->targets[t].name;
-				fprintf(f, "iscsifs_session_up{target=\"%s\",session=\"%d\"} %d\n", n, i,
-					strcmp(si.state, "logged-in") == 0);
-				fprintf(f, "iscsifs_session_reconnects_total{target=\"%s\",session=\"%d\"} %" PRIu64 "\n",
-					n, i, si.reconnects);
-				fprintf(f, "iscsifs_session_timeouts_total{target=\"%s\",session=\"%d\"} %" PRIu64 "\n",
-					n, i, si.timeouts + si.nop_timeouts);
-			}
-		static const char *const names[] = { "cache_hits_total", "cache_misses_total",
-			"read_bytes_total", "write_bytes_total", "fetch_bytes_total", "readahead_bytes_total",
-			"writeback_bytes_total", "write_errors_total", "evictions_total", "cached_bytes",
-			"dirty_bytes", "scsi_retries_total", "scsi_errors_total" };
-		/* one snapshot per LUN, so every metric of a LUN is from the same moment */
-		uint64_t (*v)[ARRAY_SIZE(names)] = calloc((size_t)m->nluns + 1, sizeof(*v));
-		for (int i = 0; v && i < m->nluns; i++) {
-			struct cache_stats cs;
-			struct lun_stats ls;
-			cache_get_stats(m->luns[i].cache, &cs);
-			lun_get_stats(m->luns[i].lundev, &ls);
-			uint64_t row[] = { cs.hits, cs.misses, cs.read_bytes, cs.write_bytes, cs.fetch_bytes,
-					   cs.readahead_bytes, cs.writeback_bytes, cs.write_errors, cs.evictions,
-					   cs.cached_bytes, cs.dirty_bytes, ls.retries, ls.errors };
-			memcpy(v[i], row, sizeof(row));
-		}
-		for (size_t k = 0; v && k < ARRAY_SIZE(names); k++) {
-			fprintf(f, "# TYPE iscsifs_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
-			for (int i = 0; i < m->nluns; i++)
-				fprintf(f, "iscsifs_%s{target=\"%s\",lun=\"%s\"} %" PRIu64 "\n", names[k],
-					m->luns[i].target->name, LUNSTR(m->luns[i].info.lun), v[i][k]);
-		}
-		free(v);
+	for (int t = 0; t < m->ntargets; t++)
+		nsess += m->targets[t].nsess;
+	snap = calloc((size_t)m->nluns + 1, sizeof *snap);
+	si = calloc((size_t)nsess + 1, sizeof *si);
+	if (!snap || !si) {
+		fclose(f);
+		free(buf);
+		free(snap);
+		free(si);
+		return NULL;
 	}
-	fclose(f);
+	/* one snapshot per LUN and session: every family shows the same moment */
+	for (int i = 0; i < m->nluns; i++)
+		snap_lun(&m->luns[i], &snap[i]);
+	k = 0;
+	for (int t = 0; t < m->ntargets; t++)
+		for (int i = 0; i < m->targets[t].nsess; i++)
+			session_get_info(m->targets[t].sess[i], &si[k++]);
+
+	family(f, "build_info", "gauge", "The version of the iscsifs serving this mount.");
+	fprintf(f, "iscsifs_build_info{version=\"%s\"} 1\n", ISCSIFS_VERSION);
+	family(f, "uptime_seconds", "gauge", "Time since the mount.");
+	fprintf(f, "iscsifs_uptime_seconds %.3f\n", (double)(util_now_ms() - m->start_ms) / 1000.0);
+
+	/* sessions: state, then one family per counter of the table */
+	family(f, "session_up", "gauge", "1 when the iSCSI session is logged in, else 0.");
+	for (int t = 0, k2 = 0; t < m->ntargets; t++)
+		for (int i = 0; i < m->targets[t].nsess; i++, k2++) {
+			fputs("iscsifs_session_up{target=\"", f);
+			label(f, m->targets[t].name);
+			fprintf(f, "\",session=\"%d\"} %d\n", i,
+				strcmp(si[k2].state, "logged-in") == 0);
+		}
+	for (size_t c = 0; c < ARRAY_SIZE(session_metrics); c++) {
+		const struct metric *mt = &session_metrics[c];
+
+		family(f, mt->prom, mt->type == COUNTER ? "counter" : "gauge", mt->help);
+		for (int t = 0, k2 = 0; t < m->ntargets; t++)
+			for (int i = 0; i < m->targets[t].nsess; i++, k2++) {
+				fprintf(f, "iscsifs_%s{target=\"", mt->prom);
+				label(f, m->targets[t].name);
+				fprintf(f, "\",session=\"%d\"} %" PRIu64 "\n", i,
+					field_u64(&si[k2], mt->off));
+			}
+	}
+
+	/* LUNs */
+	family(f, "lun_size_bytes", "gauge", "Size of the LUN.");
+	for (int i = 0; i < m->nluns; i++) {
+		fputs("iscsifs_lun_size_bytes", f);
+		lun_labels(f, &m->luns[i]);
+		fprintf(f, "} %" PRIu64 "\n", m->luns[i].info.nblocks * m->luns[i].info.block_size);
+	}
+	for (size_t c = 0; c < ARRAY_SIZE(lun_metrics); c++) {
+		const struct metric *mt = &lun_metrics[c];
+
+		family(f, mt->prom, mt->type == COUNTER ? "counter" : "gauge", mt->help);
+		for (int i = 0; i < m->nluns; i++) {
+			fprintf(f, "iscsifs_%s", mt->prom);
+			lun_labels(f, &m->luns[i]);
+			fprintf(f, "} %" PRIu64 "\n", field_u64(&snap[i], mt->off));
+		}
+	}
+	family(f, "scsi_latency_seconds", "histogram",
+	       "SCSI command latency per operation, from first submission to completion "
+	       "(retries and re-issues included).");
+	for (int i = 0; i < m->nluns; i++)
+		for (int op = 0; op < 3; op++) {
+			const struct lun_latency *lat = &snap[i].lat[op];
+			uint64_t cum = 0;
+
+			for (int b = 0; b < LUN_LAT_BUCKETS; b++) {
+				cum += lat->bucket[b];
+				fputs("iscsifs_scsi_latency_seconds_bucket", f);
+				lun_labels(f, &m->luns[i]);
+				if (b < LUN_LAT_NBOUNDS)
+					fprintf(f, ",op=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+						lat_ops[op], (double)lat_bounds_us[b] / 1e6, cum);
+				else
+					fprintf(f, ",op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+						lat_ops[op], cum);
+			}
+			fputs("iscsifs_scsi_latency_seconds_sum", f);
+			lun_labels(f, &m->luns[i]);
+			fprintf(f, ",op=\"%s\"} %.6f\n", lat_ops[op], (double)lat->sum_us / 1e6);
+			fputs("iscsifs_scsi_latency_seconds_count", f);
+			lun_labels(f, &m->luns[i]);
+			fprintf(f, ",op=\"%s\"} %" PRIu64 "\n", lat_ops[op], lat->count);
+		}
+	free(snap);
+	free(si);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
 	*len = size;
 	return buf;
+}
+
+char *stats_render(const struct fs_model *m, bool prom, size_t *len)
+{
+	return prom ? render_prom(m, len) : render_json(m, len);
 }

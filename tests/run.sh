@@ -145,6 +145,8 @@ run_tests()
 
 section "dependencies"
 deps_install || build_failed "could not install the Debian packages the tests need"
+# promtool for test_eco_metrics (a test that cannot have it skips that check)
+PROMTOOL=$(deps_promtool) && export PROMTOOL || echo "run.sh: no promtool (prometheus .deb not available)" >&2
 
 build build -Dwerror=true || build_failed "build failed (meson setup build / ninja -C build)"
 if ((!QUICK)); then

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CONFIG_DEFAULT_PORT 3260   /* RFC 3720: the only default; 860 only if written */
 #define CONFIG_ERRLEN 512
@@ -22,6 +23,10 @@ enum config_cache_mode { CONFIG_CACHE_WRITEBACK = 0, CONFIG_CACHE_WRITETHROUGH, 
 
 enum config_command { CONFIG_CMD_MOUNT = 0, CONFIG_CMD_LS, CONFIG_CMD_STAT, CONFIG_CMD_HELP,
 		      CONFIG_CMD_VERSION };
+
+/* Where log lines go (-o log=). AUTO: stderr in the foreground; once daemonized,
+ * syslog when /dev/log exists, else a file (log.c picks and prints its path). */
+enum config_log_to { CONFIG_LOG_AUTO = 0, CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG, CONFIG_LOG_FILE };
 
 /* iscsi://[user@]host[:port][/target[/lun]]   host may be [IPv6]. */
 struct config_url {
@@ -51,6 +56,7 @@ struct config {
 	bool foreground;         /* -f */
 	bool debug;              /* -d (implies -f for FUSE's own debug output? no: only our log level) */
 	bool watch;              /* stat --watch */
+	bool json;               /* ls --json, stat --json: one JSON document on stdout */
 
 	/* -o options (DESIGN.md, README "Options") */
 	bool read_only;          /* ro */
@@ -73,7 +79,10 @@ struct config {
 	char secret_file[4096];  /* "" when not given */
 	uint32_t uid, gid;       /* owner of the files: the mounting user */
 	char fuse_opts[1024];    /* options passed through to FUSE: fsname=, subtype=,
-	                            auto_unmount, default_permissions, ... comma-separated */
+	                            auto_unmount, default_permissions, and the mount flags
+	                            FUSE honours (nosuid, noatime, ...), comma-separated */
+	enum config_log_to log_to;   /* log=stderr|syslog|FILE, default AUTO */
+	char log_file[4096];     /* absolute path when log_to == CONFIG_LOG_FILE */
 
 	struct config_secrets secrets;   /* filled by config_load_secrets() */
 	bool chap;               /* secrets.username/password set */
@@ -86,15 +95,13 @@ void config_init(struct config *cfg);
 /*
  * Parse argv:
  *   iscsifs [-f] [-d] [-o OPT[,OPT...]]... URL MOUNTPOINT
- *   iscsifs ls [-d] [-o OPT...] URL
- *   iscsifs stat MOUNTPOINT [--watch]
- *   iscsifs -h|--help,  iscsifs -V|--version
+ *   iscsifs ls [-d] [--json] [-o OPT...] URL
+ *   iscsifs stat MOUNTPOINT [--watch] [--json]
+ *   iscsifs -h|--help|help,  iscsifs -V|--version|version
  * Options may appear before or after the positional arguments (mount.fuse3 puts
- * `-o` last). Unknown options are errors, except the generic mount options that
- * mount(8)/fstab pass (rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime,
- * relatime, auto, noauto, user, users, nofail, defaults, _netdev, x-*), which are
- * accepted and ignored, and FUSE options that are passed through in fuse_opts
- * (fsname=, subtype=, auto_unmount, default_permissions, max_read=).
+ * `-o` last). Every -o option is a row of the option table (config_options()): its
+ * kind, bounds and relations to other options are checked here, before any
+ * connection. Unknown options are errors.
  * Checks that MOUNTPOINT exists and is a directory.
  * A password anywhere on the command line (URL "user%pass@" / "user:pass@",
  * -o password=, -o chap_password=, ...) is refused with a message that says to use
@@ -139,7 +146,67 @@ int config_check_iscsi_name(const char *name);
 /* Overwrite every secret in cfg with zeroes (explicit_bzero). */
 void config_wipe_secrets(struct config *cfg);
 
-/* The usage text (for -h and for errors that want it). */
-const char *config_usage(void);
+/* ---- the option table ------------------------------------------------------------ */
+
+/*
+ * One row per -o option: the only place that knows an option's name, type, bounds,
+ * default and help. It drives parsing, `--help` (config_print_usage), the OPTIONS
+ * section of iscsifs(1) and the README's options table (tests/unit/test_optdoc.c
+ * generates both and fails when the committed text differs), and the checks of the
+ * bash completion and the container manifest. Adding an option = adding one row (and
+ * its field in struct config).
+ */
+enum config_opt_kind {
+	CONFIG_OPT_FLAG,       /* no value; sets a bool field to `min` (1, or 0 for "rw") */
+	CONFIG_OPT_INT,        /* int field, whole number in [min, max] */
+	CONFIG_OPT_SIZE,       /* uint64_t field, bytes with K/M/G/T, in [min, max] */
+	CONFIG_OPT_SECONDS,    /* uint32_t field, milliseconds; written as seconds with up
+	                          to three decimals, in [min, max] ms */
+	CONFIG_OPT_ENUM,       /* int-sized field, one of `values` */
+	CONFIG_OPT_STRING,     /* char[] field (`max` = its size), checked by `check` */
+	CONFIG_OPT_FUSE,       /* passed to FUSE as written (fsname=, auto_unmount, ...) */
+	CONFIG_OPT_MOUNTFLAG,  /* a generic mount flag FUSE honours: passed to the mount */
+	CONFIG_OPT_IGNORED,    /* a mount(8)/fstab option with no meaning here: dropped */
+};
+
+struct config_enum_value {
+	const char *text;
+	int value;
+};
+
+struct config_option {
+	const char *name;          /* as written after -o; "x-" matches every x-* */
+	enum config_opt_kind kind;
+	const char *metavar;       /* "SIZE", "SECONDS", "N", ... (NULL: no value) */
+	const char *def;           /* the default as a user would write it, NULL: none */
+	const char *help;          /* plain ASCII sentences, for --help, man and README */
+	size_t off;                /* offsetof(struct config, field) */
+	uint64_t min, max;         /* bounds (see the kinds) */
+	bool pow2;                 /* SIZE: must be a power of two */
+	bool has_value;            /* FUSE: takes "=VALUE" */
+	const struct config_enum_value *values;   /* ENUM: NULL-terminated */
+	/* A bound that depends on another option, checked once every -o list is read:
+	 * value >= min_mult * option `min_of`, value <= option `max_of`; `why` says why
+	 * (in the message). Skipped with cache=none when `needs_cache`. */
+	const char *min_of;
+	uint64_t min_mult;
+	const char *max_of;
+	const char *why;
+	bool needs_cache;
+	/* STRING: validate and store `value`; 0 or -errno with one line in err. */
+	int (*check)(struct config *cfg, const char *value, char *err, size_t errlen);
+};
+
+/* The table, in the order --help and the man page show it; *n = its length. */
+const struct config_option *config_options(size_t *n);
+
+/* Option text for the documents (test_optdoc.c, config_print_usage): */
+enum config_doc_format { CONFIG_DOC_HELP, CONFIG_DOC_MAN, CONFIG_DOC_README };
+/* Write the options part in `format` to `f`: the --help block, the man page's
+ * OPTIONS entries (roff), or the README's markdown table. */
+void config_write_options_doc(FILE *f, enum config_doc_format format);
+
+/* The whole usage text (`iscsifs --help`), options and exit codes included. */
+void config_print_usage(FILE *f);
 
 #endif

@@ -2,10 +2,12 @@
 # Proves the statistics a user sees: .iscsifs/stats.json is valid JSON with one entry per
 # session (logged-in) and per LUN, whose counters move as I/O is done (read bytes grow
 # by what was read, cache hits on rereads, writes reach write-back and SCSI after
-# fsync, nothing stays dirty, no errors); .iscsifs/metrics is Prometheus text with the
-# same numbers (iscsifs_cache_hits_total per LUN); `iscsifs stat MNT` prints the table
-# with the target and exits 0, `--watch` refreshes it with rates; `iscsifs stat` of a
-# directory that is no iscsifs mount fails with a message.
+# fsync, nothing stays dirty, no errors; schema, version and latency histograms);
+# .iscsifs/metrics is Prometheus text with the same numbers (iscsifs_cache_hits_total
+# per LUN, HELP and TYPE for every family, a latency histogram per LUN and op);
+# `iscsifs stat MNT` prints the table with the target and exits 0, `--watch` refreshes
+# it with rates and ends when its reader goes away (`| head`), `--json` prints the same
+# document; `iscsifs stat` of a directory that is no iscsifs mount fails with a message.
 source "$(dirname "$0")/lib.sh"
 requires python3
 
@@ -42,6 +44,12 @@ def need(cond, what):
         bad.append(what)
 
 iqn = os.environ["IQN"]
+need(d.get("schema") == 1, "schema %r, want 1" % d.get("schema"))
+need(d.get("version") == os.environ["VERSION"], "version %r, want %r (iscsifs --version)" % (d.get("version"), os.environ["VERSION"]))
+need(d.get("mountpoint") == mnt, "mountpoint %r" % d.get("mountpoint"))
+bounds = d.get("latency_buckets_us", [])
+need(bounds == [100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+                500000, 1000000, 2500000, 5000000, 10000000], "latency_buckets_us %r" % bounds)
 need(isinstance(d.get("uptime_s"), (int, float)) and d["uptime_s"] >= 0, "uptime_s")
 sess = d.get("sessions", [])
 need(len(sess) == 1, "one session, got %d" % len(sess))
@@ -60,7 +68,22 @@ for n, size, bs in ((1, 64 << 20, 512), (2, 32 << 20, 4096)):
     need(l["size"] == size and l["block_size"] == bs, "lun %d size/block_size" % n)
     c, s = l["cache"], l["scsi"]
     for k, v in list(c.items()) + list(s.items()):
+        if k == "latency":
+            continue
         need(isinstance(v, (int, float)) and v >= 0, "lun %d counter %s = %r" % (n, k, v))
+    # latency histograms: read, write, flush; cumulative buckets, one per bound + Inf
+    for op in ("read", "write", "flush"):
+        h = s.get("latency", {}).get(op)
+        if not isinstance(h, dict):
+            need(False, "lun %d scsi.latency.%s missing" % (n, op))
+            continue
+        b = h.get("buckets", [])
+        need(len(b) == len(bounds) + 1, "lun %d latency.%s: %d buckets for %d bounds" % (n, op, len(b), len(bounds)))
+        need(all(x <= y for x, y in zip(b, b[1:])), "lun %d latency.%s buckets not cumulative: %r" % (n, op, b))
+        need(b and b[-1] == h.get("count"), "lun %d latency.%s: +Inf bucket %r != count %r" % (n, op, b[-1:], h.get("count")))
+        need(isinstance(h.get("sum_us"), int) and h["sum_us"] >= 0, "lun %d latency.%s sum_us" % (n, op))
+        if op in ("read", "write"):
+            need(h.get("count") == s[op + "s"], "lun %d latency.%s count %r != scsi.%ss %r" % (n, op, h.get("count"), op, s[op + "s"]))
     need(c["cached_bytes"] <= 32 << 20, "lun %d cached_bytes %d > cache_size" % (n, c["cached_bytes"]))
     need(c["dirty_bytes"] <= c["cached_bytes"], "lun %d dirty > cached" % n)
     need(c["fetch_bytes"] <= s["read_bytes"], "lun %d fetch_bytes %d > scsi read_bytes %d" % (n, c["fetch_bytes"], s["read_bytes"]))
@@ -71,8 +94,10 @@ if len(sys.argv) > 2:
     prev = {l["lun"]: l for l in json.load(open(sys.argv[2]))["luns"]}
     for chk in sys.argv[3:]:
         name, op, val = chk.split("=")
-        grp, key = name.split(".")
-        now, before = luns[1][grp][key], prev[1][grp][key]
+        path = name.split(".")
+        now, before = luns[1], prev[1]
+        for k in path:
+            now, before = now[k], before[k]
         val = int(val)
         ok = {"ge": now - before >= val, "gt": now - before > val, "eq": now - before == val,
               "abs_eq": now == val}[op]
@@ -82,7 +107,8 @@ if bad:
     print("stats.json checks failed:\n  " + "\n  ".join(bad) + "\n--- stats.json ---\n" + text)
     sys.exit(1)
 EOF
-export M IQN
+VERSION=$("$ISCSIFS" --version | awk '{ print $2 }')
+export M IQN VERSION
 snap() { python3 "$T/stats.py" "$@" || fail "see above"; }
 
 snap "$T/s0.json"
@@ -92,7 +118,7 @@ pass "stats.json: valid JSON, one logged-in session, LUNs 1 and 2 with sane coun
 dd if="$M/lun1" of="$T/read1" bs=64K skip=256 count=32 iflag=direct status=none
 check_cmp "$T/read1" "$T/lun1.img" 2097152 0 $((256 * 65536))
 snap "$T/s1.json" "$T/s0.json" cache.read_bytes=ge=2097152 cache.misses=gt=0 \
-	scsi.read_bytes=ge=2097152 scsi.reads=gt=0
+	scsi.read_bytes=ge=2097152 scsi.reads=gt=0 scsi.latency.read.count=gt=0
 # The same range again: served from the cache.
 dd if="$M/lun1" of=/dev/null bs=64K skip=256 count=32 iflag=direct status=none
 snap "$T/s2.json" "$T/s1.json" cache.read_bytes=ge=2097152 cache.hits=gt=0 \
@@ -104,7 +130,8 @@ head -c 1048576 /dev/urandom >"$T/w"
 dd if="$T/w" of="$M/lun1" bs=64K seek=512 conv=notrunc,fsync status=none
 check_cmp "$T/lun1.img" "$T/w" 1048576 $((512 * 65536)) 0
 snap "$T/s3.json" "$T/s2.json" cache.write_bytes=ge=1048576 cache.writeback_bytes=ge=1048576 \
-	scsi.write_bytes=ge=1048576 scsi.writes=gt=0 cache.dirty_bytes=abs_eq=0
+	scsi.write_bytes=ge=1048576 scsi.writes=gt=0 cache.dirty_bytes=abs_eq=0 \
+	scsi.latency.write.count=gt=0 scsi.latency.flush.count=gt=0
 pass "writes: write_bytes, writeback_bytes and SCSI write_bytes grow; nothing dirty after fsync"
 
 # --- Prometheus text
@@ -113,7 +140,20 @@ bad=$(grep -vE '^(# (HELP|TYPE) [a-z_]+ .*|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[
 [[ -z $bad ]] || fail "lines of .iscsifs/metrics that are not Prometheus text:
 $bad"
 for name in $(sed -n 's/^\([a-z_]*\)[{ ].*/\1/p' <<<"$metrics" | sort -u); do
-	grep -q "^# TYPE $name " <<<"$metrics" || fail "metric $name has no # TYPE line"
+	base=$name
+	if [[ $name =~ ^(.*)_(bucket|sum|count)$ ]] &&
+		grep -q "^# TYPE ${BASH_REMATCH[1]} histogram$" <<<"$metrics"; then
+		base=${BASH_REMATCH[1]}
+	fi
+	grep -q "^# TYPE $base " <<<"$metrics" || fail "metric $name has no # TYPE line"
+	grep -q "^# HELP $base " <<<"$metrics" || fail "metric $name has no # HELP line"
+done
+for op in read write flush; do
+	for n in 1 2; do
+		grep -qE "^iscsifs_scsi_latency_seconds_bucket\{target=\"$IQN\",lun=\"$n\",op=\"$op\",le=\"\+Inf\"\} [0-9]+$" <<<"$metrics" ||
+			fail "no +Inf bucket of the $op latency histogram of LUN $n:
+$(grep latency <<<"$metrics")"
+	done
 done
 for n in 1 2; do
 	grep -qE "^iscsifs_cache_hits_total\{target=\"$IQN\",lun=\"$n\"\} [0-9]+$" <<<"$metrics" ||
@@ -158,6 +198,27 @@ $(cat -v "$T/watch.out")"
 grep -q 'READ MB/s' "$T/watch.out" || fail "iscsifs stat --watch shows no rates:
 $(cat -v "$T/watch.out")"
 pass "iscsifs stat --watch: $frames frames with rates in 2.5 s"
+
+# --json: the stats.json document; --watch ends when its reader goes away (EPIPE)
+timeout -k 5 30 "$ISCSIFS" stat --json "$M" >"$T/stat.json" || fail "iscsifs stat --json exited $?"
+python3 - "$T/stat.json" "$IQN" <<'PY' || fail "iscsifs stat --json: see above"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == 1, d["schema"]
+assert sorted(l["lun"] for l in d["luns"]) == [1, 2], d["luns"]
+assert all(l["target"] == sys.argv[2] for l in d["luns"])
+PY
+rc=0
+timeout -k 5 20 "$ISCSIFS" stat "$M" --watch --json | head -n 2 >"$T/watch.jsonl" || rc=${PIPESTATUS[0]}
+((rc == 0)) || fail "iscsifs stat --watch --json | head -n 2: stat exited $rc"
+python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]; assert len(open(sys.argv[1]).readlines()) == 2' "$T/watch.jsonl" ||
+	fail "iscsifs stat --watch --json: not one JSON document per line: $(head -c 300 "$T/watch.jsonl")"
+start=$SECONDS
+rc=0
+timeout -k 5 20 "$ISCSIFS" stat "$M" --watch | head -n 1 >/dev/null || rc=${PIPESTATUS[0]}
+((rc == 0)) || fail "iscsifs stat --watch | head -n 1: stat exited $rc (124: it never noticed the closed pipe)"
+((SECONDS - start <= 5)) || fail "iscsifs stat --watch | head -n 1 took $((SECONDS - start)) s"
+pass "iscsifs stat --json is the stats.json document (--watch: one per line); stat --watch | head exits 0 at once"
 
 # --- not an iscsifs mount
 expect_fail_msg "not an iscsifs mount" "$ISCSIFS" stat /tmp

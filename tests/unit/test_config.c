@@ -19,6 +19,7 @@
 #include <iscsi/iscsi.h>
 
 #include "iscsifs/config.h"
+#include "iscsifs/exitcode.h"
 
 static int failures, checks;
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
@@ -510,7 +511,18 @@ static void test_parse_options(void)
 	CHECK_INT(opts(&c, "cache_block=96K", err), -EINVAL);
 	CHECK_HAS(err, "\"96K\"");
 	CHECK_INT(opts(&c, "cache_size=32K", err), -EINVAL);
-	CHECK_HAS(err, "smaller than one cache block");
+	CHECK_HAS(err, "cache_size=32K is below 8 x cache_block=64K = 512K");
+	/* issue 8 §4: the cache's own bound (8 blocks) is checked with the options, not
+	 * after login; the message names the option, the value and the limit */
+	CHECK_INT(opts(&c, "cache_size=256K", err), -EINVAL);
+	CHECK_STR(err, "cache_size=256K is below 8 x cache_block=64K = 512K (the cache "
+		  "needs at least 8 blocks): raise cache_size or lower cache_block");
+	check_one_line(err, __LINE__);
+	CHECK_INT(opts(&c, "cache_size=512K", err), 0);
+	CHECK_INT(opts(&c, "cache_block=1M,cache_size=4M", err), -EINVAL);
+	CHECK_HAS(err, "cache_size=4M is below 8 x cache_block=1M = 8M");
+	CHECK_INT(opts(&c, "cache_size=4M,cache_block=512K", err), 0);
+	CHECK_INT(opts(&c, "cache=none,cache_size=256K", err), 0);
 	CHECK_INT(opts(&c, "cache=none,cache_size=0", err), 0);
 	CHECK_INT(opts(&c, "readahead_max=0", err), 0);
 	CHECK_INT(c.readahead_max, 0);
@@ -601,12 +613,33 @@ static void test_parse_options(void)
 	CHECK_INT(opts(&c, "auto_unmount=1", err), -EINVAL);
 	CHECK_INT(opts(&c, "fsname=", err), -EINVAL);
 
-	/* generic mount(8)/fstab options are ignored */
+	/* generic mount flags FUSE honours go to the mount (issue 8 §6); the rest of
+	 * what mount(8)/fstab pass is accepted and dropped */
 	CHECK_INT(opts(&c, "rw,dev,nodev,suid,nosuid,exec,noexec,atime,noatime,relatime,"
-		       "auto,noauto,user,users,nofail,defaults,_netdev,"
+		       "auto,noauto,user,users,nofail,defaults,_netdev,sync,async,dirsync,"
+		       "strictatime,nodiratime,lazytime,"
 		       "x-systemd.automount,x-systemd.requires=network-online.target,,", err), 0);
 	CHECK_INT(c.read_only, 0);
-	CHECK_STR(c.fuse_opts, "");
+	CHECK_STR(c.fuse_opts, "dev,nodev,suid,nosuid,exec,noexec,atime,noatime,sync,async,"
+		  "dirsync");
+	CHECK_INT(opts(&c, "noatime=1", err), -EINVAL);
+	CHECK_HAS(err, "takes no value");
+	CHECK_INT(opts(&c, "relatime=1", err), 0);   /* dropped whatever it says */
+
+	/* log= */
+	CHECK_INT(c.log_to, CONFIG_LOG_AUTO);
+	CHECK_INT(opts(&c, "log=stderr", err), 0);
+	CHECK_INT(c.log_to, CONFIG_LOG_STDERR);
+	CHECK_INT(opts(&c, "log=syslog", err), 0);
+	CHECK_INT(c.log_to, CONFIG_LOG_SYSLOG);
+	CHECK_INT(opts(&c, "log=/var/log/iscsifs.log", err), 0);
+	CHECK_INT(c.log_to, CONFIG_LOG_FILE);
+	CHECK_STR(c.log_file, "/var/log/iscsifs.log");
+	CHECK_INT(opts(&c, "log=rel.log", err), 0);
+	CHECK_INT(c.log_file[0], '/');
+	CHECK_HAS(c.log_file, "/rel.log");
+	CHECK_INT(opts(&c, "log", err), -EINVAL);
+	CHECK_HAS(err, "needs a value");
 
 	/* unknown options: the name, not the value */
 	CHECK_INT(opts(&c, "ro,foo", err), -EINVAL);
@@ -616,8 +649,13 @@ static void test_parse_options(void)
 	CHECK_STR(err, "unknown option \"foo\": see iscsifs --help");
 	CHECK_INT(opts(&c, "username=alice", err), -EINVAL);
 	CHECK_STR(err, "unknown option \"username\": see iscsifs --help");
-	CHECK_INT(opts(&c, "sync", err), -EINVAL);
 	CHECK_INT(opts(&c, "=x", err), -EINVAL);
+	/* a password after an enum value that may hold a comma is never joined to it */
+	CHECK_INT(opts(&c, "header_digest=none,password=Hunter2xyz", err), -EINVAL);
+	CHECK_HAS(err, "password on the command line is not allowed");
+	CHECK_HASNT(err, "Hunter2xyz");
+	CHECK_INT(opts(&c, "header_digest=none,Hunter2xyz", err), -EINVAL);
+	CHECK_HAS(err, "header_digest");
 
 	/* passwords refused, never echoed */
 	static const char *pw[] = {
@@ -729,6 +767,19 @@ static void test_parse_args(void)
 	CHECK_INT(c.command, CONFIG_CMD_VERSION);
 	CHECK_INT(args(&c, err, "ls", "--version", NULL), 0);
 	CHECK_INT(c.command, CONFIG_CMD_VERSION);
+	/* "help" and "version" are commands, not URLs (issue 10) */
+	CHECK_INT(args(&c, err, "help", NULL), 0);
+	CHECK_INT(c.command, CONFIG_CMD_HELP);
+	CHECK_INT(args(&c, err, "version", NULL), 0);
+	CHECK_INT(c.command, CONFIG_CMD_VERSION);
+
+	/* --json: ls and stat only */
+	CHECK_INT(args(&c, err, "ls", "--json", "iscsi://[::1]", NULL), 0);
+	CHECK_INT(c.json, 1);
+	CHECK_INT(args(&c, err, "stat", mp, "--json", NULL), 0);
+	CHECK_INT(c.json, 1);
+	CHECK_INT(args(&c, err, "--json", url, mp, NULL), -EINVAL);
+	CHECK_HAS(err, "--json is only for iscsifs ls and iscsifs stat");
 
 	/* ls */
 	CHECK_INT(args(&c, err, "ls", "-d", "-o", "login_timeout=3", "iscsi://[::1]", NULL), 0);
@@ -1069,12 +1120,68 @@ static void test_usage(void)
 		"noop_timeout=", "cmd_timeout=", "login_timeout=", "replacement_timeout=",
 		"initiator=", "header_digest=", "secret_file=", "fsname=", "subtype=",
 		"auto_unmount", "default_permissions", "max_read=", "_netdev", "x-*",
-		"LIBISCSI_CHAP_USERNAME", "LIBISCSI_CHAP_TARGET_PASSWORD",
+		"LIBISCSI_CHAP_USERNAME", "LIBISCSI_CHAP_TARGET_PASSWORD", "log=",
+		"NOTIFY_SOCKET", "JOURNAL_STREAM", "--json", "noatime", "Exit status",
 	};
-	const char *u = config_usage();
+	char *u = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&u, &len);
 
+	config_print_usage(f);
+	fclose(f);
 	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
 		CHECK_HAS(u, words[i]);
+	/* every option of the table, and every exit code of exitcode.h */
+	size_t n;
+	const struct config_option *o = config_options(&n);
+	for (size_t i = 0; i < n; i++)
+		CHECK_HAS(u, o[i].name);
+	for (int code = EXITCODE_OK; code <= EXITCODE_UNWRITTEN; code++) {
+		char line[16];
+		snprintf(line, sizeof line, "\n  %d  ", code);
+		CHECK_HAS(u, line);
+	}
+	/* no line wider than a terminal */
+	for (char *p = u, *nl; *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		CHECK_INT(nl - p <= 80, 1);
+	}
+	free(u);
+}
+
+/* The option table: each documented default is a value the option accepts and is the
+ * value config_init() sets; names are unique; a relation names real options. */
+static void test_option_table(void)
+{
+	size_t n;
+	const struct config_option *o = config_options(&n);
+	char err[CONFIG_ERRLEN], opt[256];
+
+	for (size_t i = 0; i < n; i++) {
+		struct config fresh, c;
+
+		for (size_t j = 0; j < i; j++)
+			CHECK_INT(strcmp(o[i].name, o[j].name) != 0, 1);
+		CHECK_INT(o[i].help != NULL && o[i].help[0] != '\0', 1);
+		if (o[i].min_of || o[i].max_of) {
+			const char *rel = o[i].min_of ? o[i].min_of : o[i].max_of;
+			bool found = false;
+			for (size_t j = 0; j < n; j++)
+				found |= strcmp(o[j].name, rel) == 0;
+			CHECK_INT(found, 1);
+		}
+		if (!o[i].def || strcmp(o[i].name, "dirty_max") == 0 ||
+		    !(o[i].kind == CONFIG_OPT_INT || o[i].kind == CONFIG_OPT_SIZE ||
+		      o[i].kind == CONFIG_OPT_SECONDS || o[i].kind == CONFIG_OPT_ENUM))
+			continue;
+		config_init(&fresh);
+		config_init(&c);
+		snprintf(opt, sizeof opt, "%s=%s", o[i].name, o[i].def);
+		CHECK_INT(config_parse_options(&c, opt, err, sizeof err), 0);
+		CHECK_INT(memcmp(&c, &fresh, sizeof c), 0);
+	}
 }
 
 /* Messages are cut to errlen, never overflow it. */
@@ -1107,6 +1214,7 @@ int main(void)
 	test_load_secrets();
 	test_resolve_initiator();
 	test_usage();
+	test_option_table();
 	test_short_err();
 
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
