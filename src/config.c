@@ -502,7 +502,8 @@ static const struct config_option options[] = {
 	  .off = F(cache_size), .min = 0, .max = UINT64_MAX, .def = "256M",
 	  .min_of = "cache_block", .min_mult = 8, .needs_cache = true,
 	  .why = "the cache needs at least 8 blocks",
-	  .help = "Byte budget of the block cache, never exceeded." },
+	  .help = "Byte budget of the block cache for the whole mount: all LUNs together, "
+		  "shared by use; never exceeded." },
 	{ .name = "cache_block", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
 	  .off = F(cache_block), .min = 4096, .max = 16 << 20, .pow2 = true, .def = "64K",
 	  .help = "Cache block, the unit of memory and eviction; raised to the LUN's "
@@ -510,7 +511,8 @@ static const struct config_option options[] = {
 	{ .name = "dirty_max", .kind = CONFIG_OPT_SIZE, .metavar = "SIZE",
 	  .off = F(dirty_max), .min = 0, .max = UINT64_MAX, .def = "cache_size/4",
 	  .max_of = "cache_size", .why = "dirty data lives in the cache",
-	  .help = "Writers wait (never fail) while this much is dirty." },
+	  .help = "Writers wait (never fail) while cache blocks holding this much are dirty, all "
+		  "LUNs together (each LUN gets a fair share)." },
 	{ .name = "dirty_expire", .kind = CONFIG_OPT_SECONDS, .metavar = "SECONDS",
 	  .off = F(dirty_expire_ms), .min = 0, .max = SECONDS_MAX * 1000ULL, .def = "1",
 	  .help = "Dirty data older than this is written back (decimals allowed, e.g. "

@@ -9,12 +9,18 @@
  *
  * NOTES ON THE THREAD MODEL
  *   fs_run() runs libfuse's multi-threaded loop: up to FS_MAX_THREADS worker threads
- *   call the op_* handlers concurrently. Handlers block in the cache (a miss, the
- *   dirty bound, a flush) but never hold a lock of ours across that, except `rmw`,
- *   the per-LUN rwlock that makes a read-modify-write of a partial logical block
- *   atomic with respect to other writes to that LUN (unaligned writes take it
- *   exclusively, aligned ones shared). Nodes are immutable after fs_run starts, except
- *   the blkid attributes, protected by `probe_lock`.
+ *   call the op_* handlers concurrently. The data handlers (read, write, flush, fsync,
+ *   fallocate) never wait: they hand a byte range to the cache (cache.h) and return;
+ *   the request is answered from the cache's callback, which runs in the worker itself
+ *   (a hit, a write absorbed by the write-back cache) or later on a session's event
+ *   thread or a write-back thread (fuse_reply_* may be called from any thread). So the
+ *   number of requests in flight is bounded by the kernel (max_background) and the
+ *   sessions' command windows, not by the number of threads. No lock of ours is held
+ *   across I/O: the cache does read-modify-write of partial logical blocks itself.
+ *   A request still waiting in the cache can be withdrawn by FUSE INTERRUPT (a killed
+ *   reader must not wait for a dead target). Nodes are immutable after fs_run starts,
+ *   except the blkid attributes, protected by `probe_lock`. lseek (GET LBA STATUS) and
+ *   the blkid re-probe of getxattr are synchronous in the worker.
  */
 #define FUSE_USE_VERSION 312
 
@@ -22,6 +28,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +43,12 @@
 #include "iscsifs/log.h"
 #include "iscsifs/util.h"
 
-#define FS_MAX_THREADS 8
+/* Workers only dispatch (requests are answered from the cache's callbacks), so a few
+ * suffice. Idle workers are never ended: with asynchronous handlers a worker is idle
+ * most of the time, and a limit on idle workers made libfuse end and start threads
+ * thousands of times a second (measured: 1350 clone3 in 5 s at 5.5k IOPS), so the
+ * loop keeps libfuse's default (max_idle_threads -1: never end one). */
+#define FS_MAX_THREADS 2
 
 enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
 
@@ -49,13 +61,25 @@ struct node {
 	int part;                    /* index into lun->probe.parts, N_PART */
 };
 
+/* Every open file's handle is on a list, so what the kernel never released (files
+ * still open at unmount or SIGTERM) is freed when fs_run ends. */
+struct fh_link {
+	struct fh_link *prev, *next;   /* fs->fh_lock */
+	bool lun;                      /* a struct lun_fh, else a struct meta_fh */
+};
+
 struct fs {
 	struct fs_model *m;
 	struct node *nodes;          /* immutable after build */
 	size_t nnodes;
 	time_t mount_time;
 	pthread_mutex_t probe_lock;  /* protects lun->probe after mount */
+	int outstanding;             /* atomic: requests handed to the cache, not answered */
+	pthread_mutex_t idle_lock;   /* with idle: fs_run waits for outstanding == 0 */
+	pthread_cond_t idle;
 	uint64_t *probe_writes;      /* per LUN: cache write_ops at the last probe; probe_lock */
+	pthread_mutex_t fh_lock;
+	struct fh_link fhs;          /* list head of open files' handles; fh_lock */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -248,13 +272,34 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---------- open / close ---------- */
 
+static void fh_track(struct fs *fs, struct fh_link *l, bool lun)
+{
+	l->lun = lun;
+	pthread_mutex_lock(&fs->fh_lock);
+	l->prev = &fs->fhs;
+	l->next = fs->fhs.next;
+	fs->fhs.next->prev = l;
+	fs->fhs.next = l;
+	pthread_mutex_unlock(&fs->fh_lock);
+}
+
+static void fh_untrack(struct fs *fs, struct fh_link *l)
+{
+	pthread_mutex_lock(&fs->fh_lock);
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	pthread_mutex_unlock(&fs->fh_lock);
+}
+
 struct meta_fh {
+	struct fh_link link;         /* first */
 	char *data;
 	size_t len;
 };
 
 /* An open LUN or partition file. */
 struct lun_fh {
+	struct fh_link link;         /* first */
 	bool write;                  /* opened for writing */
 	uint64_t errors_seen;        /* cache write_errors when last reported to this file;
 	                                atomic (flush and fsync may race on one file) */
@@ -293,7 +338,18 @@ struct rewrite {
 	bool given_up;               /* a write could not be recorded: zero nothing; lock */
 };
 
-static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch);
+/* Make [abs, abs+len) of the LUN read as zeroes and wait (a worker thread only: never
+ * in a cache callback, which may run on the thread that would complete it). */
+static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch)
+{
+	struct blkdev_waiter w;
+	blkdev_waiter_init(&w);
+	cache_zero(l->cache, abs, len, punch && l->cache->discard_zeroes, blkdev_waiter_cb, &w,
+		   NULL);
+	return blkdev_waiter_wait(&w);
+}
+
+static void settle_gap_done(void *opaque, int ret);
 
 static struct rewrite *rewrite_new(void)
 {
@@ -378,11 +434,35 @@ static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
 	return r;
 }
 
-/* op_write's hook: [off, off+len) of node n was written through h. */
+/* A gap of an O_TRUNC writer zeroed without waiting (see rewrite_note). */
+struct settle_gap {
+	struct node *n;
+	struct rewrite *rw;
+	uint64_t start, end;
+};
+
+static void settle_gap_done(void *opaque, int ret)
+{
+	struct settle_gap *g = opaque;
+	if (ret == 0) {
+		pthread_mutex_lock(&g->rw->lock);
+		if (rewrite_add(g->rw, g->start, g->end) < 0)
+			g->rw->given_up = true;
+		pthread_mutex_unlock(&g->rw->lock);
+	} else {
+		log_err("%s %s: cannot zero the bytes skipped before offset %" PRIu64
+			" of a file opened with O_TRUNC: %s",
+			g->n->lun->target->name, g->n->name, g->end, strerror(-ret));
+	}
+	free(g);
+}
+
+/* write_done's hook: [off, off+len) of node n was written through h. It may run on a
+ * session thread (the cache's callback), so it never waits for I/O. */
 static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_t len)
 {
 	struct rewrite *rw = h->rw;
-	uint64_t first_gap_end = 0;
+	struct settle_gap *g = NULL;
 	if (!rw)
 		return;
 	pthread_mutex_lock(&rw->lock);
@@ -394,16 +474,17 @@ static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_
 				"opened with O_TRUNC keep their old content",
 				n->lun->target->name, n->name);
 		rw->given_up = true;
-	} else if (rw->n > REWRITE_MAX_RANGES) {
-		first_gap_end = rw->done[1].start;
+	} else if (rw->n > REWRITE_MAX_RANGES && rw->done[0].start == 0 &&
+		   (g = malloc(sizeof(*g)))) {
+		/* Too many ranges (a writer that skips around a lot): zero the first gap now
+		 * rather than keep it; it is recorded when the zeroes are there. */
+		*g = (struct settle_gap){ n, rw, rw->done[0].end, rw->done[1].start };
 	}
 	pthread_mutex_unlock(&rw->lock);
-	/* Too many ranges (a writer that skips around a lot): settle the first gap now
-	 * rather than keep it. */
-	if (first_gap_end && rewrite_settle(n, rw, first_gap_end) < 0)
-		log_err("%s %s: cannot zero the bytes skipped before offset %" PRIu64
-			" of a file opened with O_TRUNC",
-			n->lun->target->name, n->name, first_gap_end);
+	if (g)
+		cache_zero(n->lun->cache, n->off + g->start, g->end - g->start,
+			   n->lun->cache->can_discard && n->lun->cache->discard_zeroes, settle_gap_done,
+			   g, NULL);
 }
 
 /* op_setattr's size change of node n (fi: the open file, when ftruncate). */
@@ -461,6 +542,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
+		fh_track(fs, &h->link, false);
 		fi->fh = (uint64_t)(uintptr_t)h;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
@@ -484,6 +566,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->errors_seen = write_errors(n->lun);
+	fh_track(fs, &h->link, true);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE) {
 		static bool told; /* atomic */
@@ -497,6 +580,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				   "of them fails with ENODEV (libfuse 3.14 cannot ask the kernel for "
 				   "FUSE_DIRECT_IO_ALLOW_MMAP): use cache=writethrough for programs "
 				   "that map files shared");
+	} else if (fi->flags & O_DIRECT) {
+		/* O_DIRECT bypasses the page cache anyway; with FOPEN_DIRECT_IO a synchronous
+		 * O_DIRECT read or write is an ordinary FUSE request, which the kernel
+		 * interrupts when the process is killed, instead of a background request of
+		 * the page cache's direct_IO path that it waits for uninterruptibly (a reader
+		 * blocked on a dead target then ignores SIGKILL). Asynchronous ones (libaio,
+		 * io_uring) are background requests either way. */
+		fi->direct_io = 1;
 	} else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
 	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
@@ -507,17 +598,27 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void fh_free(struct fh_link *l)
 {
-	struct node *n = node_get(fs_of(req), ino);
-	if (n && (n->kind == N_STATS || n->kind == N_METRICS)) {
-		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
-		free(h->data);
-		free(h);
-	} else if (n && n->lun) {
-		struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
+	if (l->lun) {
+		struct lun_fh *h = (struct lun_fh *)l;
 		rewrite_free(h->rw);
 		free(h);
+	} else {
+		struct meta_fh *h = (struct meta_fh *)l;
+		free(h->data);
+		free(h);
+	}
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = node_get(fs, ino);
+	if (n && (n->kind == N_STATS || n->kind == N_METRICS || n->lun)) {
+		struct fh_link *l = (struct fh_link *)(uintptr_t)fi->fh;
+		fh_untrack(fs, l);
+		fh_free(l);
 	}
 	fuse_reply_err(req, 0);
 }
@@ -532,63 +633,99 @@ static int report_errors(struct fs_lun *l, struct lun_fh *h, int r)
 	return r == 0 && now != seen ? -EIO : r;
 }
 
-/* close(2): the file's dirty data reaches the target before close returns (the
- * close-to-open rule), so `dd ... && umount` never loses data. */
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct node *n = node_get(fs_of(req), ino);
-	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
-	int r = 0;
-	if (n && n->lun && h->write) {
-		r = rewrite_close(n, h); /* first zero what an O_TRUNC writer skipped */
-		r = report_errors(n->lun, h, r ?: blkdev_flush_sync(n->lun->cache, false));
-	}
-	fuse_reply_err(req, -r);
-}
-
-static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	struct node *n = node_get(fs_of(req), ino);
-	int r = 0;
-	(void)datasync;
-	if (n && n->lun)
-		r = report_errors(n->lun, (struct lun_fh *)(uintptr_t)fi->fh,
-				  blkdev_flush_sync(n->lun->cache, true));
-	fuse_reply_err(req, -r);
-}
-
 /* ---------- data ---------- */
 
-/* One read buffer per FUSE worker thread, grown to the largest request and kept (a
- * fresh mmap'ed megabyte per read costs page faults). */
-static __thread uint8_t *tbuf;
-static __thread size_t tbuf_len;
+/* A FUSE request handed to the cache: answered by its callback, or by on_interrupt
+ * when FUSE INTERRUPT withdraws it while it waits. */
+struct fs_req {
+	fuse_req_t req;
+	struct fs *fs;
+	struct blkdev *dev;
+	struct cache_ticket ticket;
+	size_t size;                 /* write: the byte count to report */
+	struct node *node;           /* write: the file, for O_TRUNC bookkeeping */
+	uint64_t off;                /* write: where, in the file */
+	struct fs_lun *lun;          /* flush, fsync: per-file error reporting */
+	struct lun_fh *fh;           /* write, flush, fsync */
+};
 
-static void tbuf_free(void *p)
+static struct fs_req *fs_req_new(fuse_req_t req, struct blkdev *dev)
 {
-	free(p);
+	struct fs_req *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->req = req;
+	r->fs = fs_of(req);
+	r->dev = dev;
+	r->ticket = (struct cache_ticket)CACHE_TICKET_INIT;
+	__atomic_add_fetch(&r->fs->outstanding, 1, __ATOMIC_ACQ_REL);
+	return r;
 }
 
-static pthread_key_t tbuf_key;
-static pthread_once_t tbuf_once = PTHREAD_ONCE_INIT;
-
-static void tbuf_key_init(void)
+static void fs_req_free(struct fs_req *r)
 {
-	pthread_key_create(&tbuf_key, tbuf_free);
-}
-
-static uint8_t *thread_buf(size_t len)
-{
-	if (len > tbuf_len) {
-		uint8_t *nb = realloc(tbuf, len);
-		if (!nb)
-			return NULL;
-		tbuf = nb;
-		tbuf_len = len;
-		pthread_once(&tbuf_once, tbuf_key_init);
-		pthread_setspecific(tbuf_key, tbuf); /* freed when the thread exits */
+	struct fs *fs = r->fs;
+	free(r);
+	if (__atomic_sub_fetch(&fs->outstanding, 1, __ATOMIC_ACQ_REL) == 0) {
+		pthread_mutex_lock(&fs->idle_lock);
+		pthread_cond_broadcast(&fs->idle);
+		pthread_mutex_unlock(&fs->idle_lock);
 	}
-	return tbuf;
+}
+
+/* Runs in a worker with the request's interrupt lock held (libfuse). Withdrawn
+ * requests are answered here; otherwise the callback answers soon. */
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct fs_req *r = data;
+	if (cache_cancel(r->dev, &r->ticket) == 0) {
+		fuse_reply_err(req, EINTR);
+		fs_req_free(r);
+	}
+}
+
+/* The first thing every callback does: after it, on_interrupt is neither running nor
+ * will it run for this request (libfuse takes the request's lock). */
+static void detach_interrupt(struct fs_req *r)
+{
+	fuse_req_interrupt_func(r->req, NULL, NULL);
+}
+
+/* Where a LUN or partition file lies on its device. */
+static bool node_window(const struct node *n, struct blkdev **dev, uint64_t *base,
+			uint64_t *size)
+{
+	if (!n->lun)
+		return false;
+	*dev = n->lun->cache;
+	*base = n->off;
+	*size = n->size;
+	return true;
+}
+
+static void read_done(void *opaque, int ret, const struct cache_seg *seg, int nseg)
+{
+	struct fs_req *r = opaque;
+	detach_interrupt(r);
+	if (ret < 0) {
+		fuse_reply_err(r->req, -ret);
+	} else if (nseg == 1) {
+		fuse_reply_buf(r->req, seg[0].data, seg[0].len);
+	} else {
+		/* Several pieces of the cache's blocks, no copy: libfuse 3.14 copies a
+		 * multi-buffer fuse_bufvec into one buffer first, fuse_reply_iov does not. */
+		struct iovec local[64], *iov = nseg <= 64 ? local : malloc(nseg * sizeof(*iov));
+		if (!iov) {
+			fuse_reply_err(r->req, ENOMEM);
+		} else {
+			for (int i = 0; i < nseg; i++)
+				iov[i] = (struct iovec){ (void *)seg[i].data, seg[i].len };
+			fuse_reply_iov(r->req, iov, nseg);
+			if (iov != local)
+				free(iov);
+		}
+	}
+	fs_req_free(r);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -596,6 +733,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = fs_of(req);
 	struct node *n = node_get(fs, ino);
+	struct blkdev *dev;
+	uint64_t base, nsize;
 	if (n->kind == N_STATS || n->kind == N_METRICS) {
 		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
 		if ((uint64_t)off >= h->len)
@@ -604,56 +743,35 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_buf(req, h->data + off, MIN(size, h->len - (size_t)off));
 		return;
 	}
-	if (off < 0 || (uint64_t)off >= n->size || size == 0) {
+	if (!node_window(n, &dev, &base, &nsize)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (off < 0 || (uint64_t)off >= nsize || size == 0) {
 		fuse_reply_buf(req, NULL, 0); /* at or past the end: EOF */
 		return;
 	}
-	size = (size_t)MIN((uint64_t)size, n->size - (uint64_t)off);
-	struct blkdev *dev = n->lun->cache;
-	uint64_t bs = dev->block_size;
-	uint64_t abs = n->off + (uint64_t)off;
-	uint64_t a0 = abs / bs * bs, a1 = DIV_ROUND_UP(abs + size, bs) * bs;
-	uint8_t *buf = thread_buf(a1 - a0);
-	if (!buf) {
+	size = (size_t)MIN((uint64_t)size, nsize - (uint64_t)off);
+	struct fs_req *r = fs_req_new(req, dev);
+	if (!r) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	int r = blkdev_read_sync(dev, a0, a1 - a0, buf);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		fuse_reply_buf(req, (char *)buf + (abs - a0), size);
+	fuse_req_interrupt_func(req, on_interrupt, r);
+	cache_read(dev, base + (uint64_t)off, size, read_done, r, &r->ticket);
 }
 
-/* Write [abs, abs+len) of the LUN, any alignment. Returns 0 or -errno. */
-static int write_bytes(struct fs_lun *l, uint64_t abs, size_t len, const void *data)
+static void write_done(void *opaque, int ret)
 {
-	struct blkdev *dev = l->cache;
-	uint64_t bs = dev->block_size;
-	int r;
-	if (abs % bs == 0 && len % bs == 0) {
-		pthread_rwlock_rdlock(&l->rmw);
-		r = blkdev_write_sync(dev, abs, len, data);
-		pthread_rwlock_unlock(&l->rmw);
-		return r;
-	}
-	uint64_t a0 = abs / bs * bs, a1 = DIV_ROUND_UP(abs + len, bs) * bs;
-	uint8_t *buf = malloc(a1 - a0);
-	if (!buf)
-		return -ENOMEM;
-	pthread_rwlock_wrlock(&l->rmw);
-	r = 0;
-	if (abs != a0)
-		r = blkdev_read_sync(dev, a0, bs, buf);
-	if (r == 0 && (abs + len) % bs && (a1 - bs != a0 || abs == a0))
-		r = blkdev_read_sync(dev, a1 - bs, bs, buf + (a1 - bs - a0));
-	if (r == 0) {
-		memcpy(buf + (abs - a0), data, len);
-		r = blkdev_write_sync(dev, a0, a1 - a0, buf);
-	}
-	pthread_rwlock_unlock(&l->rmw);
-	free(buf);
-	return r;
+	struct fs_req *r = opaque;
+	detach_interrupt(r);
+	if (ret == 0) /* before the reply: the writer's close() may follow at once */
+		rewrite_note(r->node, r->fh, r->off, r->size);
+	if (ret < 0)
+		fuse_reply_err(r->req, -ret);
+	else
+		fuse_reply_write(r->req, r->size);
+	fs_req_free(r);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
@@ -661,8 +779,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 {
 	struct fs *fs = fs_of(req);
 	struct node *n = node_get(fs, ino);
+	struct blkdev *dev;
+	uint64_t base, nsize;
 	(void)fi;
-	if (!n->lun) {
+	if (!node_window(n, &dev, &base, &nsize)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -674,53 +794,80 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 		fuse_reply_write(req, 0);
 		return;
 	}
-	if (off < 0 || (uint64_t)off >= n->size) {
+	if (off < 0 || (uint64_t)off >= nsize) {
 		fuse_reply_err(req, ENOSPC); /* a LUN does not grow */
 		return;
 	}
-	size = (size_t)MIN((uint64_t)size, n->size - (uint64_t)off); /* short write at the end */
-	int r = write_bytes(n->lun, n->off + (uint64_t)off, size, data);
-	if (r == 0) /* before the reply: the writer's close() may follow at once */
-		rewrite_note(n, (struct lun_fh *)(uintptr_t)fi->fh, (uint64_t)off, size);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		fuse_reply_write(req, size);
+	size = (size_t)MIN((uint64_t)size, nsize - (uint64_t)off); /* short write at the end */
+	struct fs_req *r = fs_req_new(req, dev);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r->size = size;
+	r->node = n;
+	r->fh = (struct lun_fh *)(uintptr_t)fi->fh;
+	r->off = (uint64_t)off;
+	fuse_req_interrupt_func(req, on_interrupt, r);
+	/* `data` is libfuse's buffer, valid until we return: the cache copies it. */
+	cache_write(dev, base + (uint64_t)off, size, data, write_done, r, &r->ticket);
 }
 
-/* Make [abs, abs+len) read as zeroes: partial blocks by writing zeroes, the aligned
- * middle with `zero_fn` (write_zeroes, or discard on an LBPRZ LUN). */
-static int zero_range(struct fs_lun *l, uint64_t abs, uint64_t len, bool punch)
+static void flush_done(void *opaque, int ret)
 {
-	struct blkdev *dev = l->cache;
-	uint64_t bs = dev->block_size;
-	uint64_t m0 = DIV_ROUND_UP(abs, bs) * bs, m1 = (abs + len) / bs * bs;
-	int r = 0;
-	if (m0 >= m1) {
-		void *z = calloc(1, len);
-		if (!z)
-			return -ENOMEM;
-		r = write_bytes(l, abs, len, z);
-		free(z);
-		return r;
+	struct fs_req *r = opaque;
+	detach_interrupt(r);
+	ret = report_errors(r->lun, r->fh, ret);
+	fuse_reply_err(r->req, -ret);
+	fs_req_free(r);
+}
+
+static void start_flush(fuse_req_t req, struct node *n, struct lun_fh *h, bool sync_target)
+{
+	struct fs_req *r = fs_req_new(req, n->lun->cache);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
-	if (abs < m0) {
-		void *z = calloc(1, m0 - abs);
-		r = z ? write_bytes(l, abs, m0 - abs, z) : -ENOMEM;
-		free(z);
+	r->lun = n->lun;
+	r->fh = h;
+	fuse_req_interrupt_func(req, on_interrupt, r);
+	cache_flush(n->lun->cache, sync_target, flush_done, r, &r->ticket);
+}
+
+/* close(2): the file's dirty data reaches the target before close returns (the
+ * close-to-open rule), so `dd ... && umount` never loses data. */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node *n = node_get(fs_of(req), ino);
+	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
+	if (n && n->lun && h->write) {
+		int r = rewrite_close(n, h); /* first zero what an O_TRUNC writer skipped */
+		if (r < 0)
+			fuse_reply_err(req, -report_errors(n->lun, h, r));
+		else
+			start_flush(req, n, h, false);
+	} else {
+		fuse_reply_err(req, 0);
 	}
-	if (r == 0 && abs + len > m1) {
-		void *z = calloc(1, abs + len - m1);
-		r = z ? write_bytes(l, m1, abs + len - m1, z) : -ENOMEM;
-		free(z);
-	}
-	if (r == 0) {
-		pthread_rwlock_rdlock(&l->rmw);
-		r = punch && l->info.lbprz ? blkdev_discard_sync(dev, m0, m1 - m0)
-					   : blkdev_write_zeroes_sync(dev, m0, m1 - m0);
-		pthread_rwlock_unlock(&l->rmw);
-	}
-	return r;
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct node *n = node_get(fs_of(req), ino);
+	(void)datasync;
+	if (n && n->lun)
+		start_flush(req, n, (struct lun_fh *)(uintptr_t)fi->fh, true);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void zero_done(void *opaque, int ret)
+{
+	struct fs_req *r = opaque;
+	detach_interrupt(r);
+	fuse_reply_err(r->req, -ret);
+	fs_req_free(r);
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
@@ -728,8 +875,10 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 {
 	struct fs *fs = fs_of(req);
 	struct node *n = node_get(fs, ino);
+	struct blkdev *dev;
+	uint64_t base, nsize;
 	(void)fi;
-	if (!n->lun) {
+	if (!node_window(n, &dev, &base, &nsize)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -748,21 +897,26 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	uint64_t end = (uint64_t)off + (uint64_t)len;
 	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
 		/* preallocation: every block of a LUN exists already; it cannot grow */
-		fuse_reply_err(req, end > n->size && !(mode & FALLOC_FL_KEEP_SIZE) ? EFBIG : 0);
+		fuse_reply_err(req, end > nsize && !(mode & FALLOC_FL_KEEP_SIZE) ? EFBIG : 0);
 		return;
 	}
-	if ((mode & FALLOC_FL_PUNCH_HOLE) && !n->lun->cache->can_discard) {
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !dev->can_discard) {
 		fuse_reply_err(req, EOPNOTSUPP); /* the LUN cannot deallocate (no UNMAP) */
 		return;
 	}
-	if ((uint64_t)off >= n->size) {
+	if ((uint64_t)off >= nsize) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	end = MIN(end, n->size);
-	int r = zero_range(n->lun, n->off + (uint64_t)off, end - (uint64_t)off,
-			   mode & FALLOC_FL_PUNCH_HOLE);
-	fuse_reply_err(req, -r);
+	end = MIN(end, nsize);
+	struct fs_req *r = fs_req_new(req, dev);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fuse_req_interrupt_func(req, on_interrupt, r);
+	cache_zero(dev, base + (uint64_t)off, end - (uint64_t)off, mode & FALLOC_FL_PUNCH_HOLE,
+		   zero_done, r, &r->ticket);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -881,8 +1035,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
 	struct fs *fs = fs_of(req);
 	struct xattr x[20];
-	/* The kernel asks for security.capability before every write: answer at once. */
+	/* The kernel asks for security.capability before a write (once per file with
+	 * HANDLE_KILLPRIV_V2, which fuseext.c asks for): answer at once. */
 	if (strncmp(name, "user.iscsi.", 11) && strncmp(name, "user.blkid.", 11)) {
+		log_debug("getxattr %s of inode %lu", name, (unsigned long)ino);
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
@@ -987,14 +1143,27 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fuse_reply_err(req, EPERM);
 }
 
+/* The kernel may keep this many background requests (read-ahead, asynchronous direct
+ * I/O) in flight: the cache and the sessions take many at once, so the default of 12
+ * would be the bottleneck of an application with a deep queue. */
+#define FS_MAX_BACKGROUND 256
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
 	/* Large requests: fewer round trips for sequential I/O. */
 	conn->max_write = 1u << 20;
 	conn->max_readahead = MIN(conn->max_readahead, 1u << 20);
+	conn->max_background = FS_MAX_BACKGROUND;
+	conn->congestion_threshold = FS_MAX_BACKGROUND * 3 / 4;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2; /* else fuseext.c asks for it */
+#endif
 	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC; /* O_TRUNC: see op_open */
 }
 
@@ -1091,6 +1260,10 @@ int fs_run(struct fs_model *m, int ready_fd)
 	int ret = -EIO;
 
 	pthread_mutex_init(&fs.probe_lock, NULL);
+	pthread_mutex_init(&fs.idle_lock, NULL);
+	util_cond_init(&fs.idle);
+	pthread_mutex_init(&fs.fh_lock, NULL);
+	fs.fhs.prev = fs.fhs.next = &fs.fhs;
 	if (build(&fs) < 0) {
 		log_err("out of memory");
 		goto out_free;
@@ -1120,16 +1293,34 @@ int fs_run(struct fs_model *m, int ready_fd)
 			cfg->mountpoint);
 		goto out_signals;
 	}
-	fuseext_install(se); /* FUSE_DIRECT_IO_ALLOW_MMAP: shared mmap with cache=none */
+	/* FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap with cache=none) and
+	 * FUSE_HANDLE_KILLPRIV_V2 (no getxattr per buffered write): INIT flags libfuse
+	 * 3.14 cannot ask for */
+	fuseext_install(se);
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
 	daemon_ready(m, ready_fd);   /* parent exits, READY=1 to systemd (daemon.c) */
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
-	fuse_loop_cfg_set_idle_threads(lc, 4);
 	ret = fuse_session_loop_mt(se, lc);
 	fuse_loop_cfg_destroy(lc);
 	ret = ret < 0 ? ret : 0;
+	/* Unmounted (or a signal): requests still waiting in a cache will not be answered
+	 * by anything else (the kernel is gone, a dead target may never answer); complete
+	 * them, and wait for the few whose I/O is in flight (each bounded by the session's
+	 * budget) before the session their replies go to is destroyed. */
+	for (int i = 0; i < m->nluns; i++)
+		cache_cancel_all(m->luns[i].cache);
+	pthread_mutex_lock(&fs.idle_lock);
+	for (uint64_t t0 = util_now_ms(); __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE) > 0;) {
+		struct timespec dl = util_deadline_ms(10000);
+		if (pthread_cond_timedwait(&fs.idle, &fs.idle_lock, &dl) == ETIMEDOUT)
+			log_notice("unmount: still waiting for %d request%s in flight to the target "
+				   "(for %" PRIu64 " s)", __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE),
+				   __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE) == 1 ? "" : "s",
+				   (util_now_ms() - t0) / 1000);
+	}
+	pthread_mutex_unlock(&fs.idle_lock);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -1139,5 +1330,13 @@ out_free:
 	free(fs.nodes);
 	free(fs.probe_writes);
 	pthread_mutex_destroy(&fs.probe_lock);
+	pthread_mutex_destroy(&fs.idle_lock);
+	pthread_cond_destroy(&fs.idle);
+	while (fs.fhs.next != &fs.fhs) { /* files the kernel never released */
+		struct fh_link *l = fs.fhs.next;
+		fh_untrack(&fs, l);
+		fh_free(l);
+	}
+	pthread_mutex_destroy(&fs.fh_lock);
 	return ret;
 }

@@ -427,6 +427,7 @@ struct blkdev *memdev_create(uint64_t size, uint32_t block_size)
 	md->dev.block_size = block_size;
 	md->dev.read_only = false;
 	md->dev.can_discard = true;
+	md->dev.discard_zeroes = true;   /* a discarded range reads as zeroes */
 	md->dev.priv = md;
 	return &md->dev;
 }

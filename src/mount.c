@@ -5,6 +5,7 @@
  * (fs_run) and takes it down, writing back what is dirty.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,23 +29,44 @@
 #define PR_SET_IO_FLUSHER 57
 #endif
 
-static struct cache_config cache_config_for(const struct config *cfg,
+/* One budget for the whole mount (DESIGN.md 4): cache_size and dirty_max are totals
+ * for every LUN, shared by use (cache_pool.c). */
+static struct cache_pool *pool_for(const struct config *cfg, char *err, size_t errlen)
+{
+	struct cache_pool_config pc = {
+		.cache_size = cfg->cache_mode == CONFIG_CACHE_NONE ? 8 * cfg->cache_block
+								   : cfg->cache_size,
+		.cache_block = cfg->cache_block,
+		.dirty_max = cfg->dirty_max,
+		.dirty_expire_ms = cfg->dirty_expire_ms,
+		.flushers = 2,
+	};
+	struct cache_pool *p = cache_pool_create(&pc);
+	if (!p)
+		snprintf(err, errlen, "cannot set up the cache (cache_size=%" PRIu64
+			 ", cache_block=%" PRIu64 "): %s%s",
+			 cfg->cache_size, cfg->cache_block, strerror(errno),
+			 errno == EINVAL ? "; cache_size must hold at least 8 cache blocks" : "");
+	return p;
+}
+
+static struct cache_config cache_config_for(const struct config *cfg, struct cache_pool *pool,
 					    const struct lun_info *info, const char *name)
 {
 	struct cache_config cc = {
 		.mode = cfg->cache_mode,
-		.cache_size = cfg->cache_size,
-		.cache_block = MAX(cfg->cache_block, info->block_size),
-		.dirty_max = cfg->dirty_max,
-		.dirty_expire_ms = cfg->dirty_expire_ms,
+		.pool = pool,
 		.readahead_max = cfg->readahead_max,
 		.max_write = 1u << 20,
+		/* at unmount, failed write-back is retried for as long as one request may
+		 * take (the session's budget), then given up */
+		.stop_budget_ms = (uint32_t)MAX(5, cfg->replacement_timeout + cfg->cmd_timeout) * 1000u,
 		.name = name,
 	};
 	if (info->max_xfer_blocks)
 		cc.max_write = (uint32_t)MIN((uint64_t)cc.max_write,
 					     MAX((uint64_t)info->max_xfer_blocks * info->block_size,
-						 cc.cache_block));
+						 cfg->cache_block));
 	return cc;
 }
 
@@ -72,6 +94,9 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 	if (r < 0)
 		return r;
 	m->cfg = cfg;
+	m->pool = pool_for(cfg, err, errlen);
+	if (!m->pool)
+		return -EINVAL;
 	m->targets = tl->v;
 	m->ntargets = tl->n;
 	m->target_dirs = cfg->url.target[0] == 0;
@@ -122,7 +147,15 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 			}
 			char name[CONFIG_NAME_MAX + 16];
 			snprintf(name, sizeof(name), "%s LUN %s", tl->v[t].name, LUNSTR(l->info.lun));
-			struct cache_config cc = cache_config_for(cfg, &l->info, name);
+			if (cfg->cache_mode != CONFIG_CACHE_NONE && l->info.block_size > cfg->cache_block) {
+				snprintf(err, errlen, "%s has %u-byte blocks, larger than cache_block=%" PRIu64
+					 ": mount with -o cache_block=%u or larger",
+					 name, l->info.block_size, cfg->cache_block, l->info.block_size);
+				l->lundev->ops->destroy(l->lundev);
+				free(infos);
+				return -EINVAL;
+			}
+			struct cache_config cc = cache_config_for(cfg, m->pool, &l->info, name);
 			l->cache = cache_create(&cc, l->lundev);
 			if (!l->cache) {
 				snprintf(err, errlen, "cannot set up the cache for %s: %s", name,
@@ -131,8 +164,8 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 				free(infos);
 				return -EINVAL;
 			}
-			pthread_rwlock_init(&l->rmw, NULL);
 			m->nluns++;
+			/* through the cache, which bounds its memory (one budget for all LUNs) */
 			if (probe_blkdev(l->cache, true, &l->probe) < 0)
 				log_warn("%s: could not read the partition table; no partition files",
 					 name);
@@ -150,22 +183,81 @@ static int build_model(struct config *cfg, struct fs_model *m, struct target_lis
 	return target_check_identities(m->luns, m->nluns, err, errlen);
 }
 
-/* Returns the number of LUNs whose dirty data could not all be written. */
+/* A thread that says every SHUTDOWN_NOTE_S seconds which step of the shutdown is still
+ * going on: unmount may wait for write-back to a target that does not answer (bounded by
+ * the session budget), and the log should say so rather than look hung. */
+#define SHUTDOWN_NOTE_S 10
+
+struct stagewatch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *stage;            /* lock; NULL: done */
+	uint64_t since;               /* lock */
+	pthread_t thread;
+	bool started;
+};
+
+static void *stagewatch_main(void *arg)
+{
+	struct stagewatch *w = arg;
+	pthread_mutex_lock(&w->lock);
+	while (w->stage) {
+		struct timespec dl = util_deadline_ms(SHUTDOWN_NOTE_S * 1000);
+		if (pthread_cond_timedwait(&w->cond, &w->lock, &dl) == ETIMEDOUT && w->stage)
+			log_notice("unmount: still %s (for %" PRIu64 " s)", w->stage,
+				   (util_now_ms() - w->since) / 1000);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void stage(struct stagewatch *w, const char *what)
+{
+	if (!w->started) {
+		pthread_mutex_init(&w->lock, NULL);
+		util_cond_init(&w->cond);
+		w->stage = what;
+		w->since = util_now_ms();
+		w->started = pthread_create(&w->thread, NULL, stagewatch_main, w) == 0;
+		return;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->stage = what;
+	w->since = util_now_ms();
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (!what) {
+		pthread_join(w->thread, NULL);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->cond);
+	}
+}
+
+/* Returns the number of LUNs whose dirty data could not all be written.
+ * Order: write back every LUN at once (bounded by the session budget), then stop the
+ * sessions (every command still in flight - a read nobody waits for any more - is
+ * completed), then free the caches, the LUNs and the pool. */
 static int teardown(struct fs_model *m, struct target_list *tl)
 {
+	struct stagewatch w = { 0 };
 	int lost = 0;
 	daemon_stopping(); /* STOPPING=1; logs the dirty MiB left every few seconds */
 	for (int i = 0; i < m->nluns; i++)
-		lost += cache_stop(m->luns[i].cache) > 0; /* in parallel would be faster; rare */
+		cache_stop_begin(m->luns[i].cache); /* every LUN writes back at once */
+	for (int i = 0; i < m->nluns; i++)
+		lost += cache_stop(m->luns[i].cache) > 0;
 	daemon_stopped(lost);
+	stage(&w, "closing the sessions");
+	target_close_sessions(tl);
+	stage(&w, "freeing the caches");
 	for (int i = 0; i < m->nluns; i++) {
-		/* the cache writes back what it holds, bounded by the session timeouts */
 		m->luns[i].cache->ops->destroy(m->luns[i].cache);
 		m->luns[i].lundev->ops->destroy(m->luns[i].lundev);
-		pthread_rwlock_destroy(&m->luns[i].rmw);
 	}
+	cache_pool_destroy(m->pool);
+	m->pool = NULL;
+	stage(&w, NULL);
 	free(m->luns);
-	target_close_sessions(tl);
 	free(tl->v);
 	return lost;
 }
@@ -188,6 +280,12 @@ int mount_main(struct config *cfg)
 	 * connection builds a new libiscsi context from them (session.c new_context). */
 	if (!cfg->foreground)
 		ready_fd = daemon_fork(cfg);
+	/* Memory stays within cache_size plus a bounded amount for any number of LUNs
+	 * (cache_pool.c). glibc raises its mmap threshold after every large free, up to 32
+	 * MiB, so buffers of up to that size then come from - and stay in - the heap arenas
+	 * of whichever threads freed them; a fixed threshold keeps large buffers mapped and
+	 * gives them back when freed (the cache keeps the few it reuses on a list). */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	/* A daemon that serves block I/O must not wait on its own memory reclaim. */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
 		log_debug("PR_SET_IO_FLUSHER not permitted (%m); continuing without it");

@@ -75,24 +75,38 @@ struct blkdev_ops {
 
 struct blkdev {
 	const struct blkdev_ops *ops;
-	uint64_t size;        /* bytes; fixed for the life of the device */
+	uint64_t size;        /* bytes; changes only through the implementation's own
+	                         interface (cache_set_size), never under a request */
 	uint32_t block_size;  /* logical block size in bytes, a power of two >= 512 */
 	bool read_only;
 	bool can_discard;     /* discard does something */
+	bool discard_zeroes;  /* a successful discard makes the range read as zeroes
+	                         (SCSI LBPRZ): a hole can be punched with discard */
 	void *priv;           /* the implementation's state */
 };
 
-/* Synchronous wrappers: block the calling thread until completion. Return 0 or -errno. */
+/* Synchronous wrappers: block the calling thread until completion (they wait on the
+ * caller's stack, see blkdev.c). Return 0 or -errno. */
 int blkdev_read_sync(struct blkdev *dev, uint64_t off, size_t len, void *buf);
 int blkdev_write_sync(struct blkdev *dev, uint64_t off, size_t len, const void *buf);
 int blkdev_flush_sync(struct blkdev *dev, bool sync_target);
 int blkdev_discard_sync(struct blkdev *dev, uint64_t off, uint64_t len);
 int blkdev_write_zeroes_sync(struct blkdev *dev, uint64_t off, uint64_t len);
 
-/* A one-shot waiter for callers that need a synchronous result. */
-struct blkdev_waiter;
-struct blkdev_waiter *blkdev_waiter_new(void);
+/* A one-shot rendezvous for callers that need a synchronous result; it lives on the
+ * waiting thread's stack:
+ *     struct blkdev_waiter w;
+ *     blkdev_waiter_init(&w);
+ *     start_something(..., blkdev_waiter_cb, &w);
+ *     ret = blkdev_waiter_wait(&w);
+ * blkdev_waiter_cb may run before, during or after blkdev_waiter_wait, on any thread;
+ * once blkdev_waiter_wait returns, the callback is done with `w`. */
+struct blkdev_waiter {
+	int done;             /* 0 pending, 1 done: guarded by the waiter lock of blkdev.c */
+	int ret;
+};
+void blkdev_waiter_init(struct blkdev_waiter *w);
 void blkdev_waiter_cb(void *waiter, int ret);         /* a blkdev_cb */
-int blkdev_waiter_wait(struct blkdev_waiter *w);       /* waits, frees, returns ret */
+int blkdev_waiter_wait(struct blkdev_waiter *w);       /* waits, returns ret */
 
 #endif

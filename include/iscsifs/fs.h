@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "iscsifs/blkdev.h"
+#include "iscsifs/cache.h"
 #include "iscsifs/config.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/probe.h"
@@ -29,8 +30,6 @@ struct fs_lun {
 	struct blkdev *cache;         /* cache.c over lundev: every I/O goes here */
 	char name[32];                /* "lun1" */
 	struct probe_result probe;    /* at mount time */
-	pthread_rwlock_t rmw;         /* unaligned writes (read-modify-write of partial
-	                                 blocks) hold it exclusively, aligned ones shared */
 };
 
 struct fs_model {
@@ -39,6 +38,7 @@ struct fs_model {
 	int ntargets;
 	struct fs_lun *luns;
 	int nluns;
+	struct cache_pool *pool;      /* the memory budget of every LUN's cache */
 	bool target_dirs;             /* the URL named a portal: one directory per target */
 	uint64_t start_ms;
 };

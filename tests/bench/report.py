@@ -22,7 +22,7 @@ import sys
 
 NOISE_LIMIT = 0.25
 MIB = 1024 * 1024
-RSS_LIMIT_MIB = 256 + 32          # iscsifs default cache_size + 32 MiB
+RSS_LIMIT_MIB = 256 + 64          # iscsifs default cache_size + 64 MiB (issue 12)
 
 # id, long label, short label (chart), goal for iscsifs/qsd.  The order is the run order.
 JOBS = [
@@ -35,7 +35,31 @@ JOBS = [
     ("randrw4",   "7. randrw 70/30 4 KiB, 4 jobs",             "randrw 70/30 x4", 1.5),
 ]
 HOT_REF_GOAL = 0.8                 # iscsifs hot read / RAM-backed FUSE reference
-SYSTEMS = ("qsd", "iscsifs", "ramref")
+
+# Parts B, C, D (beyond the cache; sessions=4; four LUNs at once):
+# id, long label, short label, ours, theirs, goal vs theirs (None: shown, no goal),
+# iscsi-perf ceiling name and goal vs it (or None), RAM reference system (or None).
+JOBS_B = [
+    ("b_rand1", "B1. cold rand read 4 KiB, psync QD1", "B1 rand rd QD1",
+     "ifs2", "qsd2", 1.1, ("rand4k-qd1-2g", 0.8), "ram2"),
+    ("b_rand32", "B2. rand read 4 KiB O_DIRECT, libaio QD32", "B2 rand rd QD32",
+     "ifs2", "qsd2", 1.2, ("rand4k-qd32-2g", 0.85), "ram2"),
+    ("b_wrand32", "B3. rand write 4 KiB O_DIRECT, libaio QD32", "B3 rand wr QD32",
+     "ifs2", "qsd2", 1.5, None, None),
+    ("b_seq128", "B4. seq read 128 KiB O_DIRECT, QD1", "B4 seq rd 128K",
+     "ifs2", "qsd2", None, None, None),
+    ("b_wrand1", "B5. rand write 4 KiB buffered, QD1", "B5 rand wr buf",
+     "ifs2", "qsd2", 2.0, None, None),
+    ("b_seqwrite", "B6. seq write 1 MiB", "B6 seq wr 1M",
+     "ifs2", "qsd2", 1.5, None, None),
+    ("b_rand1", "C1. = B1 at sessions=4", "C1 B1 s=4", "ifs2s4", "qsd2", None, None, None),
+    ("b_rand32", "C2. = B2 at sessions=4", "C2 B2 s=4", "ifs2s4", "qsd2", None, None, None),
+    ("b_wrand32", "C3. = B3 at sessions=4", "C3 B3 s=4", "ifs2s4", "qsd2", None, None, None),
+    ("b_seq128", "C4. = B4 at sessions=4", "C4 B4 s=4", "ifs2s4", "qsd2", None, None, None),
+    ("d_par4", "D1. four LUNs at once: rand read 4 KiB O_DIRECT QD8 each", "D1 4 LUNs",
+     "ifs4", "qsd4", None, None, None),
+]
+SYSTEMS = ("qsd", "iscsifs", "ramref", "qsd2", "ram2", "ifs2", "ifs2s4", "qsd4", "ifs4")
 
 
 def fio_numbers(path):
@@ -161,7 +185,7 @@ def build(rawdir, outdir):
     meta = read_meta(rawdir)
     results = {s: {} for s in SYSTEMS}
     for s in SYSTEMS:
-        for jid, *_ in JOBS:
+        for jid in [j[0] for j in JOBS] + [j[0] for j in JOBS_B]:
             r = collect(rawdir, s, jid)
             if r is not None:
                 results[s][jid] = r
@@ -248,18 +272,83 @@ def build(rawdir, outdir):
         L.append("")
         L.append("Error: %s" % e)
 
-    # iscsi-perf
+    # parts B, C, D
     perf = {}
-    L.append("")
-    L.append("## Transport ceiling (libiscsi iscsi-perf, READ only, no FUSE, whole 1 GiB LUN)")
-    L.append("")
-    for name, what in (("rand4k-qd1", "random 4 KiB, 1 in flight"),
-                       ("rand4k-qd32", "random 4 KiB, 32 in flight"),
-                       ("seq1m-qd8", "sequential 1 MiB, 8 in flight")):
+    for name in ("rand4k-qd1", "rand4k-qd32", "seq1m-qd8", "rand4k-qd1-2g", "rand4k-qd32-2g"):
         p = parse_iscsi_perf(os.path.join(rawdir, "iscsi-perf-%s.txt" % name))
+        if p is not None:
+            perf[name] = p
+    rows_b = []
+    for jid, label, short, ours_sys, their_sys, goal, ceil, ram_sys in JOBS_B:
+        o = results[ours_sys].get(jid)
+        q = results[their_sys].get(jid)
+        if o is None and q is None:
+            continue
+        row = {"id": "%s:%s" % (ours_sys, jid), "label": label, "short": short, "goal": goal,
+               "qsd": q, "ours": o, "ratio": ratio(o, q), "ref": False, "met": None}
+        if goal is not None and row["ratio"] is not None:
+            row["met"] = row["ratio"] >= goal
+            goal_count += 1
+            met_count += row["met"]
+        if ceil:
+            pc = perf.get(ceil[0])
+            row["ceiling"] = pc
+            row["ceiling_goal"] = ceil[1]
+            row["ceiling_ratio"] = ratio(o, pc) if pc and "iops" in pc else None
+            if row["ceiling_ratio"] is not None:
+                row["ceiling_met"] = row["ceiling_ratio"] >= ceil[1]
+                goal_count += 1
+                met_count += row["ceiling_met"]
+        if ram_sys:
+            row["ram"] = results[ram_sys].get(jid)
+            row["ram_ratio"] = ratio(o, row["ram"])
+        for who, r in ((their_sys, q), (ours_sys, o)):
+            if r and r.get("rerun") and (who, jid) not in reruns:
+                reruns.append((who, jid))
+            if r and r.get("error"):
+                errors.append("%s / %s: %s" % (who, jid, r["error"]))
+        rows_b.append(row)
+    if rows_b:
+        L.append("")
+        L.append("## Beyond the cache (parts B, C, D)")
+        L.append("")
+        L.append("tgtd LUN 2: 2 GiB of random data on /dev/shm, eight times iscsifs's default "
+                 "cache_size (256 MiB); fio over the whole LUN; iscsifs mounted afresh before "
+                 "every run (an empty cache), default options unless said; qsd as above. "
+                 "Ceilings in the same run: iscsi-perf (libiscsi, no FUSE) on LUN 2, and the "
+                 "RAM-backed FUSE reference (qsd's FUSE export of tgtd's own backing file). "
+                 "Part D: LUNs 3-6 (1 GiB each) of one mount / one qsd with four exports.")
+        L.append("")
+        L.append("| job | qsd IOPS | iscsifs IOPS | ours/qsd | goal | met? | ceiling IOPS | ours/ceiling | goal | met? | RAM ref IOPS | ours/RAM |")
+        L.append("|---|---:|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|")
+        for row in rows_b:
+            qi, _ = cell(row["qsd"])
+            oi, _ = cell(row["ours"])
+            goal = "–" if row["goal"] is None else "≥%.1f" % row["goal"]
+            met = "n/a" if row["met"] is None else ("yes" if row["met"] else "**no**")
+            ce = row.get("ceiling")
+            ci = "–" if not ce else (fmt_iops(ce["iops"]) if "iops" in ce else "ERR")
+            cg = "–" if row.get("ceiling_goal") is None else "≥%.2f" % row["ceiling_goal"]
+            cm = "n/a" if row.get("ceiling_met") is None else ("yes" if row["ceiling_met"] else "**no**")
+            ri, _ = cell(row.get("ram")) if "ram" in row else ("–", "–")
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                row["label"], qi, oi, fmt_ratio(row["ratio"]), goal, met, ci,
+                fmt_ratio(row.get("ceiling_ratio")), cg, cm, ri, fmt_ratio(row.get("ram_ratio"))))
+        L.append("")
+        L.append("**Goals met, all parts: %d of %d.**" % (met_count, goal_count))
+
+    # iscsi-perf
+    L.append("")
+    L.append("## Transport ceiling (libiscsi iscsi-perf, READ only, no FUSE, whole LUN)")
+    L.append("")
+    for name, what in (("rand4k-qd1", "random 4 KiB, 1 in flight, 1 GiB LUN 1"),
+                       ("rand4k-qd32", "random 4 KiB, 32 in flight, 1 GiB LUN 1"),
+                       ("seq1m-qd8", "sequential 1 MiB, 8 in flight, 1 GiB LUN 1"),
+                       ("rand4k-qd1-2g", "random 4 KiB, 1 in flight, 2 GiB LUN 2"),
+                       ("rand4k-qd32-2g", "random 4 KiB, 32 in flight, 2 GiB LUN 2")):
+        p = perf.get(name)
         if p is None:
             continue
-        perf[name] = p
         if "error" in p:
             L.append("- iscsi-perf %s: failed (%s)" % (what, p["error"]))
         else:
@@ -287,8 +376,23 @@ def build(rawdir, outdir):
         line = "- %s: %.1f MiB" % (who, kb / 1024.0)
         if key == "rss_iscsifs_kb":
             ok = kb / 1024.0 <= RSS_LIMIT_MIB
-            line += " — limit cache_size + 32 MiB = %d MiB: %s" % (RSS_LIMIT_MIB, "met" if ok else "**NOT met**")
+            line += " — limit cache_size + 64 MiB = %d MiB: %s" % (RSS_LIMIT_MIB, "met" if ok else "**NOT met**")
         L.append(line)
+    for name, what in (("16luns", "16 LUNs of 256 MiB read at once (dd, 1 MiB)"),
+                       ("1000luns", "a target with 1000 LUNs of 4 MiB (mount, then every LUN read, 16 at a time)")):
+        v = meta.get("e_%s_rss_kb" % name)
+        if not v:
+            if meta.get("e_%s_note" % name):
+                L.append("- iscsifs, %s: %s" % (what, meta["e_%s_note" % name]))
+            continue
+        kb = int(v)
+        rss["e_" + name] = kb
+        ok = kb / 1024.0 <= RSS_LIMIT_MIB
+        L.append("- iscsifs, %s: %.1f MiB (after mount %.1f MiB; mount took %s s; %s threads) — "
+                 "limit cache_size + 64 MiB = %d MiB: %s" % (
+                     what, kb / 1024.0, int(meta.get("e_%s_rss_after_mount_kb" % name, 0)) / 1024.0,
+                     meta.get("e_%s_mount_s" % name, "?"), meta.get("e_%s_threads" % name, "?"),
+                     RSS_LIMIT_MIB, "met" if ok else "**NOT met**"))
     if not rss:
         L.append("- not measured")
 
@@ -310,8 +414,9 @@ def build(rawdir, outdir):
         "jobs": [{"id": j, "label": l, "goal": g} for j, l, _, g in JOBS],
         "hot_ref_goal": HOT_REF_GOAL,
         "fio": results,
-        "ratios": {row["id"]: row["ratio"] for row in rows},
-        "goals_met": {row["id"]: row["met"] for row in rows},
+        "ratios": {row["id"]: row["ratio"] for row in rows + rows_b},
+        "goals_met": {row["id"]: row["met"] for row in rows + rows_b},
+        "ceiling_ratios": {row["id"]: row.get("ceiling_ratio") for row in rows_b},
         "iscsi_perf": perf,
         "rss_kb": rss,
         "rss_limit_mib": RSS_LIMIT_MIB,
@@ -320,7 +425,7 @@ def build(rawdir, outdir):
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
 
-    chart(rows, outdir, meta)
+    chart(rows + rows_b, outdir, meta)
     sys.stdout.write(md)
     return 0
 
@@ -341,7 +446,7 @@ def chart(rows, outdir, meta):
         for row in rows:
             if row["ref"]:
                 continue
-            ref = None
+            ref = row.get("ram")
             if row["id"] == "hotread":
                 ref = next((r["qsd"] for r in rows if r["id"] == "hotread_vs_ref"), None)
             f.write('"%s" %s %s %s\n' % (row["short"], num(row["qsd"]), num(row["ours"]), num(ref)))
@@ -350,15 +455,18 @@ def chart(rows, outdir, meta):
     with open(ratio_dat, "w") as f:
         for i, row in enumerate(rows):
             r = row["ratio"]
-            f.write('%d "%s" %s %.2f %s\n' % (
-                i, row["short"], "?" if r is None else "%.3f" % r, row["goal"],
-                "?" if r is None else ("1" if row["met"] else "0")))
+            f.write('%d "%s" %s %s %s\n' % (
+                i, row["short"], "?" if r is None else "%.3f" % r,
+                "?" if row["goal"] is None else "%.2f" % row["goal"],
+                "?" if r is None else ("2" if row["met"] is None else "1" if row["met"] else "0")))
             if r is not None:
                 ymax = max(ymax, r * 1.15)
     title = "iscsifs vs qemu-storage-daemon FUSE export, same tgt LUN%s" % (
         " (--quick)" if meta.get("quick") == "1" else "")
     gp = []
-    gp.append('set terminal pngcairo size 1100,%d font "DejaVu Sans,10"' % (820 if have_ratio else 480))
+    gp.append('set terminal pngcairo size %d,%d font "DejaVu Sans,10"' % (
+        max(1100, 70 * len(rows)), 820 if have_ratio else 480))
+    gp.append('set xtics rotate by -30')
     gp.append('set output "%s"' % png)
     gp.append('set datafile missing "?"')
     if have_ratio:
@@ -389,6 +497,7 @@ def chart(rows, outdir, meta):
         gp.append('set arrow 1 from -0.6,1 to %.1f,1 nohead dt 2 lc rgb "black"' % (len(rows) - 0.4))
         gp.append("plot '%s' using 1:($5==1?$3:1/0):xtic(2) with boxes lc rgb '#2ca02c' title 'ratio (goal met)', "
                   "'' using 1:($5==0?$3:1/0) with boxes lc rgb '#d62728' title 'ratio (goal missed)', "
+                  "'' using 1:($5==2?$3:1/0) with boxes lc rgb '#1f77b4' title 'ratio (no goal)', "
                   "'' using ($1-0.4):4:(0.8):(0) with vectors nohead lw 3 lc rgb 'black' title 'goal', "
                   "'' using 1:3:(sprintf('%%.2f',$3)) with labels boxed offset 0,1 notitle" % ratio_dat)
         gp.append('unset multiplot')

@@ -4,7 +4,7 @@
 # A measurement script, not a test: it asserts nothing; goals are read from its table.
 # See tests/bench/README.md.
 #
-#   tests/bench/run.sh [--quick] [--out DIR] [--only qsd|iscsifs|all] [--cold] [--no-pin] [--no-build]
+#   tests/bench/run.sh [--quick] [--out DIR] [--only qsd|iscsifs|all] [--parts LIST] [--cold] [--no-pin] [--no-build]
 #
 # Needs root (tgtd, FUSE mounts, drop_caches).  Everything it starts lives under one
 # /dev/shm/iscsifs-bench.XXXXXX directory and is stopped by the EXIT trap.
@@ -20,11 +20,19 @@ ONLY=all
 COLD=0
 PIN=1
 BUILD=1
+PARTS=A,B,C,D,E
 
 usage() {
     cat <<EOF
-usage: $0 [--quick] [--out DIR] [--only qsd|iscsifs|all] [--cold] [--no-pin] [--no-build]
+usage: $0 [--quick] [--out DIR] [--only qsd|iscsifs|all] [--parts LIST] [--cold] [--no-pin] [--no-build]
   --quick       3 s per job instead of 6 s
+  --parts LIST  comma-separated parts to run (default A,B,C,D,E): A the original seven
+                jobs (1 GiB LUN, 256 MiB region); B beyond the cache (2 GiB LUN, eight
+                times the cache: cold random reads QD1 and QD32, random writes QD32 and
+                buffered QD1, sequential 128 KiB reads and 1 MiB writes, with iscsi-perf
+                and a RAM-backed FUSE file as ceilings); C part B's first four jobs at
+                sessions=4; D four LUNs read in parallel; E peak RSS with 16 LUNs read
+                in parallel and with a 1000-LUN target
   --out DIR     where results.md, results.json, bench.png and raw/ go (default $HERE/out)
   --only WHAT   run only the qsd series (plus the RAM reference) or only iscsifs
   --cold        fresh mount before every measured fio run (default: one mount per
@@ -46,6 +54,8 @@ while [ $# -gt 0 ]; do
         --only) [ $# -ge 2 ] || { usage >&2; exit 2; }; ONLY=$2; shift ;;
         --only=*) ONLY=${1#--only=} ;;
         --cold) COLD=1 ;;
+        --parts) [ $# -ge 2 ] || { usage >&2; exit 2; }; PARTS=$2; shift ;;
+        --parts=*) PARTS=${1#--parts=} ;;
         --no-pin) PIN=0 ;;
         --no-build) BUILD=0 ;;
         -h|--help) usage; exit 0 ;;
@@ -54,6 +64,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 case "$ONLY" in qsd|iscsifs|all) ;; *) echo "--only takes qsd, iscsifs or all" >&2; exit 2 ;; esac
+part() { [[ ,$PARTS, == *,$1,* ]]; }
 
 RUNTIME=6
 [ "$QUICK" = 1 ] && RUNTIME=3
@@ -111,7 +122,7 @@ META="$RAW/meta.tsv"
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 TGTD_PID='' PORT='' CP=''
-CUR_SYS='' CUR_MP='' CUR_PID='' CUR_FILE=''
+CUR_SYS='' CUR_MP='' CUR_PID='' CUR_FILE='' CUR_FILES=()
 STARTED_PIDS=()          # every daemon we started (checked against $WORK before a kill)
 FUSECTL_MOUNTED=0
 STATS_N=0
@@ -335,17 +346,67 @@ LBS=${LBS:-512}
 URL="iscsi://127.0.0.1:$PORT/$IQN/1"
 meta url "$URL"
 meta lun_block_size "$LBS"
+meta parts "$PARTS"
+
+# Part B and C: LUN 2, 2 GiB of random data, eight times the default cache_size.
+# Part D: LUNs 3-6, 1 GiB each (first 256 MiB random, the rest sparse).
+# Part E (made after parts A-D: tgtd serving 1000 more LUNs answers every command
+# several times slower): target 2 with 16 LUNs of 256 MiB, target 3 with 1000 LUNs of
+# 4 MiB (sparse).
+add_lun() {              # add_lun TID LUN FILE
+    tgtadm -C "$CP" --lld iscsi --op new --mode logicalunit --tid "$1" --lun "$2" -b "$3" \
+        || die "tgtadm: LUN $2 of target $1 failed"
+}
+URL2="iscsi://127.0.0.1:$PORT/$IQN/2"
+if part B || part C; then
+    log "creating LUN 2: 2 GiB of random data"
+    truncate -s 2G "$WORK/lun2.img" || die "truncate failed"
+    dd if=/dev/urandom of="$WORK/lun2.img" bs=1M count=2048 conv=notrunc status=none || die "dd failed"
+    add_lun 1 2 "$WORK/lun2.img"
+fi
+if part D; then
+    log "creating LUNs 3-6: 1 GiB each"
+    for n in 3 4 5 6; do
+        truncate -s 1G "$WORK/lun$n.img"
+        dd if=/dev/urandom of="$WORK/lun$n.img" bs=1M count=256 conv=notrunc status=none
+        add_lun 1 "$n" "$WORK/lun$n.img"
+    done
+fi
+IQN16=$IQN-16luns IQN1000=$IQN-1000luns
+make_part_e_targets() {  # only once parts A-D are done: 1000 LUNs slow tgtd down for all
+    log "creating target 2 with 16 LUNs of 256 MiB and target 3 with 1000 LUNs of 4 MiB"
+    tgtadm -C "$CP" --lld iscsi --op new --mode target --tid 2 -T "$IQN16" || die "tgtadm"
+    tgtadm -C "$CP" --lld iscsi --op new --mode target --tid 3 -T "$IQN1000" || die "tgtadm"
+    mkdir -p "$WORK/e16" "$WORK/e1000"
+    for n in $(seq 1 16); do
+        truncate -s 256M "$WORK/e16/$n.img"
+        dd if=/dev/urandom of="$WORK/e16/$n.img" bs=1M count=16 conv=notrunc status=none
+        add_lun 2 "$n" "$WORK/e16/$n.img"
+    done
+    for n in $(seq 1 1000); do
+        truncate -s 4M "$WORK/e1000/$n.img"
+        add_lun 3 "$n" "$WORK/e1000/$n.img"
+    done
+    tgtadm -C "$CP" --lld iscsi --op bind --mode target --tid 2 -I ALL || die "tgtadm"
+    tgtadm -C "$CP" --lld iscsi --op bind --mode target --tid 3 -I ALL || die "tgtadm"
+}
 
 # ---------------------------------------------------------------- iscsi-perf
-run_iscsi_perf() {       # run_iscsi_perf NAME BYTES MAXQ [-r]
+run_iscsi_perf() {       # run_iscsi_perf NAME BYTES MAXQ [-r]  (PERF_URL: the LUN, default LUN 1)
     local name=$1 bytes=$2 maxq=$3; shift 3
     log "iscsi-perf $name"
-    timeout -k 5 $((PERF_SECS + 20)) "${CLI[@]}" iscsi-perf -t "$PERF_SECS" -b $((bytes / LBS)) -m "$maxq" "$@" "$URL" \
+    timeout -k 5 $((PERF_SECS + 20)) "${CLI[@]}" iscsi-perf -t "$PERF_SECS" -b $((bytes / LBS)) -m "$maxq" "$@" "${PERF_URL:-$URL}" \
         </dev/null 2>&1 | tr '\r' '\n' >"$RAW/iscsi-perf-$name.txt"
 }
-run_iscsi_perf rand4k-qd1 4096 1 -r
-run_iscsi_perf rand4k-qd32 4096 32 -r
-run_iscsi_perf seq1m-qd8 1048576 8
+if part A; then
+    run_iscsi_perf rand4k-qd1 4096 1 -r
+    run_iscsi_perf rand4k-qd32 4096 32 -r
+    run_iscsi_perf seq1m-qd8 1048576 8
+fi
+if part B; then
+    PERF_URL=$URL2 run_iscsi_perf rand4k-qd1-2g 4096 1 -r
+    PERF_URL=$URL2 run_iscsi_perf rand4k-qd32-2g 4096 32 -r
+fi
 
 # ---------------------------------------------------------------- mounts
 find_daemon_pid() {      # find_daemon_pid COMM_PREFIX MOUNTPOINT
@@ -357,65 +418,94 @@ find_daemon_pid() {      # find_daemon_pid COMM_PREFIX MOUNTPOINT
     return 1
 }
 
-start_qsd() {            # start_qsd SYS MOUNTFILE BLOCKDEV
-    local sys=$1 mp=$2 blockdev=$3 pid
-    rm -f "$mp"; : >"$mp"      # a FUSE export's mountpoint is a regular file
-    "${SRV[@]}" qemu-storage-daemon --blockdev "$blockdev" \
-        --export "type=fuse,id=e0,node-name=n0,mountpoint=$mp,writable=on" \
-        </dev/null >>"$WORK/$sys.log" 2>&1 &
+start_qsd() {            # start_qsd SYS MOUNTFILE BLOCKDEV [MOUNTFILE BLOCKDEV]...: one daemon
+    local sys=$1 pid mp first='' k=0 args=()
+    shift
+    CUR_FILES=()
+    while [ $# -ge 2 ]; do
+        mp=$1
+        rm -f "$mp"; : >"$mp"      # a FUSE export's mountpoint is a regular file
+        args+=(--blockdev "${2/node-name=n0/node-name=n$k}"
+               --export "type=fuse,id=e$k,node-name=n$k,mountpoint=$mp,writable=on")
+        CUR_FILES+=("$mp")
+        [ -n "$first" ] || first=$mp
+        k=$((k + 1))
+        shift 2
+    done
+    "${SRV[@]}" qemu-storage-daemon "${args[@]}" </dev/null >>"$WORK/$sys.log" 2>&1 &
     pid=$!
     STARTED_PIDS+=("$pid")
-    if ! wait_until 20 is_mounted "$mp"; then
-        SERIES_FAILED="qemu-storage-daemon ($sys) did not mount: $(tail -n 3 "$WORK/$sys.log" | tr '\n' ' ')"
+    for mp in "${CUR_FILES[@]}"; do
+        if ! wait_until 20 is_mounted "$mp"; then
+            SERIES_FAILED="qemu-storage-daemon ($sys) did not mount: $(tail -n 3 "$WORK/$sys.log" | tr '\n' ' ')"
+            log "$SERIES_FAILED"
+            stop_pid "$pid" 5
+            return 1
+        fi
+    done
+    CUR_SYS=$sys CUR_MP=$first CUR_FILE=$first
+    CUR_PID=$(find_daemon_pid qemu-storage-d "$first") || CUR_PID=$pid
+}
+
+is_ifs() { case "$1" in iscsifs|ifs*) return 0 ;; esac; return 1; }
+
+start_ifs() {            # start_ifs SYS URL OPTIONS FILE...: an iscsifs mount on $WORK/mnt
+    local sys=$1 url=$2 opts=$3 mp="$WORK/mnt" rc f
+    shift 3
+    mkdir -p "$mp"
+    timeout 120 "${SRV[@]}" "$BIN" ${opts:+-o "$opts"} "$url" "$mp" </dev/null >>"$WORK/iscsifs.log" 2>&1
+    rc=$?
+    if [ $rc != 0 ]; then
+        SERIES_FAILED="the mount command '$BIN ${opts:+-o $opts} $url $mp' exited $rc: $(tail -n 3 "$WORK/iscsifs.log" | tr '\n' ' ')"
         log "$SERIES_FAILED"
-        stop_pid "$pid" 5
+        CUR_SYS=$sys CUR_MP=$mp CUR_PID=$(find_daemon_pid "$(basename "$BIN" | cut -c1-15)" "$mp")
+        unmount_current 10
         return 1
     fi
-    CUR_SYS=$sys CUR_MP=$mp CUR_FILE=$mp
-    CUR_PID=$(find_daemon_pid qemu-storage-d "$mp") || CUR_PID=$pid
+    CUR_SYS=$sys CUR_MP=$mp CUR_FILES=()
+    for f in "$@"; do CUR_FILES+=("$mp/$f"); done
+    CUR_FILE=${CUR_FILES[0]}
+    CUR_PID=$(find_daemon_pid "$(basename "$BIN" | cut -c1-15)" "$mp") || CUR_PID=
+    for f in "${CUR_FILES[@]}"; do
+        if ! wait_until 30 test -e "$f"; then
+            SERIES_FAILED="iscsifs mounted but $f did not appear within 30 s"
+            log "$SERIES_FAILED"
+            unmount_current 30
+            return 1
+        fi
+    done
+    [ -n "$CUR_PID" ] || log "warning: iscsifs daemon PID not found (no RSS figure)"
 }
 
 mount_sys() {            # mount_sys SYS: fresh mount; sets CUR_*
-    local sys=$1 mp rc
+    local sys=$1 bd="driver=iscsi,node-name=n0,transport=tcp,portal=127.0.0.1:$PORT,target=$IQN,cache.direct=on"
     case "$sys" in
-        qsd)
-            start_qsd qsd "$WORK/qsd.img" \
-                "driver=iscsi,node-name=n0,transport=tcp,portal=127.0.0.1:$PORT,target=$IQN,lun=1,cache.direct=on" ;;
-        ramref)
-            start_qsd ramref "$WORK/ramref.img" \
-                "driver=file,node-name=n0,filename=$WORK/ram.img,cache.direct=off,aio=threads" ;;
-        iscsifs)
-            mp="$WORK/mnt"
-            mkdir -p "$mp"
-            timeout 60 "${SRV[@]}" "$BIN" "$URL" "$mp" </dev/null >>"$WORK/iscsifs.log" 2>&1
-            rc=$?
-            if [ $rc != 0 ]; then
-                SERIES_FAILED="the mount command '$BIN $URL $mp' exited $rc: $(tail -n 3 "$WORK/iscsifs.log" | tr '\n' ' ')"
-                log "$SERIES_FAILED"
-                CUR_SYS=iscsifs CUR_MP=$mp CUR_PID=$(find_daemon_pid "$(basename "$BIN" | cut -c1-15)" "$mp")
-                unmount_current 10
-                return 1
-            fi
-            CUR_SYS=iscsifs CUR_MP=$mp CUR_FILE="$mp/lun1"
-            CUR_PID=$(find_daemon_pid "$(basename "$BIN" | cut -c1-15)" "$mp") || CUR_PID=
-            if ! wait_until 30 test -e "$CUR_FILE"; then
-                SERIES_FAILED="iscsifs mounted but $CUR_FILE did not appear within 30 s"
-                log "$SERIES_FAILED"
-                unmount_current 30
-                return 1
-            fi
-            [ -n "$CUR_PID" ] || log "warning: iscsifs daemon PID not found (no RSS figure)" ;;
+        qsd)    start_qsd qsd "$WORK/qsd.img" "$bd,lun=1" ;;
+        ramref) start_qsd ramref "$WORK/ramref.img" \
+                    "driver=file,node-name=n0,filename=$WORK/ram.img,cache.direct=off,aio=threads" ;;
+        iscsifs) start_ifs iscsifs "$URL" "" lun1 ;;
+        # part B/C: LUN 2 (2 GiB); the RAM reference reads tgtd's own backing file
+        qsd2)   start_qsd qsd2 "$WORK/qsd2.img" "$bd,lun=2" ;;
+        ram2)   start_qsd ram2 "$WORK/ram2.img" \
+                    "driver=file,node-name=n0,filename=$WORK/lun2.img,cache.direct=off,aio=threads" ;;
+        ifs2)   start_ifs ifs2 "$URL2" "" lun2 ;;
+        ifs2s4) start_ifs ifs2s4 "$URL2" "sessions=4" lun2 ;;
+        # part D: LUNs 3-6 at once
+        qsd4)   start_qsd qsd4 "$WORK/qsd4-3.img" "$bd,lun=3" "$WORK/qsd4-4.img" "$bd,lun=4" \
+                    "$WORK/qsd4-5.img" "$bd,lun=5" "$WORK/qsd4-6.img" "$bd,lun=6" ;;
+        ifs4)   start_ifs ifs4 "iscsi://127.0.0.1:$PORT/$IQN" "" lun3 lun4 lun5 lun6 ;;
+        *) die "mount_sys: unknown system $sys" ;;
     esac
 }
 
 unmount_current() {      # unmount_current GRACE
     [ -n "$CUR_MP" ] || return 0
     record_rss
-    if [ "$CUR_SYS" = iscsifs ] && [ -e "$CUR_MP/.iscsifs/stats.json" ]; then
+    if is_ifs "$CUR_SYS" && [ -e "$CUR_MP/.iscsifs/stats.json" ]; then
         STATS_N=$((STATS_N + 1))    # the daemon's own counters (hits, misses, ...) per mount
         timeout 5 cat "$CUR_MP/.iscsifs/stats.json" >"$RAW/iscsifs-stats-$STATS_N.json" 2>/dev/null
     fi
-    if [ "$CUR_SYS" != iscsifs ] && [ -n "$CUR_PID" ] && pid_alive "$CUR_PID"; then
+    if ! is_ifs "$CUR_SYS" && [ -n "$CUR_PID" ] && pid_alive "$CUR_PID"; then
         # qemu-storage-daemon does not exit when its export is unmounted; on SIGTERM it
         # unmounts the export itself and exits.
         kill -TERM "$CUR_PID" 2>/dev/null
@@ -436,15 +526,28 @@ declare -A JOB_ARGS=(
     [randwrite1]="--bs=4k --rw=randwrite --size=256M"
     [hotread]="--bs=4k --rw=randread --size=64M --direct=1"
     [randrw4]="--bs=4k --rw=randrw --rwmixread=70 --size=256M --numjobs=4"
+    # part B (and C): the whole 2 GiB LUN, eight times the cache
+    [b_rand1]="--bs=4k --rw=randread"
+    [b_rand32]="--bs=4k --rw=randread --ioengine=libaio --iodepth=32 --direct=1"
+    [b_wrand32]="--bs=4k --rw=randwrite --ioengine=libaio --iodepth=32 --direct=1"
+    [b_seq128]="--bs=128k --rw=read --direct=1"
+    [b_wrand1]="--bs=4k --rw=randwrite"
+    [b_seqwrite]="--bs=1M --rw=write"
+    # part D: one job per LUN, four LUNs at once
+    [d_par4]="--bs=4k --rw=randread --ioengine=libaio --iodepth=8 --direct=1"
 )
+B_JOBS=(b_rand1 b_rand32 b_wrand32 b_seq128 b_wrand1 b_seqwrite)
+C_JOBS=(b_rand1 b_rand32 b_wrand32 b_seq128)
 
-fio_once() {             # fio_once OUTJSON JOBID FILE
-    local out=$1 job=$2 file=$3 rc
+fio_once() {             # fio_once OUTJSON JOBID FILE...: one fio job per FILE, reported together
+    local out=$1 job=$2 rc f k=0 per=()
+    shift 2
+    for f in "$@"; do per+=(--name="$job-$k" --filename="$f"); k=$((k + 1)); done
     drop_caches
     # shellcheck disable=SC2086  # JOB_ARGS holds several words on purpose
-    timeout -k 10 "$FIO_TIMEOUT" "${CLI[@]}" fio --name="$job" --filename="$file" --ioengine=psync \
+    timeout -k 10 "$FIO_TIMEOUT" "${CLI[@]}" fio --ioengine=psync \
         --offset=0 --time_based --runtime="${HALF_MS}ms" --ramp_time="$RAMP" \
-        --group_reporting --output-format=json ${JOB_ARGS[$job]} \
+        --group_reporting --output-format=json ${JOB_ARGS[$job]} "${per[@]}" \
         </dev/null >"$out" 2>"${out%.json}.err"
     rc=$?
     [ $rc = 0 ] || log "fio $job on $CUR_SYS exited $rc: $(tail -n 2 "${out%.json}.err" | tr '\n' ' ')"
@@ -456,28 +559,30 @@ daemon_ok() {
 }
 
 SERIES_FAILED=
+SERIES_COLD=0            # 1: fresh mount before every measured run of this series
+cold() { [ "$COLD" = 1 ] || [ "$SERIES_COLD" = 1 ]; }
 run_job() {              # run_job SYS JOBID
     local sys=$1 job=$2 n s
     if [ "$job" = hotread ]; then
-        [ "$COLD" = 1 ] && { unmount_current; mount_sys "$sys" || return 1; }
+        cold && { unmount_current; mount_sys "$sys" || return 1; }
         log "$sys $job: warm-up run (not measured)"
-        fio_once "$RAW/$sys-$job-warmup.json" "$job" "$CUR_FILE"
+        fio_once "$RAW/$sys-$job-warmup.json" "$job" "${CUR_FILES[@]}"
     fi
     for n in 1 2; do
-        if [ "$COLD" = 1 ] && [ "$job" != hotread ]; then
+        if cold && [ "$job" != hotread ]; then
             unmount_current; mount_sys "$sys" || return 1
         fi
-        fio_once "$RAW/$sys-$job-$n.json" "$job" "$CUR_FILE"
+        fio_once "$RAW/$sys-$job-$n.json" "$job" "${CUR_FILES[@]}"
         daemon_ok || { SERIES_FAILED="$sys died or lost its mount during $job"; return 1; }
     done
     s=$(python3 "$HERE/report.py" spread "$RAW/$sys-$job-1.json" "$RAW/$sys-$job-2.json")
     case $? in
         0) log "$sys $job: halves within 25% (spread $s)" ;;
         1) log "$sys $job: halves differ by $s > 0.25: third run, median of three"
-           if [ "$COLD" = 1 ] && [ "$job" != hotread ]; then
+           if cold && [ "$job" != hotread ]; then
                unmount_current; mount_sys "$sys" || return 1
            fi
-           fio_once "$RAW/$sys-$job-3.json" "$job" "$CUR_FILE"
+           fio_once "$RAW/$sys-$job-3.json" "$job" "${CUR_FILES[@]}"
            daemon_ok || { SERIES_FAILED="$sys died or lost its mount during $job"; return 1; } ;;
         *) log "$sys $job: $s" ;;
     esac
@@ -496,24 +601,90 @@ run_series() {           # run_series SYS JOBID...
     [ -z "$SERIES_FAILED" ]
 }
 
-if [ "$ONLY" != iscsifs ]; then
-    run_series qsd "${JOB_IDS[@]}" || meta qsd_note "series incomplete: ${SERIES_FAILED:-mount failed}"
-    SERIES_FAILED=
-fi
-
-# RAM-backed FUSE reference for the hot-read job: the same FUSE export code, over a
-# /dev/shm file instead of iSCSI.
-truncate -s 256M "$WORK/ram.img"
-dd if=/dev/urandom of="$WORK/ram.img" bs=1M count=64 conv=notrunc status=none
-run_series ramref hotread || meta ramref_note "series incomplete: ${SERIES_FAILED:-mount failed}"
-SERIES_FAILED=
-rm -f "$WORK/ram.img"
-
-if [ "$RUN_ISCSIFS" = 1 ]; then
-    if ! run_series iscsifs "${JOB_IDS[@]}"; then
-        ISCSIFS_NOTE="series incomplete: ${SERIES_FAILED:-mount failed}"
+run_ours() {             # run_ours SYS JOBID...: an iscsifs series, its failure noted
+    local sys=$1
+    [ "$RUN_ISCSIFS" = 1 ] || return 0
+    if ! run_series "$@"; then
+        ISCSIFS_NOTE+="${ISCSIFS_NOTE:+ }$sys: series incomplete: ${SERIES_FAILED:-mount failed}."
         [ -s "$WORK/iscsifs.log" ] && cp "$WORK/iscsifs.log" "$OUT/iscsifs.log" && ISCSIFS_NOTE+=" Log: out/iscsifs.log."
     fi
+    SERIES_FAILED=
+}
+run_theirs() {           # run_theirs SYS JOBID...: a qemu-storage-daemon series
+    local sys=$1
+    [ "$ONLY" != iscsifs ] || return 0
+    run_series "$@" || meta "${sys}_note" "series incomplete: ${SERIES_FAILED:-mount failed}"
+    SERIES_FAILED=
+}
+
+# ---------------------------------------------------------------- part A
+if part A; then
+    run_theirs qsd "${JOB_IDS[@]}"
+    # RAM-backed FUSE reference for the hot-read job: the same FUSE export code, over a
+    # /dev/shm file instead of iSCSI.
+    truncate -s 256M "$WORK/ram.img"
+    dd if=/dev/urandom of="$WORK/ram.img" bs=1M count=64 conv=notrunc status=none
+    run_series ramref hotread || meta ramref_note "series incomplete: ${SERIES_FAILED:-mount failed}"
+    SERIES_FAILED=
+    rm -f "$WORK/ram.img"
+    run_ours iscsifs "${JOB_IDS[@]}"
+fi
+
+# ---------------------------------------------------------------- parts B, C, D
+# iscsifs mounts afresh before every measured run here: "cold" means its cache is
+# empty (qsd has none; the page cache is dropped before every run for everyone).
+if part B; then
+    run_theirs qsd2 "${B_JOBS[@]}"
+    run_series ram2 b_rand1 b_rand32 || meta ram2_note "series incomplete: ${SERIES_FAILED:-mount failed}"
+    SERIES_FAILED=
+    SERIES_COLD=1 run_ours ifs2 "${B_JOBS[@]}"
+fi
+if part C; then
+    part B || run_theirs qsd2 "${C_JOBS[@]}"
+    SERIES_COLD=1 run_ours ifs2s4 "${C_JOBS[@]}"
+fi
+if part D; then
+    run_theirs qsd4 d_par4
+    SERIES_COLD=1 run_ours ifs4 d_par4
+fi
+
+# ---------------------------------------------------------------- part E
+# Peak RSS of a mount with default options (cache_size 256 MiB) whatever the number of
+# LUNs: 16 LUNs read in parallel (dd, 1 MiB requests), and a target with 1000 LUNs
+# (mount, which probes every LUN, then every LUN read, 16 at a time).
+rss_case() {             # rss_case NAME URL FILE_PREFIX COUNT PARALLEL
+    local name=$1 url=$2 prefix=$3 count=$4 par=$5 mp="$WORK/mnt" t0 t1 n pid kb threads
+    log "RSS case $name: mounting $url"
+    mkdir -p "$mp"
+    t0=$(date +%s.%N)
+    if ! timeout 600 "${SRV[@]}" "$BIN" "$url" "$mp" </dev/null >>"$WORK/iscsifs.log" 2>&1; then
+        meta "e_${name}_note" "mount failed: $(tail -n 2 "$WORK/iscsifs.log" | tr '\n' ' ')"
+        return 1
+    fi
+    t1=$(date +%s.%N)
+    pid=$(find_daemon_pid "$(basename "$BIN" | cut -c1-15)" "$mp")
+    CUR_SYS=ifs_e_$name CUR_MP=$mp CUR_PID=$pid
+    meta "e_${name}_mount_s" "$(echo "$t1 - $t0" | bc)"
+    meta "e_${name}_rss_after_mount_kb" "$(awk '/^VmHWM:/ { print $2 }' /proc/"$pid"/status)"
+    for ((n = 1; n <= count; n += par)); do
+        local k pids=()
+        for ((k = n; k < n + par && k <= count; k++)); do
+            "${CLI[@]}" dd if="$mp/$prefix$k" of=/dev/null bs=1M status=none &
+            pids+=($!)
+        done
+        wait "${pids[@]}"
+    done
+    kb=$(awk '/^VmHWM:/ { print $2 }' /proc/"$pid"/status)
+    threads=$(ls /proc/"$pid"/task | wc -l)
+    meta "e_${name}_rss_kb" "$kb"
+    meta "e_${name}_threads" "$threads"
+    log "RSS case $name: peak RSS $((kb / 1024)) MiB, $threads threads"
+    unmount_current 300
+}
+if part E && [ "$RUN_ISCSIFS" = 1 ]; then
+    make_part_e_targets
+    rss_case 16luns "iscsi://127.0.0.1:$PORT/$IQN16" lun 16 16
+    rss_case 1000luns "iscsi://127.0.0.1:$PORT/$IQN1000" lun 1000 16
 fi
 [ -n "$ISCSIFS_NOTE" ] && meta iscsifs_note "$ISCSIFS_NOTE"
 

@@ -1348,6 +1348,7 @@ static const struct {
 int main(int argc, char **argv)
 {
 	signal(SIGALRM, watchdog);
+	cache_debug_checks(true); /* cache_check() at every release of a cache lock */
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		if (argc > 1 && !strstr(tests[i].name, argv[1]))
 			continue;

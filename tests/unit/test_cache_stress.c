@@ -205,6 +205,9 @@ int main(int argc, char **argv)
 		ops_per_thread = strtol(env, NULL, 0);
 	signal(SIGALRM, watchdog);
 	alarm(WATCHDOG_S);
+	/* cache_check() at every release of a cache lock: any broken invariant aborts
+	 * with a list of what is wrong */
+	cache_debug_checks(true);
 
 	mem = memdev_create(DEV_SIZE, DEV_BLOCK);
 	model = malloc(DEV_SIZE);
