@@ -2,10 +2,14 @@
  * fs.c - the FUSE namespace: targets, LUN files, partition files, .iscsifs/ counters;
  * byte ranges to block ranges; errno to FUSE.
  *
- * The namespace is fixed at mount time (LUNs, partitions found by libblkid), so nodes
- * live in one array and the inode number is the index + 1. Every LUN or partition file
- * is a window [off, off+size) onto its LUN's cache blkdev; all I/O goes through the
- * cache (cache=none makes it a pass-through).
+ * The namespace is live (issue 11): LUN files, partition files and target directories
+ * appear, change size and disappear while mounted. Its nodes are ns.h's (inode numbers
+ * never reused; a node lives while linked, looked up by the kernel, or open); the
+ * rescan thread (rescan.h, started by fs_run) changes them through the fs_live_* calls
+ * as mount.c/live.c decide, and tells the kernel. Every LUN or partition file is a
+ * window [off, off+size) onto its LUN's cache blkdev; all I/O goes through the cache
+ * (cache=none makes it a pass-through). A file whose LUN left the namespace answers
+ * ENODEV to everything but close and getattr.
  *
  * NOTES ON THE THREAD MODEL
  *   fs_run() runs libfuse's multi-threaded loop: up to FS_MAX_THREADS worker threads
@@ -18,9 +22,14 @@
  *   sessions' command windows, not by the number of threads. No lock of ours is held
  *   across I/O: the cache does read-modify-write of partial logical blocks itself.
  *   A request still waiting in the cache can be withdrawn by FUSE INTERRUPT (a killed
- *   reader must not wait for a dead target). Nodes are immutable after fs_run starts,
- *   except the blkid attributes, protected by `probe_lock`. lseek (GET LBA STATUS) and
- *   the blkid re-probe of getxattr are synchronous in the worker.
+ *   reader must not wait for a dead target). A node's name, parent, LUN and window
+ *   start never change; its size is atomic; which nodes exist is ns.c's (its lock).
+ *   A LUN's probe result is protected by `probe_lock`. lseek (GET LBA STATUS) and the
+ *   blkid re-probe of getxattr are synchronous in the worker; the re-probe that
+ *   changes partition files, and every kernel notification, run on the rescan thread,
+ *   which holds no lock a handler takes while it notifies. Handlers that must wait for
+ *   the rescan thread (a write of .iscsifs/rescan, the close or fsync after a write to
+ *   the partition table) are answered from it: no worker waits.
  */
 #define FUSE_USE_VERSION 312
 
