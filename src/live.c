@@ -440,7 +440,11 @@ int live_rescan(void *opaque, unsigned reasons, char *report, size_t len)
 	report[0] = 0;
 	if (reasons & RESCAN_FULL) {
 		rescan_reasons_text(reasons & RESCAN_FULL, why, sizeof(why));
-		log_info("rescan (%s)", why);
+		/* a poll that changes nothing says so only in the debug log */
+		if ((reasons & RESCAN_FULL) == RESCAN_INTERVAL)
+			log_debug("rescan (%s)", why);
+		else
+			log_info("rescan (%s)", why);
 		__atomic_fetch_add(&m->live.rescans, 1, __ATOMIC_RELAXED);
 		if (m->target_dirs) {
 			int r = new_targets(m, fs, report, len);
@@ -477,8 +481,9 @@ int live_rescan(void *opaque, unsigned reasons, char *report, size_t len)
 	changes += reprobe(m, fs, report, len);
 	reap(m);
 	if (reasons & RESCAN_FULL)
-		log_info("rescan (%s): %d change%s%s", why, changes, changes == 1 ? "" : "s",
-			 failed ? ", some targets not rescanned (see above)" : "");
+		if ((reasons & RESCAN_FULL) != RESCAN_INTERVAL || changes)
+			log_info("rescan (%s): %d change%s%s", why, changes, changes == 1 ? "" : "s",
+				 failed ? ", some targets not rescanned (see above)" : "");
 	/* a rescan that could read no target at all is an error for whoever asked */
 	return failed && failed >= tried + (m->target_dirs ? 1 : 0) && !changes ? first_err :
 										  changes;
