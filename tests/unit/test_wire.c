@@ -109,7 +109,8 @@ static void response(uint32_t itt, uint8_t status, const uint8_t *seg, uint32_t 
 	pdu_init(&p, 0x21, itt, dsl);
 	p.hdr[1] = 0x80;
 	p.hdr[3] = status;
-	memcpy(p.data, seg, dsl);
+	if (dsl)
+		memcpy(p.data, seg, dsl); /* seg may be NULL for an empty segment */
 	send_pdu(&p, 48);
 }
 
