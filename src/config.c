@@ -541,6 +541,13 @@ static const struct config_option options[] = {
 		  "at worst, at most replacement_timeout + cmd_timeout after it was issued; "
 		  "once the target has answered nothing for this long, waiting and new I/O "
 		  "fails at once until it answers again; 0 fails at once." },
+	{ .name = "rescan_interval", .kind = CONFIG_OPT_INT, .metavar = "SECONDS",
+	  .off = F(rescan_interval), .min = 0, .max = SECONDS_MAX, .def = "60",
+	  .help = "Compare the files with the targets this often: REPORT LUNS, and READ "
+		  "CAPACITY and the identity of each LUN (3 small commands per LUN a minute "
+		  "by default, fewer than the keepalives); new LUNs appear, removed ones go, "
+		  "sizes follow. For targets that send no unit attention (tgt); 0: only when "
+		  "told (iscsifs rescan, SIGHUP, unit attentions, re-logins)." },
 	{ .name = "initiator", .kind = CONFIG_OPT_STRING, .metavar = "NAME",
 	  .off = F(initiator), .max = sizeof(((struct config *)0)->initiator),
 	  .check = check_initiator,
@@ -1045,6 +1052,7 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 		[CONFIG_CMD_MOUNT] = "usage: iscsifs [-f] [-d] [-o OPTIONS] URL MOUNTPOINT",
 		[CONFIG_CMD_LS] = "usage: iscsifs ls [-d] [--json] [-o OPTIONS] URL",
 		[CONFIG_CMD_STAT] = "usage: iscsifs stat MOUNTPOINT [--watch] [--json]",
+		[CONFIG_CMD_RESCAN] = "usage: iscsifs rescan MOUNTPOINT",
 	};
 	struct opt_state st = { .dirty_max_set = cfg->dirty_max != cfg->cache_size / 4 };
 	const char *pos[2] = { NULL, NULL }, *url_arg = NULL, *mp_arg = NULL;
@@ -1087,7 +1095,12 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 	} else if (argc > 1 && strcmp(argv[1], "stat") == 0) {
 		cfg->command = CONFIG_CMD_STAT;
 		i = 2;
+	} else if (argc > 1 && strcmp(argv[1], "rescan") == 0) {
+		cfg->command = CONFIG_CMD_RESCAN;
+		i = 2;
 	}
+	/* stat and rescan name a mountpoint, nothing else */
+	bool mp_only = cfg->command == CONFIG_CMD_STAT || cfg->command == CONFIG_CMD_RESCAN;
 	want = cfg->command == CONFIG_CMD_MOUNT ? 2 : 1;
 
 	for (; i < argc; i++) {
@@ -1109,10 +1122,10 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 					return fail(err, errlen, -EINVAL,
 						    "-o needs a list of options: -o OPT[,OPT...] "
 						    "(see iscsifs --help)");
-				if (cfg->command == CONFIG_CMD_STAT)
+				if (mp_only)
 					return fail(err, errlen, -EINVAL,
-						    "iscsifs stat takes no -o options: %s",
-						    usage_line[CONFIG_CMD_STAT]);
+						    "iscsifs %s takes no -o options: %s", argv[1],
+						    usage_line[cfg->command]);
 				rc = parse_option_list(cfg, o, &st, err, errlen);
 				if (rc < 0)
 					return rc;
@@ -1123,7 +1136,8 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 						    usage_line[CONFIG_CMD_STAT]);
 				cfg->watch = true;
 			} else if (strcmp(a, "--json") == 0) {
-				if (cfg->command == CONFIG_CMD_MOUNT)
+				if (cfg->command == CONFIG_CMD_MOUNT ||
+				    cfg->command == CONFIG_CMD_RESCAN)
 					return fail(err, errlen, -EINVAL,
 						    "--json is only for iscsifs ls and iscsifs "
 						    "stat: see iscsifs --help");
@@ -1138,13 +1152,13 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 		pos[npos++] = a;
 	}
 
-	if (cfg->command == CONFIG_CMD_STAT) {
+	if (mp_only) {
 		mp_arg = pos[0];
 	} else {
 		url_arg = pos[0];
 		mp_arg = pos[1];
 	}
-	if (cfg->command != CONFIG_CMD_STAT && !url_arg)
+	if (!mp_only && !url_arg)
 		return fail(err, errlen, -EINVAL, "missing URL: %s", usage_line[cfg->command]);
 	if (cfg->command != CONFIG_CMD_LS && !mp_arg)
 		return fail(err, errlen, -EINVAL, "missing mountpoint: %s",
@@ -1166,7 +1180,7 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 	if (mp_arg) {
 		rc = check_mountpoint(mp_arg, cfg->mountpoint, sizeof cfg->mountpoint, err,
 				      errlen);
-		if (rc < 0 && cfg->command == CONFIG_CMD_STAT)
+		if (rc < 0 && mp_only)
 			return fail(err, errlen, rc, "%s is not an iscsifs mount (%s)", mp_arg,
 				    strerror(-rc));
 		if (rc < 0)
@@ -1669,6 +1683,7 @@ void config_print_usage(FILE *f)
 "Usage: iscsifs [-f] [-d] [-o OPTIONS] URL MOUNTPOINT\n"
 "       iscsifs ls [-d] [--json] [-o OPTIONS] URL\n"
 "       iscsifs stat MOUNTPOINT [--watch] [--json]\n"
+"       iscsifs rescan MOUNTPOINT\n"
 "       iscsifs help | -h | --help\n"
 "       iscsifs version | -V | --version\n"
 "       fusermount3 -u MOUNTPOINT    (unmount; dirty data is written first)\n"
@@ -1679,6 +1694,9 @@ void config_print_usage(FILE *f)
 "  (none)                 mount URL on MOUNTPOINT (in the background unless -f)\n"
 "  ls                     list the targets, LUNs, sizes and contents behind URL\n"
 "  stat                   show the statistics of a mounted iscsifs\n"
+"  rescan                 make a mounted iscsifs follow its targets now: new LUNs\n"
+"                         appear, removed ones go, sizes follow; prints the\n"
+"                         changes (SIGHUP to the daemon does the same)\n"
 "\n"
 "URL:\n"
 "  iscsi://[USER@]HOST[:PORT]            every target of the portal, one dir each\n"

@@ -77,11 +77,13 @@ static void session_summary(const struct fs_model *m, char *buf, size_t len)
 	char bad[512] = "";
 	uint64_t now = util_now_ms();
 
+	/* the lists change while mounted (issue 11): read them under the model's lock */
+	pthread_mutex_lock((pthread_mutex_t *)&m->lock);
 	for (int t = 0; t < m->ntargets; t++)
-		for (int i = 0; i < m->targets[t].nsess; i++) {
+		for (int i = 0; i < m->targets[t]->nsess; i++) {
 			struct session_info si;
 
-			session_get_info(m->targets[t].sess[i], &si);
+			session_get_info(m->targets[t]->sess[i], &si);
 			total++;
 			if (strcmp(si.state, "logged-in") == 0) {
 				up++;
@@ -90,7 +92,7 @@ static void session_summary(const struct fs_model *m, char *buf, size_t len)
 			if (k < sizeof bad)
 				k += (size_t)snprintf(
 					bad + k, sizeof bad - k, "; %s #%d %s (down %llu s)",
-					m->targets[t].name, i, si.state,
+					m->targets[t]->name, i, si.state,
 					si.down_since_ms ?
 						(unsigned long long)(now - si.down_since_ms) /
 							1000 :
@@ -98,17 +100,20 @@ static void session_summary(const struct fs_model *m, char *buf, size_t len)
 		}
 	snprintf(buf, len, "%s: %d LUN%s, %d/%d session%s logged in%s", m->cfg->mountpoint,
 		 m->nluns, m->nluns == 1 ? "" : "s", up, total, total == 1 ? "" : "s", bad);
+	pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 }
 
 static uint64_t dirty_bytes(const struct fs_model *m)
 {
 	uint64_t sum = 0;
 
+	pthread_mutex_lock((pthread_mutex_t *)&m->lock);
 	for (int i = 0; i < m->nluns; i++) {
 		struct cache_stats cs;
-		cache_get_stats(m->luns[i].cache, &cs);
+		cache_get_stats(m->luns[i]->cache, &cs);
 		sum += cs.dirty_bytes;
 	}
+	pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 	return sum;
 }
 

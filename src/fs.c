@@ -2,10 +2,14 @@
  * fs.c - the FUSE namespace: targets, LUN files, partition files, .iscsifs/ counters;
  * byte ranges to block ranges; errno to FUSE.
  *
- * The namespace is fixed at mount time (LUNs, partitions found by libblkid), so nodes
- * live in one array and the inode number is the index + 1. Every LUN or partition file
- * is a window [off, off+size) onto its LUN's cache blkdev; all I/O goes through the
- * cache (cache=none makes it a pass-through).
+ * The namespace is live (issue 11): LUN files, partition files and target directories
+ * appear, change size and disappear while mounted. Its nodes are ns.h's (inode numbers
+ * never reused; a node lives while linked, looked up by the kernel, or open); the
+ * rescan thread (rescan.h, started by fs_run) changes them through the fs_live_* calls
+ * as mount.c/live.c decide, and tells the kernel. Every LUN or partition file is a
+ * window [off, off+size) onto its LUN's cache blkdev; all I/O goes through the cache
+ * (cache=none makes it a pass-through). A file whose LUN left the namespace answers
+ * ENODEV to everything but close and getattr.
  *
  * NOTES ON THE THREAD MODEL
  *   fs_run() runs libfuse's multi-threaded loop: up to FS_MAX_THREADS worker threads
@@ -18,9 +22,14 @@
  *   sessions' command windows, not by the number of threads. No lock of ours is held
  *   across I/O: the cache does read-modify-write of partial logical blocks itself.
  *   A request still waiting in the cache can be withdrawn by FUSE INTERRUPT (a killed
- *   reader must not wait for a dead target). Nodes are immutable after fs_run starts,
- *   except the blkid attributes, protected by `probe_lock`. lseek (GET LBA STATUS) and
- *   the blkid re-probe of getxattr are synchronous in the worker.
+ *   reader must not wait for a dead target). A node's name, parent, LUN and window
+ *   start never change; its size is atomic; which nodes exist is ns.c's (its lock).
+ *   A LUN's probe result is protected by `probe_lock`. lseek (GET LBA STATUS) and the
+ *   blkid re-probe of getxattr are synchronous in the worker; the re-probe that
+ *   changes partition files, and every kernel notification, run on the rescan thread,
+ *   which holds no lock a handler takes while it notifies. Handlers that must wait for
+ *   the rescan thread (a write of .iscsifs/rescan, the close or fsync after a write to
+ *   the partition table) are answered from it: no worker waits.
  */
 #define FUSE_USE_VERSION 312
 
@@ -30,6 +39,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/falloc.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +52,8 @@
 #include "iscsifs/fs.h"
 #include "iscsifs/fuseext.h"
 #include "iscsifs/log.h"
+#include "iscsifs/ns.h"
+#include "iscsifs/rescan.h"
 #include "iscsifs/util.h"
 
 /* Workers only dispatch (requests are answered from the cache's callbacks), so a few
@@ -50,34 +63,29 @@
  * loop keeps libfuse's default (max_idle_threads -1: never end one). */
 #define FS_MAX_THREADS 2
 
-enum nkind { N_ROOT, N_TDIR, N_LUN, N_PART, N_META, N_STATS, N_METRICS };
-
-struct node {
-	fuse_ino_t parent;
-	char name[CONFIG_NAME_MAX + 16];
-	enum nkind kind;
-	struct fs_lun *lun;          /* N_LUN, N_PART */
-	uint64_t off, size;          /* window onto the LUN, bytes */
-	int part;                    /* index into lun->probe.parts, N_PART */
-};
+/* A node of the namespace is a struct ns_node (ns.h): NS_LUN and NS_PART nodes have
+ * their struct fs_lun as obj (a reference), NS_PART its partition number in `part`
+ * and its window in off/size; NS_CTL (.iscsifs/ files) their enum ctl in `part`. */
+enum ctl { CTL_STATS = 1, CTL_METRICS, CTL_RESCAN };
 
 /* Every open file's handle is on a list, so what the kernel never released (files
  * still open at unmount or SIGTERM) is freed when fs_run ends. */
 struct fh_link {
 	struct fh_link *prev, *next;   /* fs->fh_lock */
 	bool lun;                      /* a struct lun_fh, else a struct meta_fh */
+	struct ns_node *node;          /* the file it is open on (ns_open counted it) */
 };
 
 struct fs {
 	struct fs_model *m;
-	struct node *nodes;          /* immutable after build */
-	size_t nnodes;
+	struct ns *ns;               /* the nodes (ns.h has the lifetime rules) */
+	struct fuse_session *se;     /* for the kernel notifications of the live namespace */
+	uint64_t meta_ino;           /* .iscsifs */
 	time_t mount_time;
-	pthread_mutex_t probe_lock;  /* protects lun->probe after mount */
+	pthread_mutex_t probe_lock;  /* protects lun->probe and lun->probe_writes after mount */
 	int outstanding;             /* atomic: requests handed to the cache, not answered */
 	pthread_mutex_t idle_lock;   /* with idle: fs_run waits for outstanding == 0 */
 	pthread_cond_t idle;
-	uint64_t *probe_writes;      /* per LUN: cache write_ops at the last probe; probe_lock */
 	pthread_mutex_t fh_lock;
 	struct fh_link fhs;          /* list head of open files' handles; fh_lock */
 };
@@ -87,29 +95,43 @@ static struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static struct node *node_get(struct fs *fs, fuse_ino_t ino)
+static struct ns_node *node_get(struct fs *fs, fuse_ino_t ino)
 {
-	if (ino < 1 || ino > fs->nnodes)
-		return NULL;
-	return &fs->nodes[ino - 1];
+	return ns_get(fs->ns, ino);
 }
 
-static bool is_dir(const struct node *n)
+/* The LUN a file shows, or NULL (directories, .iscsifs files). */
+static struct fs_lun *node_lun(const struct ns_node *n)
 {
-	return n->kind == N_ROOT || n->kind == N_TDIR || n->kind == N_META;
+	return n && (n->kind == NS_LUN || n->kind == NS_PART) ? n->obj : NULL;
 }
 
-static bool node_ro(struct fs *fs, const struct node *n)
+static bool is_dir(const struct ns_node *n)
 {
-	return fs->m->cfg->read_only || (n->lun && n->lun->cache->read_only);
+	return n->kind == NS_ROOT || n->kind == NS_DIR;
 }
 
-static void fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
+static bool is_ctl(const struct ns_node *n, enum ctl which)
 {
-	struct node *n = node_get(fs, ino);
+	return n->kind == NS_CTL && n->part == (int)which;
+}
+
+static bool lun_removed(const struct fs_lun *l)
+{
+	return __atomic_load_n(&l->removed, __ATOMIC_ACQUIRE);
+}
+
+static bool node_ro(struct fs *fs, const struct ns_node *n)
+{
+	struct fs_lun *l = node_lun(n);
+	return fs->m->cfg->read_only || (l && l->cache->read_only);
+}
+
+static void fill_attr(struct fs *fs, const struct ns_node *n, struct stat *st)
+{
 	const struct config *cfg = fs->m->cfg;
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
+	st->st_ino = n->ino;
 	st->st_uid = cfg->uid;
 	st->st_gid = cfg->gid;
 	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
@@ -120,20 +142,29 @@ static void fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 		return;
 	}
 	st->st_nlink = 1;
-	if (n->kind == N_STATS || n->kind == N_METRICS) {
-		st->st_mode = S_IFREG | 0444;
-		st->st_size = 0; /* generated on open; read with direct I/O */
+	if (n->kind == NS_CTL) {
+		/* generated on open; read with direct I/O. rescan: only the mounting user
+		 * (or root) may write it, i.e. ask for a rescan */
+		st->st_mode = S_IFREG | (n->part == CTL_RESCAN ? 0600 : 0444);
+		st->st_size = 0;
 		return;
 	}
+	struct fs_lun *l = node_lun(n);
+	uint64_t size = ns_get_size(n);
 	st->st_mode = S_IFREG | (node_ro(fs, n) ? 0400 : 0600);
-	st->st_size = (off_t)n->size;
-	st->st_blksize = (blksize_t)MAX(n->lun->info.block_size, 512u);
-	st->st_blocks = (blkcnt_t)(n->size / 512);
+	st->st_size = (off_t)size;
+	st->st_blksize = (blksize_t)MAX(l->info.block_size, 512u);
+	st->st_blocks = (blkcnt_t)(size / 512);
+	if (!ns_linked(fs->ns, n))
+		st->st_nlink = 0; /* removed while open, as an unlinked file */
 }
 
+/* Sizes, names and modes change only when the target does (a rescan tells the kernel
+ * at once: fuse_lowlevel_notify_inval_*), so the kernel may cache them long; the
+ * timeout only bounds a notification lost to a kernel too old to take it. */
 static double attr_timeout(void)
 {
-	return 3600.0; /* sizes and modes never change while mounted */
+	return 60.0;
 }
 
 /* ---------- namespace ---------- */
@@ -141,38 +172,53 @@ static double attr_timeout(void)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	for (size_t i = 0; i < fs->nnodes; i++) {
-		if (fs->nodes[i].parent == parent && strcmp(fs->nodes[i].name, name) == 0) {
-			struct fuse_entry_param e = { .ino = i + 1 };
-			fill_attr(fs, e.ino, &e.attr);
-			e.attr_timeout = e.entry_timeout = attr_timeout();
-			fuse_reply_entry(req, &e);
-			return;
-		}
+	struct ns_node *n = ns_lookup(fs->ns, parent, name); /* counts the kernel's reference */
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
 	}
-	fuse_reply_err(req, ENOENT);
+	struct fuse_entry_param e = { .ino = n->ino };
+	fill_attr(fs, n, &e.attr);
+	e.attr_timeout = e.entry_timeout = attr_timeout();
+	if (fuse_reply_entry(req, &e) != 0)
+		ns_forget(fs->ns, n->ino, 1); /* the kernel did not get it */
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	ns_forget(fs_of(req)->ns, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+	for (size_t i = 0; i < count; i++)
+		ns_forget(fs->ns, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	struct ns_node *n = node_get(fs, ino);
 	struct stat st;
 	(void)fi;
-	if (!node_get(fs, ino)) {
+	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	fill_attr(fs, ino, &st);
+	fill_attr(fs, n, &st);
 	fuse_reply_attr(req, &st, attr_timeout());
 }
 
-static int rewrite_truncate(struct node *n, struct fuse_file_info *fi, uint64_t size);
+static int rewrite_truncate(struct ns_node *n, struct fuse_file_info *fi, uint64_t size);
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
+	struct ns_node *n = node_get(fs, ino);
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -201,7 +247,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct node *n = node_get(fs_of(req), ino);
+	struct ns_node *n = node_get(fs_of(req), ino);
 	if (!n || !is_dir(n)) {
 		fuse_reply_err(req, n ? ENOTDIR : ENOENT);
 		return;
@@ -209,61 +255,70 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, pos;
+};
+
+/* Offsets: "." is 1, ".." 2, a child its inode number + 2 (inode numbers are never
+ * reused and children are listed in their order: a directory read while it changes
+ * never repeats or skips an entry that stayed). */
+static int dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, bool dir, off_t next)
+{
+	struct stat st = { .st_ino = ino, .st_mode = dir ? S_IFDIR : S_IFREG };
+	size_t need = fuse_add_direntry(d->req, d->buf + d->pos, d->size - d->pos, name, &st, next);
+	if (need > d->size - d->pos)
+		return 1;
+	d->pos += need;
+	return 0;
+}
+
+static int dir_child(void *opaque, const struct ns_node *c)
+{
+	return dir_add(opaque, c->name, c->ino, is_dir(c), (off_t)(c->ino + 2));
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	char *buf = calloc(1, size);
-	size_t pos = 0;
+	struct ns_node *n = node_get(fs, ino);
+	struct dirbuf d = { .req = req, .buf = calloc(1, size), .size = size };
 	(void)fi;
-	if (!buf) {
+	if (!d.buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* entry k: 0 ".", 1 "..", then children in node order; `off` = next k */
-	size_t k = 0;
-	for (size_t i = 0; i < fs->nnodes + 2; i++) {
-		const char *name;
-		fuse_ino_t child;
-		if (i == 0) {
-			name = ".";
-			child = ino;
-		} else if (i == 1) {
-			name = "..";
-			child = ino == FUSE_ROOT_ID ? ino : node_get(fs, ino)->parent;
-		} else {
-			struct node *n = &fs->nodes[i - 2];
-			if (n->parent != ino || i - 2 == 0)
-				continue;
-			name = n->name;
-			child = i - 1;
-		}
-		k++;
-		if ((off_t)k <= off)
-			continue;
-		struct stat st = { .st_ino = child };
-		st.st_mode = is_dir(node_get(fs, child)) ? S_IFDIR : S_IFREG;
-		size_t need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)k);
-		if (need > size - pos)
-			break;
-		pos += need;
-	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
+	int r = 0;
+	if (off < 1 && dir_add(&d, ".", ino, true, 1))
+		goto reply;
+	if (off < 2 && dir_add(&d, "..", n && ino != FUSE_ROOT_ID ? n->parent : ino, true, 2))
+		goto reply;
+	r = ns_readdir(fs->ns, ino, off > 2 ? (uint64_t)off - 2 : 0, dir_child, &d);
+reply:
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, d.buf, d.pos);
+	free(d.buf);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs *fs = fs_of(req);
 	struct statvfs sv = { 0 };
-	uint64_t total = 0;
+	uint64_t total = 0, alive, linked;
 	(void)ino;
+	pthread_mutex_lock(&fs->m->lock);
 	for (int i = 0; i < fs->m->nluns; i++)
-		total += fs->m->luns[i].cache->size;
+		total += fs->m->luns[i]->cache->size;
+	pthread_mutex_unlock(&fs->m->lock);
+	ns_counts(fs->ns, &alive, &linked);
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
 	sv.f_blocks = total / 4096;
-	sv.f_files = fs->nnodes;
+	sv.f_files = linked;
 	sv.f_namemax = 255;
 	if (fs->m->cfg->read_only)
 		sv.f_flag |= ST_RDONLY;
@@ -272,9 +327,11 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---------- open / close ---------- */
 
-static void fh_track(struct fs *fs, struct fh_link *l, bool lun)
+static void fh_track(struct fs *fs, struct fh_link *l, bool lun, struct ns_node *n)
 {
 	l->lun = lun;
+	l->node = n;
+	ns_open(fs->ns, n); /* the node lives while this handle does */
 	pthread_mutex_lock(&fs->fh_lock);
 	l->prev = &fs->fhs;
 	l->next = fs->fhs.next;
@@ -399,7 +456,7 @@ static int rewrite_add(struct rewrite *rw, uint64_t start, uint64_t end)
 
 /* Zero every byte of [0, upto) of node n not written through rw, and count it written.
  * 0 or -errno. */
-static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
+static int rewrite_settle(struct ns_node *n, struct rewrite *rw, uint64_t upto)
 {
 	struct wrange *gaps = NULL;
 	size_t ngaps = 0;
@@ -422,8 +479,8 @@ static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
 	if (!gaps)
 		return -ENOMEM;
 	for (size_t i = 0; i < ngaps && r == 0; i++) {
-		r = zero_range(n->lun, n->off + gaps[i].start, gaps[i].end - gaps[i].start,
-			       n->lun->cache->can_discard);
+		r = zero_range(node_lun(n), n->off + gaps[i].start, gaps[i].end - gaps[i].start,
+			       node_lun(n)->cache->can_discard);
 		if (r == 0) {
 			pthread_mutex_lock(&rw->lock);
 			r = rewrite_add(rw, gaps[i].start, gaps[i].end);
@@ -436,7 +493,7 @@ static int rewrite_settle(struct node *n, struct rewrite *rw, uint64_t upto)
 
 /* A gap of an O_TRUNC writer zeroed without waiting (see rewrite_note). */
 struct settle_gap {
-	struct node *n;
+	struct ns_node *n;
 	struct rewrite *rw;
 	uint64_t start, end;
 };
@@ -452,14 +509,14 @@ static void settle_gap_done(void *opaque, int ret)
 	} else {
 		log_err("%s %s: cannot zero the bytes skipped before offset %" PRIu64
 			" of a file opened with O_TRUNC: %s",
-			g->n->lun->target->name, g->n->name, g->end, strerror(-ret));
+			node_lun(g->n)->target->name, g->n->name, g->end, strerror(-ret));
 	}
 	free(g);
 }
 
 /* write_done's hook: [off, off+len) of node n was written through h. It may run on a
  * session thread (the cache's callback), so it never waits for I/O. */
-static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_t len)
+static void rewrite_note(struct ns_node *n, struct lun_fh *h, uint64_t off, uint64_t len)
 {
 	struct rewrite *rw = h->rw;
 	struct settle_gap *g = NULL;
@@ -472,7 +529,7 @@ static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_
 		if (!rw->given_up)
 			log_err("%s %s: out of memory: the holes skipped by the writer of a file "
 				"opened with O_TRUNC keep their old content",
-				n->lun->target->name, n->name);
+				node_lun(n)->target->name, n->name);
 		rw->given_up = true;
 	} else if (rw->n > REWRITE_MAX_RANGES && rw->done[0].start == 0 &&
 		   (g = malloc(sizeof(*g)))) {
@@ -482,26 +539,26 @@ static void rewrite_note(struct node *n, struct lun_fh *h, uint64_t off, uint64_
 	}
 	pthread_mutex_unlock(&rw->lock);
 	if (g)
-		cache_zero(n->lun->cache, n->off + g->start, g->end - g->start,
-			   n->lun->cache->can_discard && n->lun->cache->discard_zeroes, settle_gap_done,
+		cache_zero(node_lun(n)->cache, n->off + g->start, g->end - g->start,
+			   node_lun(n)->cache->can_discard && node_lun(n)->cache->discard_zeroes, settle_gap_done,
 			   g, NULL);
 }
 
 /* op_setattr's size change of node n (fi: the open file, when ftruncate). */
-static int rewrite_truncate(struct node *n, struct fuse_file_info *fi, uint64_t size)
+static int rewrite_truncate(struct ns_node *n, struct fuse_file_info *fi, uint64_t size)
 {
-	struct lun_fh *h = fi && n->lun ? (struct lun_fh *)(uintptr_t)fi->fh : NULL;
-	if (h && h->rw && size <= n->size) {
+	struct lun_fh *h = fi && node_lun(n) ? (struct lun_fh *)(uintptr_t)fi->fh : NULL;
+	if (h && h->rw && size <= ns_get_size(n)) {
 		pthread_mutex_lock(&h->rw->lock);
 		h->rw->end = MAX(h->rw->end, size);
 		pthread_mutex_unlock(&h->rw->lock);
 		return rewrite_settle(n, h->rw, size);
 	}
-	return size == n->size ? 0 : -EPERM;
+	return size == ns_get_size(n) ? 0 : -EPERM;
 }
 
 /* At close (flush): zero what the image skipped. 0 or -errno. */
-static int rewrite_close(struct node *n, struct lun_fh *h)
+static int rewrite_close(struct ns_node *n, struct lun_fh *h)
 {
 	uint64_t end;
 	if (!h->rw)
@@ -512,17 +569,20 @@ static int rewrite_close(struct node *n, struct lun_fh *h)
 	return rewrite_settle(n, h->rw, end);
 }
 
+/* What a file reports once at its next flush or fsync, if it moved since it last
+ * did: write-back failures, and dirty data given up (issue 11: past the end of a LUN
+ * that shrank). Both only grow, so their sum moves when either does. */
 static uint64_t write_errors(struct fs_lun *l)
 {
 	struct cache_stats cs;
 	cache_get_stats(l->cache, &cs);
-	return cs.writeback_errors;
+	return cs.writeback_errors + cs.lost_bytes;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
+	struct ns_node *n = node_get(fs, ino);
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -531,21 +591,32 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (n->kind == N_STATS || n->kind == N_METRICS) {
-		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+	if (n->kind == NS_CTL) {
+		/* stats.json, metrics: a snapshot per open; rescan: written to rescan, then
+		 * read for the report (see op_write) */
+		if ((fi->flags & O_ACCMODE) != O_RDONLY && n->part != CTL_RESCAN) {
 			fuse_reply_err(req, EACCES);
 			return;
 		}
 		struct meta_fh *h = calloc(1, sizeof(*h));
-		if (!h || !(h->data = stats_render(fs->m, n->kind == N_METRICS, &h->len))) {
+		if (h && n->part != CTL_RESCAN &&
+		    !(h->data = stats_render(fs->m, n->part == CTL_METRICS, &h->len))) {
 			free(h);
+			h = NULL;
+		}
+		if (!h) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fh_track(fs, &h->link, false);
+		fh_track(fs, &h->link, false, n);
 		fi->fh = (uint64_t)(uintptr_t)h;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
+		return;
+	}
+	struct fs_lun *lun = node_lun(n);
+	if (lun_removed(lun)) {
+		fuse_reply_err(req, ENODEV); /* its LUN left the target: the file is gone */
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY && node_ro(fs, n)) {
@@ -565,8 +636,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->errors_seen = write_errors(n->lun);
-	fh_track(fs, &h->link, true);
+	h->errors_seen = write_errors(lun);
+	fh_track(fs, &h->link, true, n);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fs->m->cfg->cache_mode == CONFIG_CACHE_NONE) {
 		static bool told; /* atomic */
@@ -588,8 +659,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * blocked on a dead target then ignores SIGKILL). Asynchronous ones (libaio,
 		 * io_uring) are background requests either way. */
 		fi->direct_io = 1;
-	} else if (n->lun->probe.nparts == 0) /* fixed at mount: no lock needed */
+	} else if (__atomic_load_n(&lun->probe.nparts, __ATOMIC_RELAXED) == 0) {
 		fi->keep_cache = 1; /* only we change the data: keep the kernel's pages */
+	}
 	/* else: lunN and its lunN-partM files show the same bytes through separate kernel
 	 * page caches, so a write through one leaves stale pages in the other; without
 	 * keep_cache every open drops the file's pages (close-to-open coherence across
@@ -614,11 +686,20 @@ static void fh_free(struct fh_link *l)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
-	if (n && (n->kind == N_STATS || n->kind == N_METRICS || n->lun)) {
-		struct fh_link *l = (struct fh_link *)(uintptr_t)fi->fh;
+	struct fh_link *l = (struct fh_link *)(uintptr_t)fi->fh;
+	(void)ino;
+	if (l) {
+		struct ns_node *n = l->node;
+		struct fs_lun *lun = node_lun(n);
 		fh_untrack(fs, l);
 		fh_free(l);
+		/* a partition change that waited for this file to be closed */
+		if (lun && __atomic_load_n(&lun->reprobe_deferred, __ATOMIC_ACQUIRE) &&
+		    ns_open_count(fs->ns, n) == 1) {
+			__atomic_store_n(&lun->reprobe, true, __ATOMIC_RELEASE);
+			rescan_request(__atomic_load_n(&fs->m->rescan, __ATOMIC_ACQUIRE), RESCAN_PROBE);
+		}
+		ns_release(fs->ns, n); /* may free the node: last */
 	}
 	fuse_reply_err(req, 0);
 }
@@ -643,11 +724,17 @@ struct fs_req {
 	struct blkdev *dev;
 	struct cache_ticket ticket;
 	size_t size;                 /* write: the byte count to report */
-	struct node *node;           /* write: the file, for O_TRUNC bookkeeping */
+	struct ns_node *node;           /* write: the file, for O_TRUNC bookkeeping */
 	uint64_t off;                /* write: where, in the file */
 	struct fs_lun *lun;          /* flush, fsync: per-file error reporting */
 	struct lun_fh *fh;           /* write, flush, fsync */
+	bool reprobe;                /* flush, fsync: re-probe if the partition table
+	                                was written (issue 11) */
+	struct meta_fh *meta;        /* write of .iscsifs/rescan: where its report goes */
+	int ret;                     /* flush, fsync: the result, while the re-probe runs */
 };
+
+static void rescan_write(fuse_req_t req, struct fs *fs, struct meta_fh *h, size_t size);
 
 static struct fs_req *fs_req_new(fuse_req_t req, struct blkdev *dev)
 {
@@ -692,15 +779,37 @@ static void detach_interrupt(struct fs_req *r)
 }
 
 /* Where a LUN or partition file lies on its device. */
-static bool node_window(const struct node *n, struct blkdev **dev, uint64_t *base,
-			uint64_t *size)
+/* Where a LUN or partition file lies on its device: 0; `notlun` when n is no LUN file;
+ * -ENODEV when its LUN left the namespace (a handle still open on a removed LUN gets
+ * errors, never data - not even what the cache still holds of it). */
+static int node_window(const struct ns_node *n, int notlun, struct blkdev **dev,
+		       uint64_t *base, uint64_t *size)
 {
-	if (!n->lun)
-		return false;
-	*dev = n->lun->cache;
+	struct fs_lun *l = node_lun(n);
+	if (!l)
+		return notlun;
+	if (lun_removed(l))
+		return -ENODEV;
+	*dev = l->cache;
 	*base = n->off;
-	*size = n->size;
-	return true;
+	*size = ns_get_size(n);
+	return 0;
+}
+
+/* A write to [off, off+len) of the LUN: if it touches bytes the last probe read (the
+ * partition table, a superblock), the partition files may have to change: re-probe
+ * at the next close or fsync of a file that wrote (issue 11). */
+static void note_probed_write(struct fs *fs, struct fs_lun *l, uint64_t off, uint64_t len)
+{
+	if (__atomic_load_n(&l->pt_dirty, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&fs->probe_lock);
+	bool hit = l->probe.nread == 0; /* unknown: any write may change it */
+	for (int i = 0; i < l->probe.nread && !hit; i++)
+		hit = l->probe.read[i].start < off + len && off < l->probe.read[i].end;
+	pthread_mutex_unlock(&fs->probe_lock);
+	if (hit)
+		__atomic_store_n(&l->pt_dirty, true, __ATOMIC_RELEASE);
 }
 
 static void read_done(void *opaque, int ret, const struct cache_seg *seg, int nseg)
@@ -732,19 +841,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
+	struct ns_node *n = node_get(fs, ino);
 	struct blkdev *dev;
 	uint64_t base, nsize;
-	if (n->kind == N_STATS || n->kind == N_METRICS) {
+	if (n->kind == NS_CTL) {
 		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
-		if ((uint64_t)off >= h->len)
+		const char *data = __atomic_load_n(&h->data, __ATOMIC_ACQUIRE);
+		size_t len = data ? h->len : 0;
+		if ((uint64_t)off >= len)
 			fuse_reply_buf(req, NULL, 0);
 		else
-			fuse_reply_buf(req, h->data + off, MIN(size, h->len - (size_t)off));
+			fuse_reply_buf(req, data + off, MIN(size, len - (size_t)off));
 		return;
 	}
-	if (!node_window(n, &dev, &base, &nsize)) {
-		fuse_reply_err(req, EISDIR);
+	int e = node_window(n, -EISDIR, &dev, &base, &nsize);
+	if (e < 0) {
+		fuse_reply_err(req, -e);
 		return;
 	}
 	if (off < 0 || (uint64_t)off >= nsize || size == 0) {
@@ -778,12 +890,16 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 		     struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
+	struct ns_node *n = node_get(fs, ino);
 	struct blkdev *dev;
 	uint64_t base, nsize;
-	(void)fi;
-	if (!node_window(n, &dev, &base, &nsize)) {
-		fuse_reply_err(req, EACCES);
+	if (is_ctl(n, CTL_RESCAN)) {
+		rescan_write(req, fs, (struct meta_fh *)(uintptr_t)fi->fh, size);
+		return;
+	}
+	int e = node_window(n, -EACCES, &dev, &base, &nsize);
+	if (e < 0) {
+		fuse_reply_err(req, -e);
 		return;
 	}
 	if (node_ro(fs, n)) {
@@ -799,6 +915,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 		return;
 	}
 	size = (size_t)MIN((uint64_t)size, nsize - (uint64_t)off); /* short write at the end */
+	note_probed_write(fs, node_lun(n), base + (uint64_t)off, size);
 	struct fs_req *r = fs_req_new(req, dev);
 	if (!r) {
 		fuse_reply_err(req, ENOMEM);
@@ -813,38 +930,65 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	cache_write(dev, base + (uint64_t)off, size, data, write_done, r, &r->ticket);
 }
 
+/* The re-probe a close or fsync waited for is done: answer it (rescan thread). */
+static void flush_reprobed(void *opaque, int result, const char *report)
+{
+	struct fs_req *r = opaque;
+	(void)result; /* a failed re-probe changes no file and is logged; the data is safe */
+	(void)report;
+	fuse_reply_err(r->req, -r->ret);
+	fs_req_free(r);
+}
+
 static void flush_done(void *opaque, int ret)
 {
 	struct fs_req *r = opaque;
 	detach_interrupt(r);
 	ret = report_errors(r->lun, r->fh, ret);
+	/* A write touched the partition table (or what else the probe read): re-probe
+	 * before close/fsync returns, so `sgdisk lunN && ls` shows the new partition
+	 * files. On the rescan thread: it may read, and tells the kernel. */
+	if (r->reprobe && __atomic_exchange_n(&r->lun->pt_dirty, false, __ATOMIC_ACQ_REL)) {
+		__atomic_store_n(&r->lun->reprobe, true, __ATOMIC_RELEASE);
+		r->ret = ret;
+		struct rescan *rs = __atomic_load_n(&r->fs->m->rescan, __ATOMIC_ACQUIRE);
+		if (rs && rescan_run_async(rs, RESCAN_PROBE, flush_reprobed, r) == 0)
+			return;
+	}
 	fuse_reply_err(r->req, -ret);
 	fs_req_free(r);
 }
 
-static void start_flush(fuse_req_t req, struct node *n, struct lun_fh *h, bool sync_target)
+static void start_flush(fuse_req_t req, struct ns_node *n, struct lun_fh *h, bool sync_target)
 {
-	struct fs_req *r = fs_req_new(req, n->lun->cache);
+	struct fs_lun *l = node_lun(n);
+	if (lun_removed(l)) {
+		fuse_reply_err(req, ENODEV);
+		return;
+	}
+	struct fs_req *r = fs_req_new(req, l->cache);
 	if (!r) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r->lun = n->lun;
+	r->lun = l;
 	r->fh = h;
+	r->reprobe = sync_target || h->write; /* fsync, or the close of a file that wrote */
 	fuse_req_interrupt_func(req, on_interrupt, r);
-	cache_flush(n->lun->cache, sync_target, flush_done, r, &r->ticket);
+	cache_flush(l->cache, sync_target, flush_done, r, &r->ticket);
 }
 
 /* close(2): the file's dirty data reaches the target before close returns (the
  * close-to-open rule), so `dd ... && umount` never loses data. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct node *n = node_get(fs_of(req), ino);
+	struct ns_node *n = node_get(fs_of(req), ino);
 	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
-	if (n && n->lun && h->write) {
-		int r = rewrite_close(n, h); /* first zero what an O_TRUNC writer skipped */
+	if (n && node_lun(n) && h->write) {
+		int r = lun_removed(node_lun(n)) ? -ENODEV : rewrite_close(n, h);
+		/* first zero what an O_TRUNC writer skipped */
 		if (r < 0)
-			fuse_reply_err(req, -report_errors(n->lun, h, r));
+			fuse_reply_err(req, r == -ENODEV ? ENODEV : -report_errors(node_lun(n), h, r));
 		else
 			start_flush(req, n, h, false);
 	} else {
@@ -854,9 +998,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct node *n = node_get(fs_of(req), ino);
+	struct ns_node *n = node_get(fs_of(req), ino);
 	(void)datasync;
-	if (n && n->lun)
+	if (n && node_lun(n))
 		start_flush(req, n, (struct lun_fh *)(uintptr_t)fi->fh, true);
 	else
 		fuse_reply_err(req, 0);
@@ -874,12 +1018,13 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 			 struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
+	struct ns_node *n = node_get(fs, ino);
 	struct blkdev *dev;
 	uint64_t base, nsize;
 	(void)fi;
-	if (!node_window(n, &dev, &base, &nsize)) {
-		fuse_reply_err(req, EOPNOTSUPP);
+	int e = node_window(n, -EOPNOTSUPP, &dev, &base, &nsize);
+	if (e < 0) {
+		fuse_reply_err(req, -e);
 		return;
 	}
 	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
@@ -909,6 +1054,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		return;
 	}
 	end = MIN(end, nsize);
+	note_probed_write(fs, node_lun(n), base + (uint64_t)off, end - (uint64_t)off);
 	struct fs_req *r = fs_req_new(req, dev);
 	if (!r) {
 		fuse_reply_err(req, ENOMEM);
@@ -923,22 +1069,24 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		     struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node *n = node_get(fs, ino);
+	struct ns_node *n = node_get(fs, ino);
+	struct blkdev *dev;
+	uint64_t base, nsize;
 	(void)fi;
-	if (!n->lun || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
-		fuse_reply_err(req, EINVAL);
+	int e = node_window(n, -EINVAL, &dev, &base, &nsize);
+	if (e < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+		fuse_reply_err(req, e < 0 ? -e : EINVAL);
 		return;
 	}
-	if (off < 0 || (uint64_t)off >= n->size) {
+	if (off < 0 || (uint64_t)off >= nsize) {
 		fuse_reply_err(req, ENXIO);
 		return;
 	}
-	struct blkdev *dev = n->lun->cache;
 	uint64_t pos = (uint64_t)off, bs = dev->block_size;
 	/* the cache's lba_status ends a hole where data not yet written back begins */
-	for (int i = 0; i < 100000 && pos < n->size; i++) {
+	for (int i = 0; i < 100000 && pos < nsize; i++) {
 		struct blkdev_extent ext;
-		uint64_t abs = (n->off + pos) / bs * bs;
+		uint64_t abs = (base + pos) / bs * bs;
 		int r = dev->ops->lba_status ? dev->ops->lba_status(dev, abs, &ext) : 0;
 		if (!dev->ops->lba_status) {
 			ext.mapped = true;
@@ -952,10 +1100,10 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			fuse_reply_lseek(req, (off_t)pos);
 			return;
 		}
-		pos = abs + MAX(ext.len, bs) - n->off;
+		pos = abs + MAX(ext.len, bs) - base;
 	}
 	if (whence == SEEK_HOLE)
-		fuse_reply_lseek(req, (off_t)n->size);
+		fuse_reply_lseek(req, (off_t)nsize);
 	else
 		fuse_reply_err(req, ENXIO);
 }
@@ -967,31 +1115,71 @@ struct xattr {
 	char value[300];
 };
 
+/* Whether two probes found the same partitions (numbers and windows). */
+static bool same_parts(const struct probe_result *a, const struct probe_result *b)
+{
+	if (a->nparts != b->nparts)
+		return false;
+	for (int i = 0; i < a->nparts; i++)
+		if (a->parts[i].number != b->parts[i].number || a->parts[i].start != b->parts[i].start ||
+		    a->parts[i].size != b->parts[i].size)
+			return false;
+	return true;
+}
+
+/* getxattr of blkid values: re-probe when the LUN was written since the last probe, so
+ * the values follow mkfs and wipefs. The probe runs without the lock (it reads); its
+ * result is taken under it. A different partition table is left to the rescan
+ * thread's re-probe (it changes files and tells the kernel): asked for here. */
 static void reprobe_if_written(struct fs *fs, struct fs_lun *l)
 {
 	struct cache_stats cs;
-	int idx = (int)(l - fs->m->luns);
 	cache_get_stats(l->cache, &cs);
-	if (cs.write_ops == fs->probe_writes[idx])
+	pthread_mutex_lock(&fs->probe_lock);
+	bool same = cs.write_ops == l->probe_writes;
+	pthread_mutex_unlock(&fs->probe_lock);
+	if (same)
 		return;
 	struct probe_result *pr = malloc(sizeof(*pr));
 	if (pr && probe_blkdev(l->cache, true, pr) == 0) {
-		/* partitions stay as mounted; contents and the whole-LUN type refresh */
+		bool parts_changed;
+		pthread_mutex_lock(&fs->probe_lock);
+		/* partitions stay as the namespace has them; contents and the whole-LUN type
+		 * refresh */
+		parts_changed = !same_parts(&l->probe, pr);
 		l->probe.content = pr->content;
 		snprintf(l->probe.pttype, sizeof(l->probe.pttype), "%s", pr->pttype);
 		for (int i = 0; i < l->probe.nparts; i++)
 			for (int j = 0; j < pr->nparts; j++)
 				if (pr->parts[j].start == l->probe.parts[i].start)
 					l->probe.parts[i].content = pr->parts[j].content;
-		fs->probe_writes[idx] = cs.write_ops;
+		memcpy(l->probe.read, pr->read, sizeof(pr->read));
+		l->probe.nread = pr->nread;
+		l->probe_writes = cs.write_ops;
+		pthread_mutex_unlock(&fs->probe_lock);
+		if (parts_changed) {
+			__atomic_store_n(&l->reprobe, true, __ATOMIC_RELEASE);
+			rescan_request(__atomic_load_n(&fs->m->rescan, __ATOMIC_ACQUIRE), RESCAN_PROBE);
+		}
 	}
 	free(pr);
 }
 
-static int xattrs_of(struct fs *fs, struct node *n, struct xattr *x, int max, bool blkid)
+/* The partition of l numbered `number` in its last probe; NULL when it has none (the
+ * namespace keeps a file whose partition changed while it was open). Under
+ * probe_lock. */
+static const struct probe_part *part_of(const struct fs_lun *l, int number)
+{
+	for (int i = 0; i < l->probe.nparts; i++)
+		if (l->probe.parts[i].number == number)
+			return &l->probe.parts[i];
+	return NULL;
+}
+
+static int xattrs_of(struct fs *fs, struct ns_node *n, struct xattr *x, int max, bool blkid)
 {
 	int k = 0;
-	struct fs_lun *l = n->lun;
+	struct fs_lun *l = node_lun(n);
 	if (!l)
 		return 0;
 #define ADD(nm, ...)                                                             \
@@ -1013,17 +1201,21 @@ static int xattrs_of(struct fs *fs, struct node *n, struct xattr *x, int max, bo
 	ADD("user.iscsi.block_size", "%u", l->info.block_size);
 	if (!blkid)
 		return k;
+	if (!lun_removed(l))
+		reprobe_if_written(fs, l);
 	pthread_mutex_lock(&fs->probe_lock);
-	reprobe_if_written(fs, l);
-	const struct probe_content *c =
-		n->kind == N_PART ? &l->probe.parts[n->part].content : &l->probe.content;
+	const struct probe_part *p = n->kind == NS_PART ? part_of(l, n->part) : NULL;
+	static const struct probe_content none;
+	const struct probe_content *c = n->kind == NS_PART ? (p && p->start == n->off ? &p->content
+										   : &none)
+							   : &l->probe.content;
 	ADD("user.blkid.type", "%s", c->type);
 	ADD("user.blkid.label", "%s", c->label);
 	ADD("user.blkid.uuid", "%s", c->uuid);
-	if (n->kind == N_LUN)
+	if (n->kind == NS_LUN) {
 		ADD("user.blkid.pttype", "%s", l->probe.pttype);
-	else {
-		ADD("user.blkid.part_number", "%d", l->probe.parts[n->part].number);
+	} else {
+		ADD("user.blkid.part_number", "%d", n->part);
 		ADD("user.blkid.part_offset", "%" PRIu64, n->off);
 	}
 	pthread_mutex_unlock(&fs->probe_lock);
@@ -1170,6 +1362,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static const struct fuse_lowlevel_ops fs_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
 	.setattr = op_setattr,
 	.opendir = op_opendir,
@@ -1197,65 +1391,321 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.create = op_create,
 };
 
-/* ---------- building and running ---------- */
+/* ---------- the live namespace (issue 11) ----------
+ *
+ * Nodes are added and removed on the rescan thread (and by build() before serving);
+ * FUSE handlers find them through ns.h. Every change is told to the kernel right
+ * after it is made, with no lock of ours held: fuse_lowlevel_notify_inval_entry for a
+ * name that went (the kernel then looks it up again and gets ENOENT or the new file),
+ * fuse_lowlevel_notify_inval_inode for a size that changed (attributes, and the
+ * cached pages past the new end) and for a file that went (its cached pages, so a
+ * handle still open reads nothing from the page cache either). A name that appears
+ * needs nothing: lookups of unknown names are answered ENOENT uncached.
+ */
 
-static fuse_ino_t add_node(struct fs *fs, fuse_ino_t parent, const char *name, enum nkind kind)
+static void notify_entry(void *opaque, uint64_t parent, const char *name)
 {
-	struct node *n = &fs->nodes[fs->nnodes++];
-	memset(n, 0, sizeof(*n));
-	n->parent = parent;
-	snprintf(n->name, sizeof(n->name), "%s", name);
-	n->kind = kind;
-	return fs->nnodes;
+	struct fs *fs = opaque;
+	if (fs->se)
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
 }
+
+static void notify_inode(struct fs *fs, uint64_t ino, off_t off, off_t len)
+{
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, off, len);
+}
+
+static void lun_get(struct fs_lun *l)
+{
+	__atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+void fs_lun_put(struct fs_model *m, struct fs_lun *l)
+{
+	if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		rescan_request(__atomic_load_n(&m->rescan, __ATOMIC_ACQUIRE), RESCAN_REAP);
+}
+
+static void node_obj_free(void *obj, void *opaque)
+{
+	fs_lun_put(opaque, obj); /* every obj in the table is a LUN's */
+}
+
+static void report_line(char *report, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void report_line(char *report, size_t len, const char *fmt, ...)
+{
+	size_t k = report ? strlen(report) : 0;
+	va_list ap;
+	if (!report || k + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(report + k, len - k, fmt, ap);
+	va_end(ap);
+}
+
+/* A path for reports and logs: "lun1" or "iqn...:disk/lun1". */
+static void path_of(struct fs *fs, const struct fs_lun *l, const char *name, char *buf,
+		    size_t len)
+{
+	if (fs->m->target_dirs)
+		snprintf(buf, len, "%s/%s", l->target->name, name);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
+static struct ns_node *add_part_node(struct fs *fs, struct fs_lun *l, const struct probe_part *p)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "%s-part%d", l->name, p->number);
+	struct ns_node *pn = ns_add(fs->ns, l->target->dir_ino, name, NS_PART, l, p->start,
+				    p->size, p->number);
+	if (pn) {
+		lun_get(l);
+		l->part_nodes[l->nparts_nodes++] = pn;
+	}
+	return pn;
+}
+
+int fs_live_add_lun(struct fs *fs, struct fs_lun *l, char *report, size_t len)
+{
+	char path[CONFIG_NAME_MAX + 64];
+	if (!l->target->dir_ino)
+		return -ENOENT;
+	struct ns_node *n = ns_add(fs->ns, l->target->dir_ino, l->name, NS_LUN, l, 0,
+				   l->cache->size, 0);
+	if (!n)
+		return -errno;
+	lun_get(l);
+	l->node = n;
+	l->nparts_nodes = 0;
+	path_of(fs, l, l->name, path, sizeof(path));
+	report_line(report, len, "%s: added, %" PRIu64 " bytes\n", path, l->cache->size);
+	pthread_mutex_lock(&fs->probe_lock);
+	struct cache_stats cs;
+	cache_get_stats(l->cache, &cs);
+	l->probe_writes = cs.write_ops;
+	for (int i = 0; i < l->probe.nparts; i++) {
+		const struct probe_part *p = &l->probe.parts[i];
+		if (add_part_node(fs, l, p)) {
+			char name[64];
+			snprintf(name, sizeof(name), "%s-part%d", l->name, p->number);
+			path_of(fs, l, name, path, sizeof(path));
+			report_line(report, len, "%s: added, %" PRIu64 " bytes\n", path, p->size);
+		}
+	}
+	pthread_mutex_unlock(&fs->probe_lock);
+	return 0;
+}
+
+static void unlink_node(struct fs *fs, struct ns_node *n)
+{
+	uint64_t ino = n->ino;
+	/* ns_unlink may free n (nothing else holds it): nothing of it is used after */
+	if (ns_unlink(fs->ns, n, notify_entry, fs) > 0)
+		notify_inode(fs, ino, 0, 0);
+}
+
+void fs_live_remove_lun(struct fs *fs, struct fs_lun *l)
+{
+	struct ns_node *parts[PROBE_MAX_PARTS];
+	int nparts = l->nparts_nodes;
+	memcpy(parts, l->part_nodes, sizeof(parts[0]) * (size_t)nparts);
+	struct ns_node *n = l->node;
+	l->node = NULL;
+	l->nparts_nodes = 0;
+	for (int i = 0; i < nparts; i++)
+		unlink_node(fs, parts[i]);
+	if (n)
+		unlink_node(fs, n);
+}
+
+void fs_live_resize_lun(struct fs *fs, struct fs_lun *l, uint64_t old_size, uint64_t size)
+{
+	if (!l->node)
+		return;
+	ns_set_size(l->node, size);
+	/* attributes, and the pages past the smaller end */
+	notify_inode(fs, l->node->ino, (off_t)MIN(old_size, size), 0);
+}
+
+int fs_live_add_target(struct fs *fs, struct fs_target *t)
+{
+	if (!fs->m->target_dirs) {
+		t->dir_ino = FUSE_ROOT_ID;
+		return 0;
+	}
+	struct ns_node *d = ns_add(fs->ns, FUSE_ROOT_ID, t->name, NS_DIR, NULL, 0, 0, 0);
+	if (!d)
+		return -errno;
+	t->dir_ino = d->ino;
+	return 0;
+}
+
+int fs_live_reprobe(struct fs *fs, struct fs_lun *l, char *report, size_t len)
+{
+	char path[CONFIG_NAME_MAX + 64];
+	struct probe_result *pr = malloc(sizeof(*pr));
+	struct cache_stats cs;
+	int changes = 0, r;
+	bool deferred = false;
+	if (!pr)
+		return -ENOMEM;
+	__atomic_store_n(&l->reprobe, false, __ATOMIC_RELEASE);
+	cache_get_stats(l->cache, &cs);
+	r = probe_blkdev(l->cache, true, pr);
+	if (r < 0) {
+		log_warn("%s %s: could not read the partition table again (%s); the partition "
+			 "files stay as they are", l->target->name, l->name, strerror(-r));
+		free(pr);
+		return r;
+	}
+	__atomic_fetch_add(&fs->m->live.reprobes, 1, __ATOMIC_RELAXED);
+	/* the files there are, against the partitions found: kept, resized, or gone (not
+	 * while open: then at its last close, op_release asks again) */
+	int keep = 0;
+	for (int i = 0; i < l->nparts_nodes; i++) {
+		struct ns_node *pn = l->part_nodes[i];
+		const struct probe_part *p = NULL;
+		for (int j = 0; j < pr->nparts && !p; j++)
+			if (pr->parts[j].number == pn->part)
+				p = &pr->parts[j];
+		bool same_start = p && p->start == pn->off;
+		uint64_t old = ns_get_size(pn);
+		path_of(fs, l, pn->name, path, sizeof(path));
+		if (same_start && p->size == old) {
+			l->part_nodes[keep++] = pn;
+			continue;
+		}
+		if (ns_open_count(fs->ns, pn) > 0) {
+			deferred = true; /* its window stays what its opener opened */
+			l->part_nodes[keep++] = pn;
+			log_info("%s %s: the partition changed while open; the file follows at its "
+				 "last close", l->target->name, pn->name);
+			continue;
+		}
+		if (same_start) {
+			ns_set_size(pn, p->size);
+			notify_inode(fs, pn->ino, (off_t)MIN(old, p->size), 0);
+			l->part_nodes[keep++] = pn;
+			report_line(report, len, "%s: size %" PRIu64 " -> %" PRIu64 " bytes\n", path,
+				    old, p->size);
+			__atomic_fetch_add(&fs->m->live.parts_resized, 1, __ATOMIC_RELAXED);
+		} else {
+			unlink_node(fs, pn);
+			report_line(report, len, "%s: removed\n", path);
+			__atomic_fetch_add(&fs->m->live.parts_removed, 1, __ATOMIC_RELAXED);
+		}
+		changes++;
+	}
+	l->nparts_nodes = keep;
+	pthread_mutex_lock(&fs->probe_lock);
+	/* new partitions (and a moved one's new window): a file each, when the name is
+	 * free (a file held open with the old window keeps it until closed) */
+	for (int j = 0; j < pr->nparts; j++) {
+		bool have = false;
+		for (int i = 0; i < l->nparts_nodes && !have; i++)
+			have = l->part_nodes[i]->part == pr->parts[j].number;
+		if (have || l->nparts_nodes >= PROBE_MAX_PARTS)
+			continue;
+		if (add_part_node(fs, l, &pr->parts[j])) {
+			char name[64];
+			snprintf(name, sizeof(name), "%s-part%d", l->name, pr->parts[j].number);
+			path_of(fs, l, name, path, sizeof(path));
+			report_line(report, len, "%s: added, %" PRIu64 " bytes\n", path,
+				    pr->parts[j].size);
+			__atomic_fetch_add(&fs->m->live.parts_added, 1, __ATOMIC_RELAXED);
+			changes++;
+		}
+	}
+	int nparts = pr->nparts;
+	l->probe = *pr;
+	__atomic_store_n(&l->probe.nparts, nparts, __ATOMIC_RELEASE);
+	l->probe_writes = cs.write_ops;
+	pthread_mutex_unlock(&fs->probe_lock);
+	__atomic_store_n(&l->reprobe_deferred, deferred, __ATOMIC_RELEASE);
+	if (changes)
+		log_notice("%s %s: partition table re-probed: %d partition file%s changed "
+			   "(%s, %d partition%s)", l->target->name, l->name, changes,
+			   changes == 1 ? "" : "s", pr->pttype[0] ? pr->pttype : "no table", nparts,
+			   nparts == 1 ? "" : "s");
+	else
+		log_debug("%s %s: re-probed: the partition files stay", l->target->name, l->name);
+	free(pr);
+	return changes;
+}
+
+/* .iscsifs/rescan: a write asks for a rescan and is answered when it is done; a read of
+ * the same handle then gives its report (rescancmd.c). */
+static void rescan_written(void *opaque, int result, const char *report)
+{
+	struct fs_req *r = opaque;
+	char *copy = strdup(result < 0 || report[0] ? report : "no change\n");
+	if (copy) {
+		char *old = __atomic_exchange_n(&r->meta->data, NULL, __ATOMIC_ACQ_REL);
+		free(old);
+		r->meta->len = strlen(copy);
+		__atomic_store_n(&r->meta->data, copy, __ATOMIC_RELEASE);
+	}
+	if (result < 0)
+		fuse_reply_err(r->req, -result);
+	else
+		fuse_reply_write(r->req, r->size);
+	fs_req_free(r);
+}
+
+static void rescan_write(fuse_req_t req, struct fs *fs, struct meta_fh *h, size_t size)
+{
+	struct rescan *rs = __atomic_load_n(&fs->m->rescan, __ATOMIC_ACQUIRE);
+	struct fs_req *r = rs ? fs_req_new(req, NULL) : NULL;
+	if (!r) {
+		fuse_reply_err(req, rs ? ENOMEM : EAGAIN);
+		return;
+	}
+	r->meta = h;
+	r->size = size;
+	if (rescan_run_async(rs, RESCAN_USER, rescan_written, r) < 0) {
+		fuse_reply_err(req, ENOMEM);
+		fs_req_free(r);
+	}
+}
+
+/* ---------- building and running ---------- */
 
 static int build(struct fs *fs)
 {
 	struct fs_model *m = fs->m;
-	size_t max = 4 + (size_t)m->ntargets;
-	for (int i = 0; i < m->nluns; i++)
-		max += 1 + (size_t)m->luns[i].probe.nparts;
-	fs->nodes = calloc(max, sizeof(*fs->nodes));
-	fs->probe_writes = calloc((size_t)m->nluns + 1, sizeof(uint64_t));
-	if (!fs->nodes || !fs->probe_writes)
+	fs->ns = ns_create(node_obj_free, m);
+	if (!fs->ns)
 		return -ENOMEM;
-	add_node(fs, 0, "", N_ROOT); /* ino 1 */
-	for (int t = 0; t < m->ntargets; t++) {
-		fuse_ino_t dir = FUSE_ROOT_ID;
-		if (m->target_dirs)
-			dir = add_node(fs, FUSE_ROOT_ID, m->targets[t].name, N_TDIR);
-		for (int i = 0; i < m->nluns; i++) {
-			struct fs_lun *l = &m->luns[i];
-			if (l->target != &m->targets[t])
-				continue;
-			fuse_ino_t ino = add_node(fs, dir, l->name, N_LUN);
-			struct node *n = node_get(fs, ino);
-			n->lun = l;
-			n->size = l->cache->size;
-			for (int p = 0; p < l->probe.nparts; p++) {
-				char name[64];
-				snprintf(name, sizeof(name), "%s-part%d", l->name, l->probe.parts[p].number);
-				struct node *pn = node_get(fs, add_node(fs, dir, name, N_PART));
-				pn->lun = l;
-				pn->off = l->probe.parts[p].start;
-				pn->size = l->probe.parts[p].size;
-				pn->part = p;
-			}
-			struct cache_stats cs;
-			cache_get_stats(l->cache, &cs);
-			fs->probe_writes[i] = cs.write_ops;
-		}
-	}
-	fuse_ino_t meta = add_node(fs, FUSE_ROOT_ID, ".iscsifs", N_META);
-	add_node(fs, meta, "stats.json", N_STATS);
-	add_node(fs, meta, "metrics", N_METRICS);
+	for (int t = 0; t < m->ntargets; t++)
+		if (fs_live_add_target(fs, m->targets[t]) < 0)
+			return -ENOMEM;
+	for (int i = 0; i < m->nluns; i++)
+		if (fs_live_add_lun(fs, m->luns[i], NULL, 0) < 0)
+			return -ENOMEM;
+	struct ns_node *meta = ns_add(fs->ns, FUSE_ROOT_ID, ".iscsifs", NS_DIR, NULL, 0, 0, 0);
+	if (!meta || !ns_add(fs->ns, meta->ino, "stats.json", NS_CTL, NULL, 0, 0, CTL_STATS) ||
+	    !ns_add(fs->ns, meta->ino, "metrics", NS_CTL, NULL, 0, 0, CTL_METRICS) ||
+	    !ns_add(fs->ns, meta->ino, "rescan", NS_CTL, NULL, 0, 0, CTL_RESCAN))
+		return -ENOMEM;
+	fs->meta_ino = meta->ino;
 	return 0;
+}
+
+/* SIGHUP: a daemon's "reload" - here, rescan (libfuse would end the daemon). */
+static void on_sighup(int sig)
+{
+	(void)sig;
+	rescan_request_from_signal(RESCAN_SIGNAL);
 }
 
 int fs_run(struct fs_model *m, int ready_fd)
 {
 	const struct config *cfg = m->cfg;
 	struct fs fs = { .m = m, .mount_time = time(NULL) };
+	struct rescan_ops rescan_ops = { .run = m->rescan_run };
 	char opts[2048];
 	int ret = -EIO;
 
@@ -1287,6 +1737,9 @@ int fs_run(struct fs_model *m, int ready_fd)
 		log_err("cannot install signal handlers");
 		goto out_session;
 	}
+	struct sigaction hup = { .sa_handler = on_sighup, .sa_flags = SA_RESTART };
+	sigemptyset(&hup.sa_mask);
+	sigaction(SIGHUP, &hup, NULL); /* after libfuse's, which would end the daemon */
 	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
 		log_err("cannot mount %s: see the message above (is /dev/fuse there, is "
 			"fusermount3 installed, is the mountpoint already in use?)",
@@ -1300,17 +1753,40 @@ int fs_run(struct fs_model *m, int ready_fd)
 	log_info("mounted %s on %s (%d LUN%s)", cfg->url_text, cfg->mountpoint, m->nluns,
 		 m->nluns == 1 ? "" : "s");
 	daemon_ready(m, ready_fd);   /* parent exits, READY=1 to systemd (daemon.c) */
+	/* The live namespace: the rescan thread serves while the mount does (rescan.h
+	 * says who asks it). A first pass makes the files follow any capacity change
+	 * the LUNs saw while the mount was being built. */
+	fs.se = se;
+	__atomic_store_n(&m->fs, &fs, __ATOMIC_RELEASE);
+	if (m->rescan_run) {
+		struct rescan *rs = rescan_start(&rescan_ops, m->rescan_opaque,
+						 (unsigned)cfg->rescan_interval);
+		if (!rs)
+			log_err("cannot start the rescan thread (%m): the namespace stays as "
+				"mounted");
+		__atomic_store_n(&m->rescan, rs, __ATOMIC_RELEASE);
+		rescan_request(rs, RESCAN_CAPACITY);
+	}
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(lc, FS_MAX_THREADS);
 	ret = fuse_session_loop_mt(se, lc);
 	fuse_loop_cfg_destroy(lc);
 	ret = ret < 0 ? ret : 0;
+	/* First the rescan thread: a rescan running finishes, requests waiting for one
+	 * (rescan writes, closes waiting for a re-probe) are answered. */
+	__atomic_store_n(&m->stopping, true, __ATOMIC_RELEASE);
+	struct rescan *rs = __atomic_exchange_n(&m->rescan, NULL, __ATOMIC_ACQ_REL);
+	rescan_stop(rs);
 	/* Unmounted (or a signal): requests still waiting in a cache will not be answered
 	 * by anything else (the kernel is gone, a dead target may never answer); complete
 	 * them, and wait for the few whose I/O is in flight (each bounded by the session's
 	 * budget) before the session their replies go to is destroyed. */
+	pthread_mutex_lock(&m->lock);
 	for (int i = 0; i < m->nluns; i++)
-		cache_cancel_all(m->luns[i].cache);
+		cache_cancel_all(m->luns[i]->cache);
+	for (struct fs_lun *l = m->gone; l; l = l->gone_next)
+		cache_cancel_all(l->cache);
+	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_lock(&fs.idle_lock);
 	for (uint64_t t0 = util_now_ms(); __atomic_load_n(&fs.outstanding, __ATOMIC_ACQUIRE) > 0;) {
 		struct timespec dl = util_deadline_ms(10000);
@@ -1325,18 +1801,19 @@ int fs_run(struct fs_model *m, int ready_fd)
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
+	__atomic_store_n(&m->fs, NULL, __ATOMIC_RELEASE);
+	fs.se = NULL;
 	fuse_session_destroy(se);
 out_free:
-	free(fs.nodes);
-	free(fs.probe_writes);
-	pthread_mutex_destroy(&fs.probe_lock);
-	pthread_mutex_destroy(&fs.idle_lock);
-	pthread_cond_destroy(&fs.idle);
 	while (fs.fhs.next != &fs.fhs) { /* files the kernel never released */
 		struct fh_link *l = fs.fhs.next;
 		fh_untrack(&fs, l);
 		fh_free(l);
 	}
+	ns_destroy(fs.ns); /* drops the nodes' references of the LUNs; mount.c frees them */
+	pthread_mutex_destroy(&fs.probe_lock);
+	pthread_mutex_destroy(&fs.idle_lock);
+	pthread_cond_destroy(&fs.idle);
 	pthread_mutex_destroy(&fs.fh_lock);
 	return ret;
 }

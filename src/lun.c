@@ -23,9 +23,19 @@
  * WRITE must have sent all of it. A failed command's buffer is never used.
  * 10-byte CDBs are used when LBA and length fit, 16-byte ones otherwise (LUNs > 2 TiB).
  *
+ * A LUN that changes while mounted (lun.h): the capacity in blocks (`nblocks`) and
+ * dev.size change atomically when READ CAPACITY says so; every command is checked
+ * against `nblocks` when it is built, so after a shrink nothing past the new end is
+ * sent. A unit attention that says the LUN may be another disk (3F/0E, 3F/03, 3F/05)
+ * starts an identity check (INQUIRY VPD 0x83/0x80, as the session does after a
+ * re-login); while it runs, `verifying` is set and commands of the LUN wait in
+ * `parked` instead of being submitted; the verdict releases or fails them.
+ *
  * Thread model: no thread of its own. Entry points run on any thread; completion
  * callbacks run on session threads. A request's generator state is protected by its
- * `lock`; the LUN's counters are atomic.
+ * `lock`; the LUN's counters and `nblocks`/dev.size/`failed` are atomic; `lock`
+ * protects the identity check state and capacity updates (taken before `ev_lock`,
+ * which serialises event delivery).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -80,9 +90,10 @@ struct lun {
 	struct session *sess[MAX_SESSIONS];
 	int nsess;
 	unsigned rr;                 /* atomic: round-robin cursor */
-	struct lun_info info;        /* immutable */
+	struct lun_info info;        /* immutable: as discovered at lun_create */
 	char target[CONFIG_NAME_MAX];
-	uint32_t bs;
+	uint32_t bs;                 /* immutable: a new block size fails the LUN */
+	uint64_t nblocks;            /* atomic: the capacity now; dev.size = nblocks * bs */
 	uint64_t max_xfer;           /* bytes per READ/WRITE command */
 	uint64_t unmap_blocks;       /* blocks per UNMAP command */
 	uint64_t ws_blocks;          /* blocks per WRITE SAME command */
@@ -90,11 +101,23 @@ struct lun {
 	                                writes; never written after lun_create */
 	struct lun_stats st;         /* atomic adds */
 	int cap_check;               /* atomic: a capacity re-read is in flight */
-	int refs;                    /* atomic: the blkdev's own + one per capacity re-read
-	                                (which may complete after lun_destroy) */
+	int refs;                    /* atomic: the blkdev's own + one per request and per
+	                                check in flight (which may complete after
+	                                lun_destroy: a LUN removed while mounted is
+	                                destroyed with its cache's I/O still running) */
 	int failed;                  /* atomic: the LUN changed identity (seen on any
 	                                session): every request fails with EIO */
+	int nreq;                    /* atomic: requests started and not finished */
 	int slow_unmap_noted;        /* atomic: the notice about a small UNMAP limit */
+	int past_end_noted;          /* atomic: a request past the end was logged since the
+	                                last capacity change */
+	pthread_mutex_t lock;
+	int verifying;               /* written under lock, read atomically: an identity
+	                                check after a unit attention runs */
+	struct lun_chunk *parked;    /* lock: commands waiting for its verdict */
+	pthread_mutex_t ev_lock;     /* held while an event is delivered */
+	lun_event_fn ev_fn;          /* ev_lock */
+	void *ev_opaque;             /* ev_lock */
 };
 
 static void put_be16(uint8_t *p, uint16_t v)
@@ -161,10 +184,11 @@ static uint64_t backoff_ms(int tries)
  * What a finished command means: 0, -errno, or 1 = retry (the command is re-armed:
  * not_before_ms set, *tries counted). On error `why` says what the target (or the
  * session) did, for the caller's one log line. `start_ms`: when the command was first
- * submitted, to state its time budget.
+ * submitted, to state its time budget. `notes` (may be NULL; the caller zeroes it)
+ * receives the sense verdict's notes (capacity changed, LUNs or INQUIRY data changed).
  */
-static int judge(struct session_cmd *c, int *tries, bool *cap_changed, uint64_t start_ms,
-		 char *why, size_t whylen)
+static int judge(struct session_cmd *c, int *tries, struct sense_verdict *notes,
+		 uint64_t start_ms, char *why, size_t whylen)
 {
 	char desc[160];
 
@@ -187,8 +211,8 @@ static int judge(struct session_cmd *c, int *tries, bool *cap_changed, uint64_t 
 	}
 	bool valid = cmd_sense_valid(c);
 	struct sense_verdict v = sense_decide(c->scsi_status, valid, c->sense_key, c->asc, c->ascq);
-	if (v.capacity_changed && cap_changed)
-		*cap_changed = true;
+	if (notes)
+		*notes = v; /* what the sense says besides the outcome: capacity, identity */
 	if (v.action != SENSE_DONE) {
 		uint64_t now = util_now_ms();
 		uint64_t delay = v.action == SENSE_RETRY ? backoff_ms(*tries) : 0;
@@ -290,86 +314,6 @@ static void lat_get(const struct lun_latency *h, struct lun_latency *out)
 		out->count += out->bucket[i];
 	}
 	out->sum_us = __atomic_load_n(&h->sum_us, __ATOMIC_RELAXED);
-}
-
-/* ---------- capacity re-read after CAPACITY DATA HAS CHANGED ---------- */
-
-struct cap_cmd {
-	struct session_cmd cmd;
-	struct lun *l;
-	uint8_t buf[32];
-};
-
-static void lun_put(struct lun *l)
-{
-	if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-		munmap(l->zeroes, l->max_xfer);
-		free(l);
-	}
-}
-
-/* The size of a mounted file cannot change under FUSE's attribute cache and the
- * cache's block layout, so a new capacity is read, logged and counted, and the file
- * keeps its size until remounted (I/O past the new end fails with ENOSPC from the
- * target's LBA check). */
-static void cap_done(struct session_cmd *c)
-{
-	struct cap_cmd *cc = (struct cap_cmd *)c;
-	struct lun *l = cc->l;
-	char why[256];
-	int tries = MAX_TRIES; /* no retry from here: the next I/O reports again */
-	uint64_t nb = 0, bytes = 0;
-	int r = judge(c, &tries, NULL, 0, why, sizeof(why));
-	if (r == 0 && c->len - c->residual < 12) {
-		snprintf(why, sizeof(why), "short answer (%u bytes)", c->len - c->residual);
-		r = -EIO;
-	}
-	if (r == 0 && lun_capacity(get_be64(cc->buf), get_be32(cc->buf + 8), &nb, &bytes) < 0) {
-		snprintf(why, sizeof(why), "the new capacity is impossible (last LBA %" PRIu64
-			 ", block size %u)", get_be64(cc->buf), get_be32(cc->buf + 8));
-		r = -EIO;
-	}
-	if (r == 0) {
-		__atomic_store_n(&l->st.capacity_blocks, nb, __ATOMIC_RELAXED);
-		if (nb != l->info.nblocks)
-			log_warn("%s LUN %s: capacity changed from %" PRIu64 " to %" PRIu64
-				 " blocks; %s keeps its size (%" PRIu64 " bytes) until remounted",
-				 l->target, LUNSTR(l->info.lun), l->info.nblocks, nb, "the file",
-				 l->info.nblocks * l->bs);
-		else
-			log_notice("%s LUN %s: the target reported a capacity change; the "
-				   "capacity is unchanged (%" PRIu64 " blocks)",
-				   l->target, LUNSTR(l->info.lun), nb);
-	} else {
-		log_warn("%s LUN %s: the target reported a capacity change, and reading the "
-			 "new capacity failed: %s", l->target, LUNSTR(l->info.lun), why);
-	}
-	__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
-	free(cc);
-	lun_put(l);
-}
-
-static void recheck_capacity(struct lun *l, struct session *s)
-{
-	if (__atomic_exchange_n(&l->cap_check, 1, __ATOMIC_ACQ_REL))
-		return; /* one at a time */
-	struct cap_cmd *cc = calloc(1, sizeof(*cc));
-	if (!cc) {
-		__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
-		return;
-	}
-	cc->l = l;
-	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL);
-	cc->cmd.lun = l->info.lun;
-	cc->cmd.cdb[0] = 0x9e; /* SERVICE ACTION IN(16): READ CAPACITY(16) */
-	cc->cmd.cdb[1] = 0x10;
-	cc->cmd.cdb[13] = sizeof(cc->buf);
-	cc->cmd.cdb_len = 16;
-	cc->cmd.dir = SESSION_DIR_READ;
-	cc->cmd.buf = cc->buf;
-	cc->cmd.len = sizeof(cc->buf);
-	cc->cmd.done = cap_done;
-	session_submit(s, &cc->cmd);
 }
 
 /* ---------- asynchronous requests ---------- */
@@ -486,6 +430,432 @@ static void chunk_prepare(struct lun_req *r, struct lun_chunk *ch, uint64_t i)
 	}
 }
 
+/* ---------- events, failure, capacity and identity while mounted ---------- */
+
+static void lun_put(struct lun *l)
+{
+	if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		pthread_mutex_destroy(&l->lock);
+		pthread_mutex_destroy(&l->ev_lock);
+		munmap(l->zeroes, l->max_xfer);
+		free(l);
+	}
+}
+
+static void emit(struct lun *l, enum lun_event_kind kind, uint64_t old_size, uint64_t new_size,
+		 const char *why)
+{
+	struct lun_event ev = { .kind = kind, .lun = l->info.lun, .old_size = old_size,
+				.new_size = new_size, .why = why };
+	pthread_mutex_lock(&l->ev_lock);
+	if (l->ev_fn)
+		l->ev_fn(l->ev_opaque, &l->dev, &ev);
+	pthread_mutex_unlock(&l->ev_lock);
+}
+
+/* The LUN is no longer the disk it was: every request fails from now on. Logged and
+ * reported once. */
+static void lun_fail(struct lun *l, const char *why)
+{
+	if (__atomic_exchange_n(&l->failed, 1, __ATOMIC_ACQ_REL))
+		return;
+	log_err("%s LUN %s: failed for good (%s); every request now fails with EIO", l->target,
+		LUNSTR(l->info.lun), why);
+	emit(l, LUN_EVENT_FAILED, 0, 0, why);
+}
+
+/* A READ CAPACITY answer: apply it (see lun.h). `when` names the cause for the log.
+ * Returns 0, -ENODEV (block size changed: the LUN failed) or -EOVERFLOW. */
+static int cap_apply(struct lun *l, uint64_t last_lba, uint32_t bs, const char *when)
+{
+	char why[160];
+	uint64_t nb, bytes;
+	if (bs != l->bs) {
+		snprintf(why, sizeof(why), "its block size changed from %u to %u bytes %s: another "
+			 "disk", l->bs, bs, when);
+		lun_fail(l, why);
+		return -ENODEV;
+	}
+	if (lun_capacity(last_lba, bs, &nb, &bytes) < 0) {
+		log_warn("%s LUN %s: READ CAPACITY %s reports an impossible capacity (last LBA %"
+			 PRIu64 ", block size %u); the size stays %" PRIu64 " bytes", l->target,
+			 LUNSTR(l->info.lun), when, last_lba, bs, lun_get_size(&l->dev));
+		return -EOVERFLOW;
+	}
+	pthread_mutex_lock(&l->lock); /* one change at a time: old and new pair up */
+	uint64_t old = __atomic_load_n(&l->nblocks, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&l->st.capacity_blocks, nb, __ATOMIC_RELAXED);
+	if (nb != old) {
+		__atomic_store_n(&l->nblocks, nb, __ATOMIC_RELEASE);
+		__atomic_store_n(&l->dev.size, bytes, __ATOMIC_RELEASE);
+		__atomic_store_n(&l->past_end_noted, 0, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&l->st.capacity_changes, 1, __ATOMIC_RELAXED);
+		if (nb > old)
+			log_notice("%s LUN %s: capacity grew %s from %" PRIu64 " to %" PRIu64
+				   " bytes (%" PRIu64 " to %" PRIu64 " blocks of %u)", l->target,
+				   LUNSTR(l->info.lun), when, old * bs, bytes, old, nb, bs);
+		else
+			log_warn("%s LUN %s: capacity shrank %s from %" PRIu64 " to %" PRIu64
+				 " bytes (%" PRIu64 " to %" PRIu64 " blocks of %u); I/O past the new "
+				 "end fails with ENOSPC", l->target, LUNSTR(l->info.lun), when,
+				 old * bs, bytes, old, nb, bs);
+		emit(l, LUN_EVENT_CAPACITY, old * bs, bytes, when);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+/* A one-shot rendezvous on the waiting thread's stack. */
+struct waiter {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool done;
+	int ret;
+};
+
+static void waiter_init(struct waiter *w)
+{
+	pthread_mutex_init(&w->m, NULL);
+	pthread_cond_init(&w->c, NULL);
+	w->done = false;
+	w->ret = 0;
+}
+
+static void waiter_cb(void *opaque, int ret)
+{
+	struct waiter *w = opaque;
+	pthread_mutex_lock(&w->m);
+	w->ret = ret;
+	w->done = true;
+	pthread_cond_signal(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+static int waiter_wait(struct waiter *w)
+{
+	pthread_mutex_lock(&w->m);
+	while (!w->done)
+		pthread_cond_wait(&w->c, &w->m);
+	pthread_mutex_unlock(&w->m);
+	pthread_mutex_destroy(&w->m);
+	pthread_cond_destroy(&w->c);
+	return w->ret;
+}
+
+/* An internal command of the LUN (capacity or identity check): retried as judge()
+ * says, its completion `step` run on the session thread. Holds a reference on the LUN,
+ * so it may complete after lun_destroy. */
+struct check_cmd {
+	struct session_cmd cmd;
+	struct lun *l;
+	struct session *s;
+	int tries;
+	uint64_t start_ms;
+	uint64_t expire_ms;          /* the time budget of each of its commands; 0: the
+	                                session's (replacement_timeout) */
+	const char *when;            /* capacity: the cause, for the log */
+	bool rc10;                   /* capacity: READ CAPACITY(10) after (16) failed */
+	int page;                    /* identity: index of the page being checked */
+	void (*done)(void *opaque, int ret);
+	void *opaque;
+	uint8_t buf[255];
+};
+
+static struct check_cmd *check_new(struct lun *l, int budget_ms, void (*done)(void *, int),
+				   void *opaque)
+{
+	struct check_cmd *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->l = l;
+	k->s = pick(l);
+	k->done = done;
+	k->opaque = opaque;
+	k->start_ms = util_now_ms();
+	k->expire_ms = budget_ms > 0 ? k->start_ms + (uint64_t)budget_ms : 0;
+	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL);
+	return k;
+}
+
+static void check_submit(struct check_cmd *k, const uint8_t *cdb, uint8_t cdb_len, uint32_t len,
+			 void (*step)(struct session_cmd *))
+{
+	struct session_cmd *c = &k->cmd;
+	memset(c, 0, sizeof(*c));
+	c->lun = k->l->info.lun;
+	memcpy(c->cdb, cdb, cdb_len);
+	c->cdb_len = cdb_len;
+	c->dir = SESSION_DIR_READ;
+	c->buf = k->buf;
+	c->len = len;
+	c->done = step;
+	c->expire_ms = k->expire_ms;
+	k->tries = 0;
+	memset(k->buf, 0, sizeof(k->buf));
+	session_submit(k->s, c);
+}
+
+/* The session failed the command because its check after a re-login found another
+ * disk at the LUN's address: the LUN fails for good (as chunk_end does). */
+static bool check_found_other_disk(struct check_cmd *k)
+{
+	if (k->cmd.result != -ENODEV)
+		return false;
+	lun_fail(k->l, "another disk answers at its address (found by the identity check "
+		       "after a re-login)");
+	return true;
+}
+
+static void check_end(struct check_cmd *k, int ret)
+{
+	struct lun *l = k->l;
+	if (k->done)
+		k->done(k->opaque, ret);
+	free(k);
+	lun_put(l);
+}
+
+/* A unit attention consumed by a check's own command is not lost: a LUN inventory
+ * change still asks for a rescan (which checks identities and capacities again). */
+static void check_notes(struct check_cmd *k, const struct sense_verdict *v)
+{
+	char ua[160];
+	struct session_cmd *c = &k->cmd;
+	if (!v->luns_changed && !v->inquiry_changed)
+		return;
+	sense_describe(c->scsi_status, true, c->sense_key, c->asc, c->ascq, ua, sizeof(ua));
+	emit(k->l, LUN_EVENT_RESCAN, 0, 0, ua);
+}
+
+static void cap_step(struct session_cmd *c);
+
+static void cap_send(struct check_cmd *k)
+{
+	uint8_t cdb[16] = { 0 };
+	if (k->rc10) {
+		cdb[0] = 0x25; /* READ CAPACITY(10) */
+		check_submit(k, cdb, 10, 8, cap_step);
+	} else {
+		cdb[0] = 0x9e; /* SERVICE ACTION IN(16): READ CAPACITY(16) */
+		cdb[1] = 0x10;
+		cdb[13] = 32;
+		check_submit(k, cdb, 16, 32, cap_step);
+	}
+}
+
+static void cap_step(struct session_cmd *c)
+{
+	struct check_cmd *k = (struct check_cmd *)c;
+	struct lun *l = k->l;
+	char why[256];
+	struct sense_verdict notes = { 0 };
+	int r = judge(c, &k->tries, &notes, k->start_ms, why, sizeof(why));
+	check_notes(k, &notes);
+	if (r == 1) {
+		session_submit(k->s, c);
+		return;
+	}
+	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
+		return;
+	}
+	if ((r == -EOPNOTSUPP || r == -EINVAL) && !k->rc10) {
+		k->rc10 = true; /* as discovery did: the LUN may lack READ CAPACITY(16) */
+		cap_send(k);
+		return;
+	}
+	uint32_t got = c->len - c->residual;
+	if (r == 0 && got < (k->rc10 ? 8u : 12u)) {
+		snprintf(why, sizeof(why), "a short answer (%u bytes)", got);
+		r = -EIO;
+	}
+	if (r == 0 && k->rc10 && get_be32(k->buf) == 0xffffffffu) {
+		snprintf(why, sizeof(why), "READ CAPACITY(10) says the LUN is too large for it, "
+			 "and READ CAPACITY(16) failed");
+		r = -EIO;
+	}
+	if (r == 0)
+		r = k->rc10 ? cap_apply(l, get_be32(k->buf), get_be32(k->buf + 4), k->when)
+			    : cap_apply(l, get_be64(k->buf), get_be32(k->buf + 8), k->when);
+	else
+		log_warn("%s LUN %s: reading the capacity %s failed: %s; the size stays %" PRIu64
+			 " bytes", l->target, LUNSTR(l->info.lun), k->when, why,
+			 lun_get_size(&l->dev));
+	check_end(k, r);
+}
+
+/* Start a capacity re-read; `done` (may be NULL) gets its result. 0 or -errno. */
+static int cap_start(struct lun *l, const char *when, int budget_ms, void (*done)(void *, int),
+		     void *opaque)
+{
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
+		return -ENODEV;
+	struct check_cmd *k = check_new(l, budget_ms, done, opaque);
+	if (!k)
+		return -ENOMEM;
+	k->when = when;
+	cap_send(k);
+	return 0;
+}
+
+static void cap_ua_done(void *opaque, int ret)
+{
+	struct lun *l = opaque;
+	(void)ret;
+	__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
+}
+
+/* CAPACITY DATA HAS CHANGED: read it again, one re-read at a time. */
+static void recheck_capacity(struct lun *l)
+{
+	if (__atomic_exchange_n(&l->cap_check, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (cap_start(l, "on a CAPACITY DATA HAS CHANGED unit attention", 0, cap_ua_done, l) < 0)
+		__atomic_store_n(&l->cap_check, 0, __ATOMIC_RELEASE);
+}
+
+int lun_check_capacity(struct blkdev *dev, const char *when, int budget_ms)
+{
+	struct lun *l = dev->priv;
+	struct waiter w;
+	waiter_init(&w);
+	int r = cap_start(l, when, budget_ms, waiter_cb, &w);
+	if (r < 0)
+		waiter_cb(&w, r);
+	return waiter_wait(&w);
+}
+
+/* The identity pages of the LUN, as lun_create got them. */
+static int id_pages(const struct lun *l, uint8_t pages[2])
+{
+	int n = 0;
+	if (l->info.vpd83_len)
+		pages[n++] = 0x83;
+	if (l->info.vpd80_len)
+		pages[n++] = 0x80;
+	return n;
+}
+
+static void id_step(struct session_cmd *c);
+
+static void id_send(struct check_cmd *k)
+{
+	uint8_t pages[2];
+	uint8_t cdb[16] = { 0x12, 1 }; /* INQUIRY, EVPD */
+	id_pages(k->l, pages);
+	cdb[2] = pages[k->page];
+	cdb[4] = 255;
+	check_submit(k, cdb, 6, 255, id_step);
+}
+
+static void id_step(struct session_cmd *c)
+{
+	struct check_cmd *k = (struct check_cmd *)c;
+	struct lun *l = k->l;
+	char why[256];
+	uint8_t pages[2];
+	int npages = id_pages(l, pages);
+	struct sense_verdict notes = { 0 };
+	int r = judge(c, &k->tries, &notes, k->start_ms, why, sizeof(why));
+	check_notes(k, &notes);
+	if (r == 1) {
+		session_submit(k->s, c);
+		return;
+	}
+	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
+		return;
+	}
+	if (r == -ENODEV) {
+		/* ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED: nothing answers at the address */
+		lun_fail(l, "it is gone: the target says no LUN answers at its address");
+		check_end(k, -ENODEV);
+		return;
+	}
+	if (r < 0) {
+		log_warn("%s LUN %s: checking its identity failed: INQUIRY VPD page 0x%02x: %s",
+			 l->target, LUNSTR(l->info.lun), pages[k->page], why);
+		check_end(k, r);
+		return;
+	}
+	const uint8_t *was = pages[k->page] == 0x83 ? l->info.vpd83 : l->info.vpd80;
+	size_t was_len = pages[k->page] == 0x83 ? l->info.vpd83_len : l->info.vpd80_len;
+	/* compare the page as its header sizes it, as the session does after a re-login */
+	size_t plen = was_len >= 4 ? MIN(was_len, 4 + (size_t)((was[2] << 8) | was[3])) : was_len;
+	if (c->len - c->residual < plen || memcmp(k->buf, was, plen) != 0) {
+		snprintf(why, sizeof(why), "another disk answers at its address: VPD page 0x%02x "
+			 "changed", pages[k->page]);
+		lun_fail(l, why);
+		check_end(k, -ENODEV);
+		return;
+	}
+	if (++k->page < npages) {
+		id_send(k);
+		return;
+	}
+	check_end(k, 0);
+}
+
+/* Start an identity check; `done` gets 0 (same), -ENODEV (failed) or -errno. */
+static int id_start(struct lun *l, int budget_ms, void (*done)(void *, int), void *opaque)
+{
+	uint8_t pages[2];
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
+		return -ENODEV;
+	__atomic_fetch_add(&l->st.identity_checks, 1, __ATOMIC_RELAXED);
+	if (id_pages(l, pages) == 0) {
+		done(opaque, 0); /* nothing to compare: taken as the same, as the session does */
+		return 0;
+	}
+	struct check_cmd *k = check_new(l, budget_ms, done, opaque);
+	if (!k)
+		return -ENOMEM;
+	id_send(k);
+	return 0;
+}
+
+int lun_check_identity(struct blkdev *dev, int budget_ms)
+{
+	struct lun *l = dev->priv;
+	struct waiter w;
+	waiter_init(&w);
+	int r = id_start(l, budget_ms, waiter_cb, &w);
+	if (r < 0)
+		waiter_cb(&w, r);
+	return waiter_wait(&w);
+}
+
+void lun_set_event_handler(struct blkdev *dev, lun_event_fn fn, void *opaque)
+{
+	struct lun *l = dev->priv;
+	pthread_mutex_lock(&l->ev_lock);
+	l->ev_fn = fn;
+	l->ev_opaque = opaque;
+	pthread_mutex_unlock(&l->ev_lock);
+}
+
+uint64_t lun_get_size(struct blkdev *dev)
+{
+	return __atomic_load_n(&dev->size, __ATOMIC_ACQUIRE);
+}
+
+void lun_retire(struct blkdev *dev, const char *why)
+{
+	lun_fail(dev->priv, why);
+}
+
+int lun_inflight(struct blkdev *dev)
+{
+	struct lun *l = dev->priv;
+	return __atomic_load_n(&l->nreq, __ATOMIC_ACQUIRE);
+}
+
+bool lun_is_failed(struct blkdev *dev)
+{
+	struct lun *l = dev->priv;
+	return __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE);
+}
+
 static void chunk_done(struct session_cmd *c);
 
 static void req_free(struct lun_req *r)
@@ -501,8 +871,34 @@ static void req_free(struct lun_req *r)
 
 static void req_finish(struct lun_req *r)
 {
+	struct lun *l = r->l;
 	r->cb(r->opaque, r->err);
 	req_free(r);
+	__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
+	lun_put(l); /* the request's reference: lun_destroy may have come meanwhile */
+}
+
+static void chunk_end(struct lun_chunk *ch, int res, const char *why);
+
+/* Submit a command of the LUN, or park it while an identity check runs; a LUN that
+ * failed for good sends nothing more, not even a retry. */
+static void chunk_send(struct lun *l, struct lun_chunk *ch)
+{
+	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE)) {
+		chunk_end(ch, -EIO, "the LUN failed for good");
+		return;
+	}
+	if (__atomic_load_n(&l->verifying, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&l->lock);
+		if (l->verifying) {
+			ch->next = l->parked;
+			l->parked = ch;
+			pthread_mutex_unlock(&l->lock);
+			return;
+		}
+		pthread_mutex_unlock(&l->lock);
+	}
+	session_submit(ch->s, &ch->cmd);
 }
 
 /*
@@ -515,8 +911,24 @@ static void req_pump(struct lun_req *r)
 	struct lun_chunk *head = NULL, **tail = &head;
 	bool finish = false;
 
+	struct lun *l = r->l;
+	uint64_t cap = __atomic_load_n(&l->nblocks, __ATOMIC_ACQUIRE), past = UINT64_MAX;
 	pthread_mutex_lock(&r->lock);
 	while (!r->err && r->next < r->ncmds && r->idle) {
+		if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE)) {
+			r->err = -EIO; /* logged once by lun_fail */
+			break;
+		}
+		if (r->op != OP_FLUSH) {
+			/* never past the end as it is now: after a shrink nothing beyond the new
+			 * end reaches the target */
+			uint64_t lba = r->lba + r->next * r->per;
+			if (lba + MIN(r->per, r->lba + r->nblocks - lba) > cap) {
+				r->err = -ENOSPC;
+				past = lba;
+				break;
+			}
+		}
 		struct lun_chunk *ch = r->idle;
 		r->idle = ch->next;
 		chunk_prepare(r, ch, r->next++);
@@ -534,10 +946,14 @@ static void req_pump(struct lun_req *r)
 	 * `n` is read before its chunk is submitted and may complete. */
 	for (struct lun_chunk *ch = head, *n; ch; ch = n) {
 		n = ch->next;
-		ch->s = pick(r->l);
+		ch->s = pick(l);
 		ch->start_us = util_now_us();
-		session_submit(ch->s, &ch->cmd);
+		chunk_send(l, ch);
 	}
+	if (past != UINT64_MAX && !__atomic_exchange_n(&l->past_end_noted, 1, __ATOMIC_ACQ_REL))
+		log_warn("%s LUN %s: %s at LBA %" PRIu64 " not sent: past the end of the LUN, "
+			 "which now has %" PRIu64 " blocks (ENOSPC; logged once per size change)",
+			 l->target, LUNSTR(l->info.lun), op_names[r->op], past, cap);
 	if (finish)
 		req_finish(r);
 }
@@ -573,27 +989,18 @@ static void count(struct lun *l, enum op op, const struct session_cmd *c, int re
 		__atomic_fetch_add(&st->errors, 1, __ATOMIC_RELAXED);
 }
 
-static void chunk_done(struct session_cmd *c)
+/* The command of `ch` is over with `res` (0 or -errno; `why` says what happened): count
+ * it, keep the request's first error, and go on with the request. */
+static void chunk_end(struct lun_chunk *ch, int res, const char *why)
 {
-	struct lun_chunk *ch = (struct lun_chunk *)c;
 	struct lun_req *r = ch->req;
 	struct lun *l = r->l;
-	char why[256];
-	bool cap_changed = false;
+	struct session_cmd *c = &ch->cmd;
 
-	int res = judge(c, &ch->tries, &cap_changed, ch->start_us / 1000, why, sizeof(why));
-	if (cap_changed)
-		recheck_capacity(l, ch->s);
-	if (res == 1) {
-		__atomic_fetch_add(&l->st.retries, 1, __ATOMIC_RELAXED);
-		session_submit(ch->s, c);
-		return;
-	}
 	count(l, r->op, c, res, util_now_us() - ch->start_us);
-	if (c->result == -ENODEV && !__atomic_exchange_n(&l->failed, 1, __ATOMIC_ACQ_REL))
-		log_err("%s LUN %s: failed for good (another disk answers as this LUN); every "
-			"request now fails with EIO", l->target, LUNSTR(l->info.lun));
-
+	if (c->result == -ENODEV)
+		lun_fail(l, "another disk answers at its address (found by the identity check "
+			    "after a re-login)");
 	bool first = false;
 	pthread_mutex_lock(&r->lock);
 	r->inflight--;
@@ -605,12 +1012,92 @@ static void chunk_done(struct session_cmd *c)
 	r->idle = ch;
 	pthread_mutex_unlock(&r->lock);
 	/* One line per failed request, where the failure starts (the commands still in
-	 * flight may fail the same way; their outcome no longer changes the result). */
-	if (first && c->result != -ENODEV)
+	 * flight may fail the same way; their outcome no longer changes the result). A LUN
+	 * that failed for good said so once. */
+	if (first && !__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
 		log_err("%s LUN %s: %s of %u block%s at LBA %" PRIu64 " failed: %s", l->target,
 			LUNSTR(l->info.lun), op_names[r->op], ch->nblocks,
 			ch->nblocks == 1 ? "" : "s", ch->lba, why);
 	req_pump(r);
+}
+
+/* The identity check after a unit attention answered: release or fail what waited. */
+static void verify_done(void *opaque, int ret)
+{
+	struct lun *l = opaque;
+	struct lun_chunk *list = NULL;
+	int n = 0;
+	pthread_mutex_lock(&l->lock);
+	for (struct lun_chunk *ch = l->parked, *next; ch; ch = next) {
+		next = ch->next; /* reverse: the oldest first */
+		ch->next = list;
+		list = ch;
+		n++;
+	}
+	l->parked = NULL;
+	__atomic_store_n(&l->verifying, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&l->lock);
+	if (ret == 0)
+		log_notice("%s LUN %s: still the same disk (VPD pages unchanged); %d command%s "
+			   "resumed", l->target, LUNSTR(l->info.lun), n, n == 1 ? "" : "s");
+	else if (ret != -ENODEV)
+		log_err("%s LUN %s: could not check that it is still the same disk (see above); "
+			"the %d command%s that waited for the check fail with EIO", l->target,
+			LUNSTR(l->info.lun), n, n == 1 ? "" : "s");
+	for (struct lun_chunk *ch = list, *next; ch; ch = next) {
+		next = ch->next;
+		if (ret == 0)
+			chunk_send(l, ch);
+		else
+			chunk_end(ch, -EIO, ret == -ENODEV ? "the LUN failed for good"
+							   : "its identity could not be checked");
+	}
+}
+
+/* A unit attention says the LUN may be another disk: park `ch`, and check its identity
+ * unless a check runs already (see the top of this file). */
+static void verify_after_ua(struct lun *l, struct lun_chunk *ch, const char *what)
+{
+	pthread_mutex_lock(&l->lock);
+	ch->next = l->parked;
+	l->parked = ch;
+	bool start = !l->verifying;
+	if (start)
+		__atomic_store_n(&l->verifying, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&l->lock);
+	if (!start)
+		return;
+	log_notice("%s LUN %s: %s: checking that it is still the same disk before sending it "
+		   "more", l->target, LUNSTR(l->info.lun), what);
+	int r = id_start(l, 0, verify_done, l);
+	if (r < 0)
+		verify_done(l, r);
+}
+
+static void chunk_done(struct session_cmd *c)
+{
+	struct lun_chunk *ch = (struct lun_chunk *)c;
+	struct lun_req *r = ch->req;
+	struct lun *l = r->l;
+	char why[256], ua[160];
+	struct sense_verdict notes = { 0 };
+
+	int res = judge(c, &ch->tries, &notes, ch->start_us / 1000, why, sizeof(why));
+	if (notes.capacity_changed)
+		recheck_capacity(l);
+	if (notes.luns_changed || notes.inquiry_changed)
+		sense_describe(c->scsi_status, true, c->sense_key, c->asc, c->ascq, ua, sizeof(ua));
+	if (notes.luns_changed)
+		emit(l, LUN_EVENT_RESCAN, 0, 0, ua);
+	if (res == 1) {
+		__atomic_fetch_add(&l->st.retries, 1, __ATOMIC_RELAXED);
+		if (notes.inquiry_changed)
+			verify_after_ua(l, ch, ua);
+		else
+			chunk_send(l, ch);
+		return;
+	}
+	chunk_end(ch, res, why);
 }
 
 /*
@@ -642,10 +1129,14 @@ static int req_start(struct lun *l, enum op op, uint64_t lba, uint64_t nblocks, 
 	r->per = MAX(per, 1);
 	r->ncmds = op == OP_FLUSH ? 1 : DIV_ROUND_UP(nblocks, r->per);
 	pthread_mutex_init(&r->lock, NULL);
+	__atomic_fetch_add(&l->refs, 1, __ATOMIC_ACQ_REL); /* until req_finish */
+	__atomic_fetch_add(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	for (uint64_t i = 0; i < MIN(r->ncmds, (uint64_t)REQ_WINDOW); i++) {
 		struct lun_chunk *ch = calloc(1, sizeof(*ch));
 		if (!ch) {
 			req_free(r);
+			__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
+			lun_put(l);
 			return -ENOMEM;
 		}
 		ch->req = r;
@@ -730,7 +1221,7 @@ static int lun_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_extent
 		 * both, every block is data. (tgtd answers it on any LUN, from the holes of
 		 * the backing file.) */
 		ext->mapped = true;
-		ext->len = l->dev.size - off;
+		ext->len = lun_get_size(&l->dev) - MIN(off, lun_get_size(&l->dev));
 		return 0;
 	}
 	c.cdb[0] = 0x9e; /* SERVICE ACTION IN(16) */
@@ -744,13 +1235,13 @@ static int lun_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_extent
 	int r = lun_command(pick(l), &c, l->target, NULL, NULL, 0);
 	if (r < 0 || c.len - c.residual < 24) {
 		ext->mapped = true;
-		ext->len = l->dev.size - off;
+		ext->len = lun_get_size(&l->dev) - MIN(off, lun_get_size(&l->dev));
 		return r == -EOPNOTSUPP || r == -EINVAL || r == 0 ? 0 : r;
 	}
 	/* The first descriptor, checked: it must start at or before `off` and reach past
 	 * it, inside the LUN; anything else (or nonsense) is taken as one mapped block. */
 	uint64_t lba = get_be64(buf + 8), nb = get_be32(buf + 16);
-	uint64_t lbas = l->dev.size / l->bs, cur = off / l->bs;
+	uint64_t lbas = lun_get_size(&l->dev) / l->bs, cur = off / l->bs;
 	if (nb == 0 || lba > cur || lba >= lbas || MIN(nb, lbas - lba) <= cur - lba) {
 		ext->mapped = true;
 		ext->len = l->bs;
@@ -763,6 +1254,7 @@ static int lun_lba_status(struct blkdev *dev, uint64_t off, struct blkdev_extent
 
 static void lun_destroy(struct blkdev *dev)
 {
+	lun_set_event_handler(dev, NULL, NULL); /* checks still running report to no one */
 	lun_put(dev->priv);
 }
 
@@ -820,6 +1312,10 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
 	l->dev.can_discard = info->can_unmap && info->thin;
 	l->dev.discard_zeroes = l->dev.can_discard && info->lbprz;
 	l->dev.priv = l;
+	l->nblocks = nblocks;
+	l->st.capacity_blocks = nblocks;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->ev_lock, NULL);
 	l->refs = 1;
 	return &l->dev;
 }
@@ -836,6 +1332,8 @@ void lun_get_stats(struct blkdev *dev, struct lun_stats *out)
 	out->read_lat_us = __atomic_load_n(&l->st.read_lat_us, __ATOMIC_RELAXED);
 	out->write_lat_us = __atomic_load_n(&l->st.write_lat_us, __ATOMIC_RELAXED);
 	out->capacity_blocks = __atomic_load_n(&l->st.capacity_blocks, __ATOMIC_RELAXED);
+	out->capacity_changes = __atomic_load_n(&l->st.capacity_changes, __ATOMIC_RELAXED);
+	out->identity_checks = __atomic_load_n(&l->st.identity_checks, __ATOMIC_RELAXED);
 	lat_get(&l->st.lat_read, &out->lat_read);
 	lat_get(&l->st.lat_write, &out->lat_write);
 	lat_get(&l->st.lat_flush, &out->lat_flush);

@@ -42,6 +42,8 @@ int main(int argc, char **argv)
 		printf("iscsifs %s (libiscsi data digest: %s)\n", ISCSIFS_VERSION,
 		       HAVE_ISCSI_SET_DATA_DIGEST ? "yes" : "no");
 		return 0;
+	case CONFIG_CMD_RESCAN:
+		return rescan_main(&cfg);
 	case CONFIG_CMD_STAT:
 		return stat_main(&cfg);
 	case CONFIG_CMD_LS:

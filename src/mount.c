@@ -17,6 +17,7 @@
 #include "iscsifs/daemon.h"
 #include "iscsifs/exitcode.h"
 #include "iscsifs/fs.h"
+#include "iscsifs/live.h"
 #include "iscsifs/log.h"
 #include "iscsifs/lun.h"
 #include "iscsifs/lunaddr.h"
@@ -85,102 +86,210 @@ static void probe_log(const char *name, const struct probe_result *pr)
 			   name, pr->first_data);
 }
 
+/* ---------- the stack of a LUN, the targets ---------- */
+
+struct fs_lun *mount_lun_build(struct fs_model *m, struct fs_target *t,
+			       const struct lun_info *info, char *err, size_t errlen)
+{
+	const struct config *cfg = m->cfg;
+	struct fs_lun *l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	l->target = t;
+	l->info = *info;
+	/* one writer per LUN per host: before anything reads, writes or mounts */
+	int r = lunlock_take(t->name, &l->info, !cfg->read_only && !l->info.write_protected,
+			     cfg->url_text, cfg->mountpoint, err, errlen);
+	if (r < 0) {
+		free(l);
+		errno = -r;
+		return NULL;
+	}
+	snprintf(l->name, sizeof(l->name), "lun%s", LUNSTR(info->lun));
+	for (int s = 0; s < t->nsess; s++) {
+		/* a new disk at the address of one that left (a rescan) is checked as itself */
+		session_clear_identity(t->sess[s], l->info.lun);
+		if (l->info.vpd83_len)
+			session_set_identity(t->sess[s], l->info.lun, 0x83, l->info.vpd83,
+					     l->info.vpd83_len);
+		if (l->info.vpd80_len)
+			session_set_identity(t->sess[s], l->info.lun, 0x80, l->info.vpd80,
+					     l->info.vpd80_len);
+	}
+	l->lundev = lun_create(t->sess, t->nsess, t->name, &l->info, cfg->read_only);
+	if (!l->lundev) {
+		r = errno;
+		snprintf(err, errlen, "cannot set up %s LUN %s: %s", t->name, LUNSTR(info->lun),
+			 strerror(r));
+		free(l);
+		errno = r;
+		return NULL;
+	}
+	char name[CONFIG_NAME_MAX + 16];
+	snprintf(name, sizeof(name), "%s LUN %s", t->name, LUNSTR(l->info.lun));
+	if (cfg->cache_mode != CONFIG_CACHE_NONE && l->info.block_size > cfg->cache_block) {
+		snprintf(err, errlen, "%s has %u-byte blocks, larger than cache_block=%" PRIu64
+			 ": mount with -o cache_block=%u or larger",
+			 name, l->info.block_size, cfg->cache_block, l->info.block_size);
+		l->lundev->ops->destroy(l->lundev);
+		free(l);
+		errno = EINVAL;
+		return NULL;
+	}
+	struct cache_config cc = cache_config_for(cfg, m->pool, &l->info, name);
+	l->cache = cache_create(&cc, l->lundev);
+	if (!l->cache) {
+		snprintf(err, errlen, "cannot set up the cache for %s: %s", name, strerror(errno));
+		l->lundev->ops->destroy(l->lundev);
+		free(l);
+		errno = EINVAL;
+		return NULL;
+	}
+	/* capacity changes, unit attentions: the live namespace follows (live.c) */
+	lun_set_event_handler(l->lundev, live_lun_event, m);
+	/* through the cache, which bounds its memory (one budget for all LUNs) */
+	if (probe_blkdev(l->cache, true, &l->probe) < 0)
+		log_warn("%s: could not read the partition table; no partition files", name);
+	else
+		probe_log(name, &l->probe);
+	return l;
+}
+
+void mount_lun_free(struct fs_model *m, struct fs_lun *l)
+{
+	(void)m;
+	lun_set_event_handler(l->lundev, NULL, NULL);
+	cache_stop(l->cache);
+	l->cache->ops->destroy(l->cache);
+	l->lundev->ops->destroy(l->lundev); /* freed once its last request completes */
+	free(l);
+}
+
+/* Append to the model's lists (under its lock). 0 or -ENOMEM. */
+static int model_add_target(struct fs_model *m, struct fs_target *t)
+{
+	pthread_mutex_lock(&m->lock);
+	struct fs_target **nv = realloc(m->targets, sizeof(*nv) * (size_t)(m->ntargets + 1));
+	if (nv) {
+		m->targets = nv;
+		m->targets[m->ntargets++] = t;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return nv ? 0 : -ENOMEM;
+}
+
+int mount_model_add_lun(struct fs_model *m, struct fs_lun *l)
+{
+	pthread_mutex_lock(&m->lock);
+	struct fs_lun **nv = realloc(m->luns, sizeof(*nv) * (size_t)(m->nluns + 1));
+	if (nv) {
+		m->luns = nv;
+		m->luns[m->nluns++] = l;
+		l->refs = 1; /* the list's */
+	}
+	pthread_mutex_unlock(&m->lock);
+	return nv ? 0 : -ENOMEM;
+}
+
+struct fs_target *mount_target_add(struct fs_model *m, const struct fs_target *src, char *err,
+				   size_t errlen)
+{
+	struct fs_target *t = malloc(sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	*t = *src;
+	t->nsess = 0;
+	t->dir_ino = 0;
+	int r = target_open_sessions(m->cfg, t, m->cfg->sessions, err, errlen);
+	if (r == 0)
+		r = model_add_target(m, t);
+	if (r < 0) {
+		for (int i = 0; i < t->nsess; i++)
+			session_destroy(t->sess[i]);
+		free(t);
+		errno = -r; /* the login's: the exit status says why (exitcode.h) */
+		return NULL;
+	}
+	/* a re-login may find the target changed (issue 11): rescan then */
+	for (int i = 0; i < t->nsess; i++)
+		session_set_relogin_handler(t->sess[i], live_relogin, m);
+	return t;
+}
+
 /* ---------- mount ---------- */
 
-static int build_model(struct config *cfg, struct fs_model *m, struct target_list *tl,
-		       char *err, size_t errlen)
+static int build_model(struct config *cfg, struct fs_model *m, char *err, size_t errlen)
 {
-	int r = target_find(cfg, tl, err, errlen);
+	struct target_list tl = { 0 };
+	int r = target_find(cfg, &tl, err, errlen);
 	if (r < 0)
 		return r;
 	m->cfg = cfg;
 	m->pool = pool_for(cfg, err, errlen);
-	if (!m->pool)
+	if (!m->pool) {
+		free(tl.v);
 		return -EINVAL;
-	m->targets = tl->v;
-	m->ntargets = tl->n;
+	}
 	m->target_dirs = cfg->url.target[0] == 0;
-	for (int t = 0; t < tl->n; t++) {
-		r = target_open_sessions(cfg, &tl->v[t], cfg->sessions, err, errlen);
-		if (r < 0)
-			return r;
+	m->rescan_run = live_rescan;
+	m->rescan_opaque = m;
+	for (int i = 0; i < tl.n; i++) {
+		struct fs_target *t = mount_target_add(m, &tl.v[i], err, errlen);
+		if (!t) {
+			free(tl.v);
+			return -errno;
+		}
 		struct lun_info *infos;
 		int n;
-		r = target_probe_luns(cfg, &tl->v[t], false, &infos, &n, err, errlen);
-		if (r < 0)
+		r = target_probe_luns(cfg, t, false, &infos, &n, err, errlen);
+		if (r < 0) {
+			free(tl.v);
 			return r;
-		struct fs_lun *nl = n ? realloc(m->luns, sizeof(*nl) * (size_t)(m->nluns + n))
-				      : m->luns;
-		if (!nl && n) {
-			free(infos);
-			return -ENOMEM;
 		}
-		m->luns = nl;
-		for (int i = 0; i < n; i++) {
-			struct fs_lun *l = &m->luns[m->nluns];
-			memset(l, 0, sizeof(*l));
-			l->target = &tl->v[t];
-			l->info = infos[i];
-			/* one writer per LUN per host: before anything reads, writes or mounts */
-			r = lunlock_take(tl->v[t].name, &l->info,
-					 !cfg->read_only && !l->info.write_protected, cfg->url_text,
-					 cfg->mountpoint, err, errlen);
+		for (int k = 0; k < n; k++) {
+			struct fs_lun *l = mount_lun_build(m, t, &infos[k], err, errlen);
+			r = l ? mount_model_add_lun(m, l) : -errno;
 			if (r < 0) {
+				if (l)
+					mount_lun_free(m, l);
 				free(infos);
+				free(tl.v);
 				return r;
 			}
-			snprintf(l->name, sizeof(l->name), "lun%s", LUNSTR(infos[i].lun));
-			for (int s = 0; s < tl->v[t].nsess; s++)
-			{
-				if (l->info.vpd83_len)
-					session_set_identity(tl->v[t].sess[s], l->info.lun, 0x83,
-							     l->info.vpd83, l->info.vpd83_len);
-				if (l->info.vpd80_len)
-					session_set_identity(tl->v[t].sess[s], l->info.lun, 0x80,
-							     l->info.vpd80, l->info.vpd80_len);
-			}
-			l->lundev = lun_create(tl->v[t].sess, tl->v[t].nsess, tl->v[t].name, &l->info,
-					       cfg->read_only);
-			if (!l->lundev) {
-				free(infos);
-				return -errno;
-			}
-			char name[CONFIG_NAME_MAX + 16];
-			snprintf(name, sizeof(name), "%s LUN %s", tl->v[t].name, LUNSTR(l->info.lun));
-			if (cfg->cache_mode != CONFIG_CACHE_NONE && l->info.block_size > cfg->cache_block) {
-				snprintf(err, errlen, "%s has %u-byte blocks, larger than cache_block=%" PRIu64
-					 ": mount with -o cache_block=%u or larger",
-					 name, l->info.block_size, cfg->cache_block, l->info.block_size);
-				l->lundev->ops->destroy(l->lundev);
-				free(infos);
-				return -EINVAL;
-			}
-			struct cache_config cc = cache_config_for(cfg, m->pool, &l->info, name);
-			l->cache = cache_create(&cc, l->lundev);
-			if (!l->cache) {
-				snprintf(err, errlen, "cannot set up the cache for %s: %s", name,
-					 strerror(errno));
-				l->lundev->ops->destroy(l->lundev);
-				free(infos);
-				return -EINVAL;
-			}
-			m->nluns++;
-			/* through the cache, which bounds its memory (one budget for all LUNs) */
-			if (probe_blkdev(l->cache, true, &l->probe) < 0)
-				log_warn("%s: could not read the partition table; no partition files",
-					 name);
-			else
-				probe_log(name, &l->probe);
 		}
 		free(infos);
 	}
 	if (m->nluns == 0) {
 		snprintf(err, errlen, "no disk LUNs behind %s (see: iscsifs ls %s)", cfg->url_text,
 			 cfg->url_text);
+		free(tl.v);
 		return -ENOENT;
 	}
 	/* one disk behind two files (two targets, one designator) is refused */
-	return target_check_identities(m->luns, m->nluns, err, errlen);
+	for (int i = 0; i < m->nluns; i++)
+		for (int j = 0; j < i; j++)
+			if (m->luns[i]->info.wwn[0] &&
+			    strcmp(m->luns[i]->info.wwn, m->luns[j]->info.wwn) == 0) {
+				snprintf(err, errlen, "%s LUN %s and %s LUN %s report the same "
+					 "identifier %s (VPD page 0x83): one disk seen twice, and "
+					 "writes through two caches would corrupt it; refusing to "
+					 "mount (mount one of them by its URL .../IQN/LUN)",
+					 m->luns[j]->target->name, LUNSTR(m->luns[j]->info.lun),
+					 m->luns[i]->target->name, LUNSTR(m->luns[i]->info.lun),
+					 m->luns[i]->info.wwn);
+				free(tl.v);
+				return -EEXIST;
+			}
+	/* logged once the work succeeded, so that an error stays the only line */
+	target_log_port_notices(cfg, &tl);
+	free(tl.v);
+	return 0;
 }
 
 /* A thread that says every SHUTDOWN_NOTE_S seconds which step of the shutdown is still
@@ -233,32 +342,58 @@ static void stage(struct stagewatch *w, const char *what)
 	}
 }
 
-/* Returns the number of LUNs whose dirty data could not all be written.
- * Order: write back every LUN at once (bounded by the session budget), then stop the
- * sessions (every command still in flight - a read nobody waits for any more - is
- * completed), then free the caches, the LUNs and the pool. */
-static int teardown(struct fs_model *m, struct target_list *tl)
+/* Returns the number of LUNs whose dirty data could not all be written at exit (data
+ * lost earlier - past the end of a shrunken LUN, of a LUN that left - was reported
+ * then). Order: write back every LUN at once (bounded by the session budget), then
+ * stop the sessions (every command still in flight - a read nobody waits for any more
+ * - is completed), then free the caches, the LUNs and the pool. */
+static int teardown(struct fs_model *m)
 {
 	struct stagewatch w = { 0 };
 	int lost = 0;
+	size_t n = 0;
+	struct fs_lun **all = calloc((size_t)m->nluns + 1, sizeof(*all));
+	uint64_t *before = calloc((size_t)m->nluns + 1, sizeof(*before));
+	for (int i = 0; all && before && i < m->nluns; i++)
+		all[n++] = m->luns[i];
 	daemon_stopping(); /* STOPPING=1; logs the dirty MiB left every few seconds */
-	for (int i = 0; i < m->nluns; i++)
-		cache_stop_begin(m->luns[i].cache); /* every LUN writes back at once */
-	for (int i = 0; i < m->nluns; i++)
-		lost += cache_stop(m->luns[i].cache) > 0;
+	for (size_t i = 0; i < n; i++) {
+		struct cache_stats cs;
+		cache_get_stats(all[i]->cache, &cs);
+		before[i] = cs.lost_bytes;
+		cache_stop_begin(all[i]->cache); /* every LUN writes back at once */
+	}
+	for (size_t i = 0; i < n; i++)
+		lost += cache_stop(all[i]->cache) > before[i];
+	for (struct fs_lun *l = m->gone; l; l = l->gone_next)
+		cache_stop(l->cache); /* nothing dirty: dropped when it left */
 	daemon_stopped(lost);
 	stage(&w, "closing the sessions");
-	target_close_sessions(tl);
+	for (int t = 0; t < m->ntargets; t++)
+		for (int i = 0; i < m->targets[t]->nsess; i++)
+			session_destroy(m->targets[t]->sess[i]);
 	stage(&w, "freeing the caches");
-	for (int i = 0; i < m->nluns; i++) {
-		m->luns[i].cache->ops->destroy(m->luns[i].cache);
-		m->luns[i].lundev->ops->destroy(m->luns[i].lundev);
+	for (size_t i = 0; i < n; i++)
+		mount_lun_free(m, all[i]);
+	while (m->gone) {
+		struct fs_lun *l = m->gone;
+		m->gone = l->gone_next;
+		mount_lun_free(m, l);
 	}
-	cache_pool_destroy(m->pool);
+	if (m->pool)
+		cache_pool_destroy(m->pool);
 	m->pool = NULL;
 	stage(&w, NULL);
+	for (int t = 0; t < m->ntargets; t++)
+		free(m->targets[t]);
+	free(m->targets);
 	free(m->luns);
-	free(tl->v);
+	free(all);
+	free(before);
+	m->luns = NULL;
+	m->nluns = 0;
+	m->targets = NULL;
+	m->ntargets = 0;
 	return lost;
 }
 
@@ -267,7 +402,6 @@ int mount_main(struct config *cfg)
 {
 	char err[CONFIG_ERRLEN] = "";
 	struct fs_model m = { .start_ms = util_now_ms() };
-	struct target_list tl = { 0 };
 	int ready_fd = -1;
 
 	if (config_load_secrets(cfg, err, sizeof(err)) < 0 ||
@@ -289,17 +423,19 @@ int mount_main(struct config *cfg)
 	/* A daemon that serves block I/O must not wait on its own memory reclaim. */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
 		log_debug("PR_SET_IO_FLUSHER not permitted (%m); continuing without it");
-	int r = build_model(cfg, &m, &tl, err, sizeof(err));
+	pthread_mutex_init(&m.lock, NULL);
+	int r = build_model(cfg, &m, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "iscsifs: %s\n", err[0] ? err : strerror(-r));
-		teardown(&m, &tl);
+		teardown(&m);
+		pthread_mutex_destroy(&m.lock);
 		lunlock_release_all();
 		config_wipe_secrets(cfg);
 		return exitcode_from_errno(r);
 	}
-	target_log_port_notices(cfg, &tl);
 	r = fs_run(&m, ready_fd);
-	int lost = teardown(&m, &tl);
+	int lost = teardown(&m);
+	pthread_mutex_destroy(&m.lock);
 	lunlock_release_all(); /* after the last write-back */
 	config_wipe_secrets(cfg);
 	if (lost)

@@ -334,6 +334,31 @@ static void partitions_of(blkid_probe pr, struct blkdev *dev, struct probe_resul
 	}
 }
 
+/* What was read, into out->read: merge the two ranges with the smallest gap between
+ * them until the list fits (covering more than was read, never less). */
+static void record_read(const struct lazy_src *s, struct probe_result *out)
+{
+	size_t n = s->nhave;
+	struct extent *e = n ? malloc(n * sizeof(*e)) : NULL;
+	if (n && !e)
+		return; /* nread 0: unknown */
+	if (n)
+		memcpy(e, s->have, n * sizeof(*e));
+	while (n > PROBE_MAX_READ) {
+		size_t best = 0;
+		for (size_t i = 1; i + 1 < n; i++)
+			if (e[i + 1].start - e[i].end < e[best + 1].start - e[best].end)
+				best = i;
+		e[best].end = e[best + 1].end;
+		memmove(&e[best + 1], &e[best + 2], (n - best - 2) * sizeof(*e));
+		n--;
+	}
+	for (size_t i = 0; i < n; i++)
+		out->read[i] = (struct probe_extent){ e[i].start, e[i].end };
+	out->nread = (int)n;
+	free(e);
+}
+
 int probe_blkdev(struct blkdev *dev, bool parts, struct probe_result *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -395,9 +420,11 @@ out:
 	if (registered)
 		slot_remove(src.fd);
 	close(src.fd);
-	free(src.have);
 	if (r < 0)
 		memset(out, 0, sizeof(*out));
+	else
+		record_read(&src, out);
+	free(src.have);
 	out->bytes_read = src.bytes_read;
 	out->blank = !src.data;
 	out->first_data = src.first_data;

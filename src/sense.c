@@ -24,38 +24,45 @@ struct row {
 	int key, asc, ascq;
 	int err;
 	enum sense_action action;
-	bool capacity_changed, write_protected;
+	unsigned note;               /* NOTE_*: what the verdict tells the LUN layer */
 	const char *text;
 };
+
+enum { NOTE_CAPACITY = 1, NOTE_WP = 2, NOTE_LUNS = 4, NOTE_INQUIRY = 8 };
 
 #define ANY 0xff
 static const struct row table[] = {
 	/* The command did not complete as GOOD, and the target does not say why (or says
 	 * it recovered): nothing proves the data moved. An error, never success. */
-	{ KEY_NO_SENSE, ANY, ANY, -EIO, SENSE_DONE, false, false, "no sense" },
-	{ KEY_RECOVERED, ANY, ANY, -EIO, SENSE_DONE, false, false, "recovered error" },
-	{ KEY_UNIT_ATTENTION, 0x2a, 0x09, -EIO, SENSE_RETRY_NOW, true, false, "capacity data has changed" },
-	{ KEY_UNIT_ATTENTION, 0x29, ANY, -EIO, SENSE_RETRY_NOW, false, false, "power on or reset occurred" },
-	{ KEY_UNIT_ATTENTION, ANY, ANY, -EIO, SENSE_RETRY_NOW, false, false, "unit attention" },
-	{ KEY_NOT_READY, 0x04, 0x01, -EIO, SENSE_RETRY, false, false, "becoming ready" },
-	{ KEY_NOT_READY, 0x04, 0x07, -EIO, SENSE_RETRY, false, false, "operation in progress" },
-	{ KEY_NOT_READY, 0x04, 0x0a, -EIO, SENSE_RETRY, false, false, "asymmetric access state transition" },
-	{ KEY_NOT_READY, 0x3a, ANY, -ENOMEDIUM, SENSE_DONE, false, false, "medium not present" },
-	{ KEY_NOT_READY, ANY, ANY, -EIO, SENSE_DONE, false, false, "not ready" },
-	{ KEY_MEDIUM, ANY, ANY, -EIO, SENSE_DONE, false, false, "medium error" },
-	{ KEY_HARDWARE, ANY, ANY, -EIO, SENSE_DONE, false, false, "hardware error" },
-	{ KEY_ILLEGAL, 0x21, 0x00, -ENOSPC, SENSE_DONE, false, false, "LBA out of range" },
-	{ KEY_ILLEGAL, 0x20, ANY, -EOPNOTSUPP, SENSE_DONE, false, false, "invalid command operation code" },
-	{ KEY_ILLEGAL, 0x24, ANY, -EINVAL, SENSE_DONE, false, false, "invalid field in CDB" },
-	{ KEY_ILLEGAL, 0x26, ANY, -EINVAL, SENSE_DONE, false, false, "invalid field in parameter list" },
-	{ KEY_ILLEGAL, 0x25, ANY, -ENODEV, SENSE_DONE, false, false, "logical unit not supported" },
-	{ KEY_ILLEGAL, ANY, ANY, -EINVAL, SENSE_DONE, false, false, "illegal request" },
-	{ KEY_DATA_PROTECT, 0x27, 0x07, -ENOSPC, SENSE_DONE, false, false, "space allocation failed write protect" },
-	{ KEY_DATA_PROTECT, ANY, ANY, -EROFS, SENSE_DONE, false, true, "write protected" },
-	{ KEY_BLANK, ANY, ANY, -EIO, SENSE_DONE, false, false, "blank check" },
-	{ KEY_ABORTED, ANY, ANY, -EIO, SENSE_RETRY, false, false, "aborted command" },
-	{ KEY_MISCOMPARE, ANY, ANY, -EILSEQ, SENSE_DONE, false, false, "miscompare" },
-	{ ANY, ANY, ANY, -EIO, SENSE_DONE, false, false, "error" },
+	{ KEY_NO_SENSE, ANY, ANY, -EIO, SENSE_DONE, 0, "no sense" },
+	{ KEY_RECOVERED, ANY, ANY, -EIO, SENSE_DONE, 0, "recovered error" },
+	{ KEY_UNIT_ATTENTION, 0x2a, 0x09, -EIO, SENSE_RETRY_NOW, NOTE_CAPACITY, "capacity data has changed" },
+	/* The target's LUN inventory or a LUN's INQUIRY data (its identity, possibly)
+	 * changed: rescan, and check that this LUN is still the disk it was. */
+	{ KEY_UNIT_ATTENTION, 0x3f, 0x0e, -EIO, SENSE_RETRY_NOW, NOTE_LUNS | NOTE_INQUIRY, "reported LUNs data has changed" },
+	{ KEY_UNIT_ATTENTION, 0x3f, 0x03, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY | NOTE_LUNS, "inquiry data has changed" },
+	{ KEY_UNIT_ATTENTION, 0x3f, 0x05, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY | NOTE_LUNS, "device identifier changed" },
+	{ KEY_UNIT_ATTENTION, 0x29, ANY, -EIO, SENSE_RETRY_NOW, 0, "power on or reset occurred" },
+	{ KEY_UNIT_ATTENTION, ANY, ANY, -EIO, SENSE_RETRY_NOW, 0, "unit attention" },
+	{ KEY_NOT_READY, 0x04, 0x01, -EIO, SENSE_RETRY, 0, "becoming ready" },
+	{ KEY_NOT_READY, 0x04, 0x07, -EIO, SENSE_RETRY, 0, "operation in progress" },
+	{ KEY_NOT_READY, 0x04, 0x0a, -EIO, SENSE_RETRY, 0, "asymmetric access state transition" },
+	{ KEY_NOT_READY, 0x3a, ANY, -ENOMEDIUM, SENSE_DONE, 0, "medium not present" },
+	{ KEY_NOT_READY, ANY, ANY, -EIO, SENSE_DONE, 0, "not ready" },
+	{ KEY_MEDIUM, ANY, ANY, -EIO, SENSE_DONE, 0, "medium error" },
+	{ KEY_HARDWARE, ANY, ANY, -EIO, SENSE_DONE, 0, "hardware error" },
+	{ KEY_ILLEGAL, 0x21, 0x00, -ENOSPC, SENSE_DONE, 0, "LBA out of range" },
+	{ KEY_ILLEGAL, 0x20, ANY, -EOPNOTSUPP, SENSE_DONE, 0, "invalid command operation code" },
+	{ KEY_ILLEGAL, 0x24, ANY, -EINVAL, SENSE_DONE, 0, "invalid field in CDB" },
+	{ KEY_ILLEGAL, 0x26, ANY, -EINVAL, SENSE_DONE, 0, "invalid field in parameter list" },
+	{ KEY_ILLEGAL, 0x25, ANY, -ENODEV, SENSE_DONE, 0, "logical unit not supported" },
+	{ KEY_ILLEGAL, ANY, ANY, -EINVAL, SENSE_DONE, 0, "illegal request" },
+	{ KEY_DATA_PROTECT, 0x27, 0x07, -ENOSPC, SENSE_DONE, 0, "space allocation failed write protect" },
+	{ KEY_DATA_PROTECT, ANY, ANY, -EROFS, SENSE_DONE, NOTE_WP, "write protected" },
+	{ KEY_BLANK, ANY, ANY, -EIO, SENSE_DONE, 0, "blank check" },
+	{ KEY_ABORTED, ANY, ANY, -EIO, SENSE_RETRY, 0, "aborted command" },
+	{ KEY_MISCOMPARE, ANY, ANY, -EILSEQ, SENSE_DONE, 0, "miscompare" },
+	{ ANY, ANY, ANY, -EIO, SENSE_DONE, 0, "error" },
 };
 
 static const struct row *find(int key, int asc, int ascq)
@@ -72,7 +79,7 @@ static const struct row *find(int key, int asc, int ascq)
 struct sense_verdict sense_decide(int scsi_status, bool sense_valid, int key, int asc,
 				  int ascq)
 {
-	struct sense_verdict v = { -EIO, SENSE_DONE, false, false };
+	struct sense_verdict v = { .err = -EIO, .action = SENSE_DONE };
 	switch (scsi_status) {
 	case ST_GOOD:
 	case ST_CONDITION_MET:
@@ -93,8 +100,10 @@ struct sense_verdict sense_decide(int scsi_status, bool sense_valid, int key, in
 		const struct row *r = find(key, asc, ascq);
 		v.err = r->err;
 		v.action = r->action;
-		v.capacity_changed = r->capacity_changed;
-		v.write_protected = r->write_protected;
+		v.capacity_changed = r->note & NOTE_CAPACITY;
+		v.write_protected = r->note & NOTE_WP;
+		v.luns_changed = r->note & NOTE_LUNS;
+		v.inquiry_changed = r->note & NOTE_INQUIRY;
 		return v;
 	}
 	default: /* INTERMEDIATE, COMMAND TERMINATED, undefined values */

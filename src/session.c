@@ -82,6 +82,8 @@ struct ident {
 	uint8_t *data;
 	size_t len;
 	bool failed;
+	bool removed;                /* session_clear_identity: no longer checked; kept
+	                                until session_destroy (a check may refer to it) */
 	struct session *owner;
 	struct ident *next;
 };
@@ -101,6 +103,8 @@ struct session {
 	bool stopping;
 	bool expired;                /* replacement timeout passed while down */
 	struct ident *idents;
+	void (*relogin_fn)(void *opaque, struct session *s);   /* session_set_relogin_handler */
+	void *relogin_opaque;
 	struct session_info info;
 	int init_result;             /* 1 = pending, 0 = logged in, <0 = failed */
 	char init_err[CONFIG_ERRLEN];
@@ -429,7 +433,14 @@ static void logged_in(struct session *s)
 	if (s->initial) {
 		s->initial = false;
 		initial_result(s, 0, NULL);
+		return;
 	}
+	/* issue 11: the target may have changed while we were away. Under qlock, so that
+	 * once session_set_relogin_handler has returned the old handler is not running. */
+	pthread_mutex_lock(&s->qlock);
+	if (s->relogin_fn)
+		s->relogin_fn(s->relogin_opaque, s);
+	pthread_mutex_unlock(&s->qlock);
 }
 
 static void issue(struct session *s, struct session_cmd *c);
@@ -493,7 +504,7 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 	int n = 0, want = 0;
 	pthread_mutex_lock(&s->qlock);
 	for (struct ident *id = s->idents; id; id = id->next)
-		want += !id->failed;
+		want += !id->failed && !id->removed;
 	if (want > s->verify_cap) {
 		struct session_cmd *cmds = realloc(s->verify_cmds, sizeof(*cmds) * (size_t)want);
 		if (cmds)
@@ -510,7 +521,7 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		s->verify_cap = want;
 	}
 	for (struct ident *id = s->idents; id && n < want; id = id->next) {
-		if (id->failed)
+		if (id->failed || id->removed)
 			continue;
 		struct session_cmd *c = &s->verify_cmds[n];
 		memset(c, 0, sizeof(*c));
@@ -554,6 +565,10 @@ static void verify_done(struct session_cmd *c)
 	size_t plen = id->len >= 4 ? MIN(id->len, 4 + (size_t)((id->data[2] << 8) | id->data[3]))
 				   : id->len;
 	bool same = answered && c->data_in >= plen && memcmp(c->buf, id->data, plen) == 0;
+	pthread_mutex_lock(&s->qlock);
+	if (id->removed) /* the LUN left the namespace meanwhile: nothing to protect */
+		answered = same = true;
+	pthread_mutex_unlock(&s->qlock);
 	/* ILLEGAL REQUEST (e.g. logical unit not supported): the LUN is not there. */
 	bool gone = c->result == 0 && c->scsi_status == 2 && c->sense_valid && c->sense_key == 5;
 	if (!answered && !gone) {
@@ -673,7 +688,7 @@ static bool lun_failed(struct session *s, uint64_t lun)
 	bool failed = false;
 	pthread_mutex_lock(&s->qlock);
 	for (struct ident *id = s->idents; id; id = id->next)
-		if (id->lun == lun && id->failed)
+		if (id->lun == lun && id->failed && !id->removed)
 			failed = true;
 	pthread_mutex_unlock(&s->qlock);
 	return failed;
@@ -1068,6 +1083,24 @@ void session_set_identity(struct session *s, uint64_t lun, uint8_t page, const u
 	pthread_mutex_lock(&s->qlock);
 	id->next = s->idents;
 	s->idents = id;
+	pthread_mutex_unlock(&s->qlock);
+}
+
+void session_clear_identity(struct session *s, uint64_t lun)
+{
+	pthread_mutex_lock(&s->qlock);
+	for (struct ident *id = s->idents; id; id = id->next)
+		if (id->lun == lun)
+			id->removed = true;
+	pthread_mutex_unlock(&s->qlock);
+}
+
+void session_set_relogin_handler(struct session *s, void (*fn)(void *opaque, struct session *s),
+				 void *opaque)
+{
+	pthread_mutex_lock(&s->qlock);
+	s->relogin_fn = fn;
+	s->relogin_opaque = opaque;
 	pthread_mutex_unlock(&s->qlock);
 }
 

@@ -93,7 +93,8 @@ static const struct metric lun_metrics[] = {
 	{ "cache", "dirty_bytes", "dirty_bytes", GAUGE,
 	  "Bytes in the cache not yet written to the LUN.", C(dirty_bytes) },
 	{ "cache", "lost_bytes", "lost_bytes_total", COUNTER,
-	  "Dirty bytes given up at shutdown because the target kept refusing them.",
+	  "Dirty bytes given up: the target kept refusing them at shutdown, or they lay past "
+	  "the end of a LUN that shrank.",
 	  C(lost_bytes) },
 	{ "scsi", "reads", "scsi_reads_total", COUNTER, "SCSI READ commands completed.", L(reads) },
 	{ "scsi", "writes", "scsi_writes_total", COUNTER, "SCSI WRITE commands completed.",
@@ -106,6 +107,12 @@ static const struct metric lun_metrics[] = {
 	  "SCSI commands retried (BUSY, UNIT ATTENTION, ...).", L(retries) },
 	{ "scsi", "errors", "scsi_errors_total", COUNTER, "SCSI commands that failed for good.",
 	  L(errors) },
+	{ "scsi", "capacity_changes", "capacity_changes_total", COUNTER,
+	  "Times the LUN's capacity changed while mounted (READ CAPACITY after a unit "
+	  "attention, a re-login or a rescan).", L(capacity_changes) },
+	{ "scsi", "identity_checks", "identity_checks_total", COUNTER,
+	  "Identity checks (VPD 0x83/0x80) on the live session: unit attentions 3F/xx, "
+	  "rescans.", L(identity_checks) },
 };
 #undef C
 #undef L
@@ -123,6 +130,45 @@ static const struct metric session_metrics[] = {
 	  S(commands) },
 };
 #undef S
+
+/* The live namespace (issue 11), for the whole mount: offsets into fs_live_stats. */
+#define V(f) offsetof(struct fs_live_stats, f)
+static const struct metric live_metrics[] = {
+	{ "live", "rescans", "rescans_total", COUNTER,
+	  "Rescans that read the targets again (rescan command, SIGHUP, unit attentions, "
+	  "re-logins, rescan_interval).", V(rescans) },
+	{ "live", "rescan_failures", "rescan_failures_total", COUNTER,
+	  "Of those, rescans in which a target could not be read (its files stayed).",
+	  V(rescan_failures) },
+	{ "live", "luns_added", "luns_added_total", COUNTER, "LUN files that appeared.",
+	  V(luns_added) },
+	{ "live", "luns_removed", "luns_removed_total", COUNTER,
+	  "LUN files that disappeared (LUN gone, no longer a disk, or another disk).",
+	  V(luns_removed) },
+	{ "live", "luns_resized", "luns_resized_total", COUNTER,
+	  "LUN files whose size followed their LUN.", V(luns_resized) },
+	{ "live", "parts_added", "partitions_added_total", COUNTER,
+	  "Partition files that appeared while mounted.", V(parts_added) },
+	{ "live", "parts_removed", "partitions_removed_total", COUNTER,
+	  "Partition files that disappeared while mounted.", V(parts_removed) },
+	{ "live", "parts_resized", "partitions_resized_total", COUNTER,
+	  "Partition files whose size changed while mounted.", V(parts_resized) },
+	{ "live", "targets_added", "targets_added_total", COUNTER,
+	  "Target directories that appeared (portal mounts, SendTargets).", V(targets_added) },
+	{ "live", "reprobes", "reprobes_total", COUNTER,
+	  "Partition tables read again after a write touched them.", V(reprobes) },
+};
+#undef V
+
+/* A snapshot of the live counters (atomic loads). */
+static void snap_live(const struct fs_model *m, struct fs_live_stats *out)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(live_metrics); k++) {
+		const uint64_t *p = (const uint64_t *)((const char *)&m->live + live_metrics[k].off);
+		uint64_t v = __atomic_load_n(p, __ATOMIC_RELAXED);
+		memcpy((char *)out + live_metrics[k].off, &v, sizeof v);
+	}
+}
 
 static uint64_t field_u64(const void *base, size_t off)
 {
@@ -182,15 +228,15 @@ static char *render_json(const struct fs_model *m, size_t *len)
 
 	arr = json_object_new_array();
 	for (int t = 0; t < m->ntargets; t++)
-		for (int i = 0; i < m->targets[t].nsess; i++) {
+		for (int i = 0; i < m->targets[t]->nsess; i++) {
 			struct session_info si;
 			json_object *s = json_object_new_object();
 
-			session_get_info(m->targets[t].sess[i], &si);
+			session_get_info(m->targets[t]->sess[i], &si);
 			json_object_object_add(s, "target",
-					       json_object_new_string(m->targets[t].name));
+					       json_object_new_string(m->targets[t]->name));
 			json_object_object_add(s, "portal",
-					       json_object_new_string(m->targets[t].portal));
+					       json_object_new_string(m->targets[t]->portal));
 			json_object_object_add(s, "index", json_object_new_int(i));
 			json_object_object_add(s, "state", json_object_new_string(si.state));
 			for (size_t k = 0; k < ARRAY_SIZE(session_metrics); k++)
@@ -208,7 +254,7 @@ static char *render_json(const struct fs_model *m, size_t *len)
 
 	arr = json_object_new_array();
 	for (int i = 0; i < m->nluns; i++) {
-		const struct fs_lun *l = &m->luns[i];
+		const struct fs_lun *l = m->luns[i];
 		json_object *o = json_object_new_object(), *cache = json_object_new_object();
 		json_object *scsi = json_object_new_object(), *lat = json_object_new_object();
 		struct lun_snap s;
@@ -219,7 +265,7 @@ static char *render_json(const struct fs_model *m, size_t *len)
 		json_object_object_add(o, "lun", json_object_new_int(lunaddr_number(l->info.lun)));
 		json_object_object_add(o, "lun_address", json_object_new_string(addr));
 		json_object_object_add(o, "file", json_object_new_string(l->name));
-		json_object_object_add(o, "size", u64(l->info.nblocks * l->info.block_size));
+		json_object_object_add(o, "size", u64(l->cache->size));
 		json_object_object_add(o, "block_size", u64(l->info.block_size));
 		for (size_t k = 0; k < ARRAY_SIZE(lun_metrics); k++)
 			json_object_object_add(
@@ -242,6 +288,14 @@ static char *render_json(const struct fs_model *m, size_t *len)
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "luns", arr);
+
+	struct fs_live_stats lv;
+	json_object *live = json_object_new_object();
+	snap_live(m, &lv);
+	for (size_t k = 0; k < ARRAY_SIZE(live_metrics); k++)
+		json_object_object_add(live, live_metrics[k].key,
+				       u64(field_u64(&lv, live_metrics[k].off)));
+	json_object_object_add(root, "live", live);
 
 	const char *text = json_object_to_json_string_ext(
 		root,
@@ -298,7 +352,7 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 	if (!f)
 		return NULL;
 	for (int t = 0; t < m->ntargets; t++)
-		nsess += m->targets[t].nsess;
+		nsess += m->targets[t]->nsess;
 	snap = calloc((size_t)m->nluns + 1, sizeof *snap);
 	si = calloc((size_t)nsess + 1, sizeof *si);
 	if (!snap || !si) {
@@ -310,11 +364,11 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 	}
 	/* one snapshot per LUN and session: every family shows the same moment */
 	for (int i = 0; i < m->nluns; i++)
-		snap_lun(&m->luns[i], &snap[i]);
+		snap_lun(m->luns[i], &snap[i]);
 	k = 0;
 	for (int t = 0; t < m->ntargets; t++)
-		for (int i = 0; i < m->targets[t].nsess; i++)
-			session_get_info(m->targets[t].sess[i], &si[k++]);
+		for (int i = 0; i < m->targets[t]->nsess; i++)
+			session_get_info(m->targets[t]->sess[i], &si[k++]);
 
 	family(f, "build_info", "gauge", "The version of the iscsifs serving this mount.");
 	fprintf(f, "iscsifs_build_info{version=\"%s\"} 1\n", ISCSIFS_VERSION);
@@ -324,9 +378,9 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 	/* sessions: state, then one family per counter of the table */
 	family(f, "session_up", "gauge", "1 when the iSCSI session is logged in, else 0.");
 	for (int t = 0, k2 = 0; t < m->ntargets; t++)
-		for (int i = 0; i < m->targets[t].nsess; i++, k2++) {
+		for (int i = 0; i < m->targets[t]->nsess; i++, k2++) {
 			fputs("iscsifs_session_up{target=\"", f);
-			label(f, m->targets[t].name);
+			label(f, m->targets[t]->name);
 			fprintf(f, "\",session=\"%d\"} %d\n", i,
 				strcmp(si[k2].state, "logged-in") == 0);
 		}
@@ -335,9 +389,9 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 
 		family(f, mt->prom, mt->type == COUNTER ? "counter" : "gauge", mt->help);
 		for (int t = 0, k2 = 0; t < m->ntargets; t++)
-			for (int i = 0; i < m->targets[t].nsess; i++, k2++) {
+			for (int i = 0; i < m->targets[t]->nsess; i++, k2++) {
 				fprintf(f, "iscsifs_%s{target=\"", mt->prom);
-				label(f, m->targets[t].name);
+				label(f, m->targets[t]->name);
 				fprintf(f, "\",session=\"%d\"} %" PRIu64 "\n", i,
 					field_u64(&si[k2], mt->off));
 			}
@@ -347,8 +401,8 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 	family(f, "lun_size_bytes", "gauge", "Size of the LUN.");
 	for (int i = 0; i < m->nluns; i++) {
 		fputs("iscsifs_lun_size_bytes", f);
-		lun_labels(f, &m->luns[i]);
-		fprintf(f, "} %" PRIu64 "\n", m->luns[i].info.nblocks * m->luns[i].info.block_size);
+		lun_labels(f, m->luns[i]);
+		fprintf(f, "} %" PRIu64 "\n", m->luns[i]->cache->size);
 	}
 	for (size_t c = 0; c < ARRAY_SIZE(lun_metrics); c++) {
 		const struct metric *mt = &lun_metrics[c];
@@ -356,9 +410,16 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 		family(f, mt->prom, mt->type == COUNTER ? "counter" : "gauge", mt->help);
 		for (int i = 0; i < m->nluns; i++) {
 			fprintf(f, "iscsifs_%s", mt->prom);
-			lun_labels(f, &m->luns[i]);
+			lun_labels(f, m->luns[i]);
 			fprintf(f, "} %" PRIu64 "\n", field_u64(&snap[i], mt->off));
 		}
+	}
+	struct fs_live_stats lv;
+	snap_live(m, &lv);
+	for (size_t c = 0; c < ARRAY_SIZE(live_metrics); c++) {
+		const struct metric *mt = &live_metrics[c];
+		family(f, mt->prom, "counter", mt->help);
+		fprintf(f, "iscsifs_%s %" PRIu64 "\n", mt->prom, field_u64(&lv, mt->off));
 	}
 	family(f, "scsi_latency_seconds", "histogram",
 	       "SCSI command latency per operation, from first submission to completion "
@@ -371,7 +432,7 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 			for (int b = 0; b < LUN_LAT_BUCKETS; b++) {
 				cum += lat->bucket[b];
 				fputs("iscsifs_scsi_latency_seconds_bucket", f);
-				lun_labels(f, &m->luns[i]);
+				lun_labels(f, m->luns[i]);
 				if (b < LUN_LAT_NBOUNDS)
 					fprintf(f, ",op=\"%s\",le=\"%g\"} %" PRIu64 "\n",
 						lat_ops[op], (double)lat_bounds_us[b] / 1e6, cum);
@@ -380,10 +441,10 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 						lat_ops[op], cum);
 			}
 			fputs("iscsifs_scsi_latency_seconds_sum", f);
-			lun_labels(f, &m->luns[i]);
+			lun_labels(f, m->luns[i]);
 			fprintf(f, ",op=\"%s\"} %.6f\n", lat_ops[op], (double)lat->sum_us / 1e6);
 			fputs("iscsifs_scsi_latency_seconds_count", f);
-			lun_labels(f, &m->luns[i]);
+			lun_labels(f, m->luns[i]);
 			fprintf(f, ",op=\"%s\"} %" PRIu64 "\n", lat_ops[op], lat->count);
 		}
 	free(snap);
@@ -398,5 +459,9 @@ static char *render_prom(const struct fs_model *m, size_t *len)
 
 char *stats_render(const struct fs_model *m, bool prom, size_t *len)
 {
-	return prom ? render_prom(m, len) : render_json(m, len);
+	/* the lists change while mounted (issue 11): one consistent view under the lock */
+	pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+	char *out = prom ? render_prom(m, len) : render_json(m, len);
+	pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+	return out;
 }

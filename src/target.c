@@ -151,8 +151,29 @@ static const char *address_method(uint64_t a)
 	}
 }
 
+static bool is_known(uint64_t a, const uint64_t *known, int nknown)
+{
+	for (int i = 0; i < nknown; i++)
+		if (known[i] == a)
+			return true;
+	return false;
+}
+
+static int list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
+		     const uint64_t *known, int nknown, struct target_lun **out, int *nout,
+		     char *err, size_t errlen);
+
 int target_list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
 		     struct target_lun **out, int *nout, char *err, size_t errlen)
+{
+	return list_luns(cfg, t, number, probe_all, NULL, 0, out, nout, err, errlen);
+}
+
+/* target_list_luns; the addresses in `known` are listed without a probe (probed and
+ * mountable false, no reason): their files check themselves (lun_check_*). */
+static int list_luns(const struct config *cfg, struct fs_target *t, int number, bool probe_all,
+		     const uint64_t *known, int nknown, struct target_lun **out, int *nout,
+		     char *err, size_t errlen)
 {
 	uint64_t *luns = NULL;
 	int n = discovery_report_luns(t->sess[0], t->name, cfg->login_timeout, &luns, err, errlen);
@@ -201,6 +222,8 @@ int target_list_luns(const struct config *cfg, struct fs_target *t, int number, 
 		}
 		if (!file && !probe_all)
 			continue;
+		if (file && is_known(luns[i], known, nknown))
+			continue; /* a file already: it checks itself */
 		r = discovery_probe_lun(t->sess[0], t->name, cfg->login_timeout, luns[i],
 					&tl->info, err, errlen);
 		if (DISCOVERY_TARGET_FAILED(r))
@@ -337,4 +360,183 @@ out:
 	*out = infos;
 	*nout = k;
 	return 0;
+}
+
+/* ---------- how a target's LUN set changed ---------- */
+
+bool target_same_disk(const struct lun_info *was, const struct lun_info *now, char *why,
+		      size_t whylen)
+{
+	char dummy[8];
+	if (!why) {
+		why = dummy;
+		whylen = sizeof(dummy);
+	}
+	why[0] = 0;
+	if (was->lun != now->lun) {
+		snprintf(why, whylen, "another address");
+		return false;
+	}
+	if (was->block_size != now->block_size) {
+		snprintf(why, whylen, "its block size changed from %u to %u bytes", was->block_size,
+			 now->block_size);
+		return false;
+	}
+	if (was->vpd83_len != now->vpd83_len ||
+	    memcmp(was->vpd83, now->vpd83, was->vpd83_len) != 0) {
+		snprintf(why, whylen, "another disk answers at its address (VPD page 0x83 "
+			 "changed%s%s)", now->wwn[0] ? ": now " : "", now->wwn);
+		return false;
+	}
+	if (was->vpd80_len != now->vpd80_len ||
+	    memcmp(was->vpd80, now->vpd80, was->vpd80_len) != 0) {
+		snprintf(why, whylen, "another disk answers at its address (VPD page 0x80, the "
+			 "serial number, changed)");
+		return false;
+	}
+	if (!was->vpd83_len && !was->vpd80_len &&
+	    (strcmp(was->vendor, now->vendor) != 0 || strcmp(was->product, now->product) != 0)) {
+		snprintf(why, whylen, "another disk answers at its address (INQUIRY now says "
+			 "%s %s)", now->vendor, now->product);
+		return false;
+	}
+	return true;
+}
+
+static int change_add(struct target_change **v, int *n, int *cap, enum target_change_kind k,
+		      int cur, int now, const char *why)
+{
+	if (*n == *cap) {
+		int nc = *cap ? 2 * *cap : 8;
+		struct target_change *nv = realloc(*v, sizeof(*nv) * (size_t)nc);
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = nc;
+	}
+	struct target_change *c = &(*v)[(*n)++];
+	c->kind = k;
+	c->cur = cur;
+	c->now = now;
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	return 0;
+}
+
+int target_diff_luns(const struct lun_info *cur, int ncur, const struct target_lun *now,
+		     int nnow, struct target_change **out)
+{
+	struct target_change *v = NULL;
+	int n = 0, cap = 0, r = 0;
+	char why[160];
+	bool *replaced = calloc((size_t)nnow + 1, sizeof(*replaced)); /* now[j] is new */
+	if (!replaced)
+		return -ENOMEM;
+	/* removals and resizes, in cur order */
+	for (int i = 0; i < ncur && r == 0; i++) {
+		int j = 0;
+		while (j < nnow && now[j].info.lun != cur[i].lun)
+			j++;
+		if (j == nnow) {
+			r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, -1,
+				       "no longer reported by REPORT LUNS");
+			continue;
+		}
+		const struct target_lun *t = &now[j];
+		if (!t->probed) {
+			if (t->err == -ENODEV)
+				r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, j,
+					       "the target says no LUN answers at its address");
+			continue; /* not known to be another disk: keep it */
+		}
+		if (t->info.qualifier != 0 || t->info.devtype != 0) {
+			snprintf(why, sizeof(why), "no longer a connected disk (now a %s%s)",
+				 discovery_devtype_name(t->info.devtype),
+				 t->info.qualifier ? ", not connected" : "");
+			r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, j, why);
+			continue;
+		}
+		if (!target_same_disk(&cur[i], &t->info, why, sizeof(why))) {
+			r = change_add(&v, &n, &cap, TARGET_LUN_REMOVED, i, j, why);
+			replaced[j] = true;
+			continue;
+		}
+		if (t->info.nblocks != cur[i].nblocks) {
+			snprintf(why, sizeof(why), "capacity %" PRIu64 " -> %" PRIu64 " blocks",
+				 cur[i].nblocks, t->info.nblocks);
+			r = change_add(&v, &n, &cap, TARGET_LUN_RESIZED, i, j, why);
+		}
+	}
+	/* additions, in now order: new addresses, and the new disks at replaced ones */
+	for (int j = 0; j < nnow && r == 0; j++) {
+		const struct target_lun *t = &now[j];
+		if (!t->mountable || t->reason[0])
+			continue; /* not a file, or one disk reported twice */
+		bool known = false;
+		for (int i = 0; i < ncur && !known; i++)
+			known = cur[i].lun == t->info.lun;
+		if (!known || replaced[j])
+			r = change_add(&v, &n, &cap, TARGET_LUN_ADDED, -1, j,
+				       replaced[j] ? "another disk at the address of a removed LUN"
+						   : "newly reported by REPORT LUNS");
+	}
+	free(replaced);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	return n;
+}
+
+int target_rescan(const struct config *cfg, struct fs_target *t, const struct lun_info *cur,
+		  int ncur, const bool *trusted, struct target_lun **now, int *nnow,
+		  struct target_change **changes, char *err, size_t errlen)
+{
+	*now = NULL;
+	*nnow = 0;
+	*changes = NULL;
+	uint64_t *known = calloc((size_t)ncur + 1, sizeof(*known));
+	int nknown = 0;
+	if (!known)
+		return -ENOMEM;
+	for (int i = 0; trusted && i < ncur; i++)
+		if (trusted[i])
+			known[nknown++] = cur[i].lun;
+	int r = list_luns(cfg, t, cfg->url.lun, false, known, nknown, now, nnow, err, errlen);
+	free(known);
+	if (r < 0)
+		return r;
+	r = target_diff_luns(cur, ncur, *now, *nnow, changes);
+	if (r < 0) {
+		free(*now);
+		*now = NULL;
+		*nnow = 0;
+		snprintf(err, errlen, "out of memory");
+	}
+	return r;
+}
+
+int target_find_new(const struct config *cfg, const struct target_list *have,
+		    struct target_list *added, char *err, size_t errlen)
+{
+	struct target_list all = { 0 };
+	added->v = NULL;
+	added->n = 0;
+	int r = session_discover(cfg, cfg->url.portal, add_discovered, &all, err, errlen);
+	if (r < 0) {
+		free(all.v);
+		return r;
+	}
+	for (int i = 0; i < all.n; i++) {
+		bool known = false;
+		for (int j = 0; j < have->n && !known; j++)
+			known = strcmp(have->v[j].name, all.v[i].name) == 0;
+		if (!known)
+			all.v[added->n++] = all.v[i];
+	}
+	if (added->n)
+		added->v = all.v;
+	else
+		free(all.v);
+	return added->n;
 }

@@ -10,5 +10,6 @@
 int mount_main(struct config *cfg);        /* iscsifs URL MOUNTPOINT (mount.c) */
 int ls_main(struct config *cfg);           /* iscsifs ls URL (ls.c) */
 int stat_main(const struct config *cfg);   /* iscsifs stat MOUNTPOINT (statcmd.c) */
+int rescan_main(const struct config *cfg); /* iscsifs rescan MOUNTPOINT (rescancmd.c) */
 
 #endif

@@ -22,7 +22,7 @@
 enum config_cache_mode { CONFIG_CACHE_WRITEBACK = 0, CONFIG_CACHE_WRITETHROUGH, CONFIG_CACHE_NONE };
 
 enum config_command { CONFIG_CMD_MOUNT = 0, CONFIG_CMD_LS, CONFIG_CMD_STAT, CONFIG_CMD_HELP,
-		      CONFIG_CMD_VERSION };
+		      CONFIG_CMD_VERSION, CONFIG_CMD_RESCAN };
 
 /* Where log lines go (-o log=). AUTO: stderr in the foreground; once daemonized,
  * syslog when /dev/log exists, else a file (log.c picks and prints its path). */
@@ -73,6 +73,8 @@ struct config {
 	int cmd_timeout;         /* seconds, default 30 */
 	int login_timeout;       /* seconds, default 15 */
 	int replacement_timeout; /* seconds, default 120, 0 = fail at once */
+	int rescan_interval;     /* seconds between rescans of the targets (issue 11),
+	                            default 60, 0 = only when asked or told */
 	char initiator[CONFIG_NAME_MAX]; /* resolved by config_resolve_initiator() */
 	bool initiator_explicit;
 	int header_digest;       /* libiscsi enum iscsi_header_digest; default NONE_CRC32C */

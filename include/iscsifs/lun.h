@@ -73,6 +73,96 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
 			  const struct lun_info *info, bool read_only);
 
 /*
+ * ---------- a LUN that changes while mounted (issue 11) ----------
+ *
+ * Capacity. The LUN's size (dev->size, read with lun_get_size()) follows the target:
+ * READ CAPACITY is read again on a CAPACITY DATA HAS CHANGED unit attention (2A/09)
+ * and whenever lun_check_capacity() is called (after a re-login, on a rescan). The
+ * new size takes effect at once and atomically: a request, or a command of a request,
+ * that reaches past the new end fails with -ENOSPC before anything is sent, so nothing
+ * past the end of a shrunken LUN reaches the target. A different block size is a
+ * different disk: the LUN is failed for good (every request -EIO). Each change is
+ * logged once with the old and new size, and reported as LUN_EVENT_CAPACITY.
+ *
+ * Identity. A REPORTED LUNS DATA HAS CHANGED (3F/0E), INQUIRY DATA HAS CHANGED (3F/03)
+ * or DEVICE IDENTIFIER CHANGED (3F/05) unit attention makes the LUN check, on the live
+ * session, that its VPD pages 0x83 and 0x80 are still those it was created with (as
+ * the session does after a re-login). Until the check has answered, the command that
+ * got the unit attention and every new command of the LUN wait; then they go on when
+ * the disk is the same, and fail (and the LUN fails for good) when it is not
+ * (LUN_EVENT_FAILED). Either way the layer above is asked to rescan the target
+ * (LUN_EVENT_RESCAN).
+ */
+enum lun_event_kind {
+	LUN_EVENT_CAPACITY,   /* the capacity changed from old_size to new_size bytes (it
+	                         is already in effect in this blkdev) */
+	LUN_EVENT_FAILED,     /* the LUN failed for good (why): another disk answers at
+	                         its address, its block size changed, or it is gone */
+	LUN_EVENT_RESCAN,     /* the target said its LUN inventory or this LUN's INQUIRY
+	                         data changed (why): REPORT LUNS should be read again */
+};
+
+struct lun_event {
+	enum lun_event_kind kind;
+	uint64_t lun;                 /* the LUN's address (lunaddr.h) */
+	uint64_t old_size, new_size;  /* bytes; LUN_EVENT_CAPACITY */
+	const char *why;              /* one phrase for logs, valid during the call */
+};
+
+/*
+ * Called for each event, on a session thread or on the thread that called
+ * lun_check_capacity()/lun_check_identity(). It must not block and must not call
+ * lun_set_event_handler() or the lun_check_*() functions (queue the work for another
+ * thread instead); lun_get_size() may be called. Events of one LUN are delivered one
+ * at a time.
+ */
+typedef void (*lun_event_fn)(void *opaque, struct blkdev *dev, const struct lun_event *ev);
+
+/* Set (or with fn NULL, clear) the event handler. After it returns, the previous
+ * handler is not running and will not be called again. */
+void lun_set_event_handler(struct blkdev *dev, lun_event_fn fn, void *opaque);
+
+/* The LUN's current size in bytes (dev->size, read atomically). */
+uint64_t lun_get_size(struct blkdev *dev);
+
+/*
+ * Read the capacity again (READ CAPACITY(16), (10) when the LUN lacks it) and apply
+ * it as described above. `when` says what caused it, for the log line ("after
+ * re-login", "on rescan"). Blocks the calling thread (not a session thread) for at
+ * most budget_ms per command (0: the session's budget, replacement_timeout). Returns
+ * 0 (applied, changed or not), -ENODEV (the LUN is failed, or just failed: its block
+ * size changed), or -errno when the target did not answer usefully (the size is then
+ * unchanged).
+ */
+int lun_check_capacity(struct blkdev *dev, const char *when, int budget_ms);
+
+/*
+ * Check on the live session that VPD pages 0x83 and 0x80 are what they were at
+ * lun_create (a LUN that had neither is taken as the same). Blocks the calling thread
+ * (not a session thread), budget_ms per command as lun_check_capacity. Returns 0 (same
+ * disk), -ENODEV (another disk, or none: the LUN is failed for good), or -errno when
+ * it could not be checked.
+ */
+int lun_check_identity(struct blkdev *dev, int budget_ms);
+
+/* Whether the LUN has failed for good (identity or block size changed). */
+bool lun_is_failed(struct blkdev *dev);
+
+/* Requests started and not finished (a command of one may be queued in a session,
+ * waiting for a retry, or at the target). A failed LUN starts no new command, so once
+ * this is 0 nothing of it can reach its address any more: the address may be given to
+ * another LUN's blkdev (session_clear_identity). */
+int lun_inflight(struct blkdev *dev);
+
+/*
+ * The LUN leaves the namespace (a rescan removed it: no longer reported, or another
+ * disk at its address): fail it for good, logged once with `why`, so that nothing it
+ * still holds (dirty data in the cache above, a request in flight) can reach whatever
+ * the target puts at its address later. Reported as LUN_EVENT_FAILED.
+ */
+void lun_retire(struct blkdev *dev, const char *why);
+
+/*
  * SCSI command latency per operation (PLAN.md interface 3), for stats.json and the
  * Prometheus histograms. A sample is one request chunk (one READ/WRITE/SYNCHRONIZE
  * CACHE command as the LUN sends it), from its first submission to its final
@@ -96,8 +186,11 @@ struct lun_latency {
 struct lun_stats {
 	uint64_t reads, writes, read_bytes, write_bytes, retries, errors;
 	uint64_t read_lat_us, write_lat_us;   /* sums, for averages */
-	uint64_t capacity_blocks;             /* last re-read after a CAPACITY DATA HAS
-	                                         CHANGED unit attention; 0 = never */
+	uint64_t capacity_blocks;             /* the capacity in blocks now (the last
+	                                         READ CAPACITY applied) */
+	uint64_t capacity_changes;            /* times the capacity changed */
+	uint64_t identity_checks;             /* identity checks on the live session
+	                                         (unit attentions 3F/xx, lun_check_identity) */
 	struct lun_latency lat_read, lat_write, lat_flush;
 };
 void lun_get_stats(struct blkdev *dev, struct lun_stats *out);

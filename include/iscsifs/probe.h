@@ -28,6 +28,13 @@ struct probe_part {
 	struct probe_content content;
 };
 
+/* A byte range of the LUN [start, end). */
+struct probe_extent {
+	uint64_t start, end;
+};
+
+#define PROBE_MAX_READ 64
+
 struct probe_result {
 	struct probe_content content;  /* of the whole LUN */
 	char pttype[16];    /* "gpt", "dos", "" */
@@ -36,6 +43,14 @@ struct probe_result {
 	uint64_t bytes_read;     /* bytes read from the blkdev by this probe */
 	bool blank;              /* every byte read was zero (nothing found is then normal) */
 	uint64_t first_data;     /* !blank: offset of the first non-zero byte read */
+	/* What the probe read of the LUN: the bytes its result depends on, so a write
+	 * elsewhere cannot change it (the live namespace re-probes only after a write
+	 * that touches them). Sorted, disjoint; when libblkid read more than
+	 * PROBE_MAX_READ ranges, the nearest ones are merged: the list may cover more
+	 * than was read, never less. nread 0 (a failed probe): unknown, any write may
+	 * change the result. */
+	struct probe_extent read[PROBE_MAX_READ];
+	int nread;
 };
 
 /* Probe `dev`, reading only through `dev` and only what libblkid asks for (each byte at

@@ -40,6 +40,11 @@ struct sense_verdict {
 	enum sense_action action;
 	bool capacity_changed;      /* re-read the capacity */
 	bool write_protected;       /* the LUN became write protected */
+	bool luns_changed;          /* the target's LUN inventory may have changed
+	                               (3F/0E, 3F/03, 3F/05): rescan it */
+	bool inquiry_changed;       /* this LUN may no longer be the same disk (3F/03,
+	                               3F/05, and 3F/0E: LUNs were removed and added):
+	                               check its identity before sending it more */
 };
 
 /*

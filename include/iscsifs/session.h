@@ -122,6 +122,24 @@ int session_run(struct session *s, struct session_cmd *cmd);
 void session_set_identity(struct session *s, uint64_t lun, uint8_t page, const uint8_t *data,
 			  size_t len);
 
+/*
+ * Stop checking `lun` after re-logins, and stop failing its commands (issue 11: the
+ * LUN left the namespace, or another disk at its address becomes a new file, which
+ * registers its own identity with session_set_identity afterwards).
+ */
+void session_clear_identity(struct session *s, uint64_t lun);
+
+/*
+ * Call fn(opaque, s) on the session's thread each time it has logged in again after a
+ * lost connection and checked the identities (not after the first login): the target
+ * may have changed while the session was away (issue 11: capacities, the LUN set).
+ * fn runs under the session's queue lock: it must not block nor call session_*
+ * functions. NULL removes it; once this returns, the old fn is not running and will
+ * not be called again.
+ */
+void session_set_relogin_handler(struct session *s, void (*fn)(void *opaque, struct session *s),
+				 void *opaque);
+
 /* Whether commands can be sent to `lun` at all (session_transport.can_address). */
 bool session_can_address(struct session *s, uint64_t lun);
 

@@ -84,6 +84,69 @@ int target_probe_luns(const struct config *cfg, struct fs_target *t, bool all,
  * designator: 0, or -EEXIST with a message naming both. */
 int target_check_identities(const struct fs_lun *luns, int n, char *err, size_t errlen);
 
+/*
+ * ---------- how a target's LUN set changed (a rescan) ----------
+ *
+ * target_diff_luns compares the LUN files a target has now (`cur`, as lun_create got
+ * them) with a new target_list_luns() answer (`now`) and says what to do with each:
+ *  - TARGET_LUN_REMOVED: a file whose LUN is no longer reported, is no longer a
+ *    connected disk, or whose probe says another disk answers at its address now
+ *    (target_same_disk false: VPD 0x83 or 0x80 page or block size differs). A LUN
+ *    whose identity changed is a removal plus an addition, never the old file with
+ *    another disk behind it.
+ *  - TARGET_LUN_ADDED: a LUN of `now` that becomes a file (mountable, not the same
+ *    designator as another LUN of the list) and is not one of `cur`.
+ *  - TARGET_LUN_RESIZED: the same disk with another capacity.
+ * A LUN of `cur` that is still reported but could not be probed this time (the
+ * probe failed, or it was not probed) keeps its file: nothing is known against it;
+ * except that ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED (-ENODEV) removes it.
+ * Entries are matched by exact address (lunaddr.h), never by number alone. Pure: no
+ * I/O, no logging; `why` says it in words for the caller's log line.
+ */
+enum target_change_kind { TARGET_LUN_ADDED, TARGET_LUN_REMOVED, TARGET_LUN_RESIZED };
+
+struct target_change {
+	enum target_change_kind kind;
+	int cur;                      /* index into cur: REMOVED, RESIZED; else -1 */
+	int now;                      /* index into now: ADDED, RESIZED; REMOVED when the
+	                                 address is still reported; else -1 */
+	char why[160];                /* "no longer reported by REPORT LUNS", ... */
+};
+
+/* The changes (*out malloc'ed, NULL when none): removals and resizes in `cur` order,
+ * then additions in `now` order. Returns their count, or -ENOMEM. */
+int target_diff_luns(const struct lun_info *cur, int ncur, const struct target_lun *now,
+		     int nnow, struct target_change **out);
+
+/* Whether `now` is the disk `was` was: same address, block size, VPD 0x83 and 0x80
+ * pages (raw), and when neither page exists, the same vendor and product. `why` (may
+ * be NULL) says what differs. */
+bool target_same_disk(const struct lun_info *was, const struct lun_info *now, char *why,
+		      size_t whylen);
+
+/*
+ * Rescan one target: REPORT LUNS and a probe of each LUN (target_list_luns, only the
+ * URL's LUN number when it names one), then target_diff_luns against `cur`. A LUN of
+ * `cur` with trusted[i] set (trusted may be NULL: none) is not probed again: its file
+ * has checked its identity and capacity through its own blkdev (lun_check_*), so it
+ * stays unless REPORT LUNS no longer lists it; this keeps a rescan to one command per
+ * LUN file plus a probe of each new LUN. *now (malloc'ed, *nnow entries) and *changes
+ * (malloc'ed or NULL) belong to the caller. Returns the number of changes, or -errno
+ * when the target could not be listed (then nothing is known and nothing changes;
+ * err says why).
+ */
+int target_rescan(const struct config *cfg, struct fs_target *t, const struct lun_info *cur,
+		  int ncur, const bool *trusted, struct target_lun **now, int *nnow,
+		  struct target_change **changes, char *err, size_t errlen);
+
+/*
+ * A portal mount: SendTargets again; the targets it lists that are not in `have`
+ * (by name) go to *added (tl->v malloc'ed, first portal of each, no sessions yet).
+ * Returns their count, or -errno with err set.
+ */
+int target_find_new(const struct config *cfg, const struct target_list *have,
+		    struct target_list *added, char *err, size_t errlen);
+
 /* One notice per port other than 3260, saying where it came from (URL, SendTargets). */
 void target_log_port_notices(const struct config *cfg, const struct target_list *tl);
 

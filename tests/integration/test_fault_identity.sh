@@ -3,9 +3,12 @@
 # comes back with the same target and LUN number but another disk behind it (another
 # backing file, another SCSI ID and serial, so VPD 0x83 and 0x80 differ) or with no
 # LUN 1 at all; then that LUN fails with EIO for reads, writes and fsync — dirty
-# write-back data, a write queued during the outage and new I/O alike — not one byte of
-# the new disk's backing file changes (checksums before and after, until both daemons
-# are gone), and LUN 2 of the same target, unchanged, keeps working.
+# write-back data, a write queued during the outage and I/O on handles opened before
+# alike — not one byte of the new disk's backing file changes through them (checksums
+# before and after, until both daemons are gone), and LUN 2 of the same target,
+# unchanged, keeps working. The namespace follows (issue 11): the old lun1 file goes,
+# and the disk now at LUN 1 becomes a new lun1 file (another inode) showing that disk's
+# data - or, with no LUN 1 any more, there is no lun1.
 #
 # IDENTITY_VARIANTS selects what happens to LUN 1: "id_and_sn" (scsi_id and scsi_sn
 # differ: VPD 0x83 and 0x80), "lun_gone" (no LUN 1 after the restart), "many_luns"
@@ -60,6 +63,40 @@ EOF
 
 # results "OP RESULT SECS" lines -> "OP RESULT;OP RESULT;..."
 results() { awk '{ printf "%s %s;", $1, $2 }' <<<"$1"; }
+# failed "OP RESULT SECS" lines -> "OP fail;..." where ENODEV and EIO both count as a
+# failure (a handle of a LUN file that is gone gets ENODEV once the rescan has run)
+failed() { awk '{ printf "%s %s;", $1, ($2 == "EIO" || $2 == "ENODEV") ? "fail" : $2 }' <<<"$1"; }
+
+# held.py PATH READY GO STEP...: open PATH read-write, create READY, wait for GO, then
+# run the steps on that descriptor ("OP RESULT SECS" lines, "close ERRNO" when close
+# fails): I/O on a handle opened before the fault.
+cat >"$T/held.py" <<'EOF'
+import errno, os, sys, time
+path, ready, go = sys.argv[1:4]
+fd = os.open(path, os.O_RDWR)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.1)
+for step in sys.argv[4:]:
+    op, off, n = step.split(":")
+    off, n = int(off), int(n)
+    t0 = time.monotonic()
+    try:
+        if op == "read":
+            os.pread(fd, n, off)
+        elif op == "write":
+            os.pwrite(fd, b"X" * n, off)
+        else:
+            os.fsync(fd)
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    print("%s %s %.2f" % (op, r, time.monotonic() - t0), flush=True)
+try:
+    os.close(fd)
+except OSError as e:
+    print("close %s" % errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+EOF
 
 # tgt_config LINE...: replace the configuration tgt_restart replays; each LINE is one
 # tgtadm argument list, words separated by spaces.
@@ -117,6 +154,21 @@ run_variant()
 	track_pid "$wb1"
 	wait_for 10 grep -q '^write ok' "$T/wb1.out" ||
 		fail "$name: the write into WB's cache: $(cat "$T/wb1.out")"
+	# Handles opened before the fault, used after it: NC's lun1 and WB's lun1.
+	rm -f "$T/go" "$T/nc.ready" "$T/wb.ready"
+	python3 "$T/held.py" "$NC/lun1" "$T/nc.ready" "$T/go" read:0:4096 write:0:4096 \
+		read:$((4 << 20)):65536 fsync:0:0 >"$T/nch.out" 2>&1 &
+	local nch=$!
+	track_pid "$nch"
+	python3 "$T/held.py" "$WB/lun1" "$T/wb.ready" "$T/go" fsync:0:0 read:$((12 << 20)):4096 \
+		write:$((6 << 20)):4096 fsync:0:0 >"$T/wbh.out" 2>&1 &
+	local wbh=$!
+	track_pid "$wbh"
+	wait_for 10 eval '[[ -e $T/nc.ready && -e $T/wb.ready ]]' ||
+		fail "$name: the held handles did not open: $(cat "$T/nch.out" "$T/wbh.out")"
+	local ino_nc ino_wb
+	ino_nc=$(stat -c %i "$NC/lun1")
+	ino_wb=$(stat -c %i "$WB/lun1")
 
 	tgt_kill9
 	log "$name: tgtd killed; restarting it with LUN 1 changed ($params)"
@@ -141,15 +193,32 @@ run_variant()
 		fail "$name: the write queued during the outage did not finish within 30 s of the restart"
 	wait "$nc1" || true
 	check_eq "$name: the write queued on NC during the outage" "$(results "$(cat "$T/nc1.out")")" "write EIO;"
-	# New I/O on NC's lun1 fails, reads included.
-	out=$(run_bounded 30 python3 "$T/io.py" "$NC/lun1" read:0:4096 write:0:4096 \
-		read:$((4 << 20)):65536 fsync:0:0)
-	check_eq "$name: new I/O on NC's lun1" "$(results "$out")" "read EIO;write EIO;read EIO;fsync EIO;"
-	# WB: its dirty data cannot be written: fsync, a read of uncached data and close
-	# (which waits for the file's dirty data) fail; a write is taken into the cache.
-	out=$(run_bounded 60 python3 "$T/io.py" "$WB/lun1" fsync:0:0 read:$((12 << 20)):4096 \
-		write:$((6 << 20)):4096 fsync:0:0)
-	check_eq "$name: I/O on WB" "$(results "$out")" "fsync EIO;read EIO;write ok;fsync EIO;close EIO;"
+	# The namespace follows (issue 11): lun1 of both mounts is a new file for the disk
+	# now at LUN 1 (another inode), or gone when there is none.
+	local m ino
+	for m in "$NC:$ino_nc" "$WB:$ino_wb"; do
+		ino=${m##*:}
+		m=${m%:*}
+		if [[ $params == - ]]; then
+			wait_for 30 eval '! test -e "$m/lun1"' ||
+				fail "$name: $m/lun1 is still there 30 s after LUN 1 went"
+		else
+			wait_for 30 eval '[[ -e $m/lun1 && $(stat -c %i "$m/lun1") != "$ino" ]]' ||
+				fail "$name: $m/lun1 is not a new file 30 s after another disk came at LUN 1"
+			check_cmp "$NEW" "$m/lun1" 65536
+		fi
+	done
+	# I/O on the handles opened before the fault fails (EIO, or ENODEV once their file
+	# is gone), reads included, and so does their close (their writes never landed).
+	touch "$T/go"
+	wait_for 60 eval '! pid_alive $nch && ! pid_alive $wbh' ||
+		fail "$name: the held handles' I/O did not end within 60 s"
+	wait "$nch" "$wbh" || true
+	check_eq "$name: I/O on NC's lun1 opened before" "$(failed "$(cat "$T/nch.out")")" \
+		"read fail;write fail;read fail;fsync fail;close fail;"
+	out=$(failed "$(cat "$T/wbh.out")")
+	[[ $out == "fsync fail;read fail;"*"fsync fail;"* ]] ||
+		fail "$name: I/O on WB's lun1 opened before: $out, want fsync, read and the last fsync to fail"
 	for l in "$wb_log" "$nc_log"; do
 		grep -q 'no longer the same disk' "$l" ||
 			fail "$name: $(basename "$l"): no log line about the changed identity"
@@ -159,8 +228,8 @@ run_variant()
 	check_eq "$name: I/O on NC's lun2 (unchanged)" "$(results "$out")" "write ok;fsync ok;read ok;"
 	check_eq "$name: lun2's backing file at 4096" "$(dd if="$L2" bs=4096 skip=1 count=2 status=none | tr -d X | wc -c)" 0
 	check_eq "$name: sha256 of the new disk's backing file while mounted" "$(sha256sum <"$NEW")" "$new_sum"
-	pass "$name: LUN 1 changed across the restart: the queued write, dirty data, new reads," \
-		"writes and fsync all fail with EIO; the new disk is untouched; LUN 2 works"
+	pass "$name: LUN 1 changed across the restart: the queued write, dirty data and I/O on handles opened before all fail," \
+		"lun1 is the new disk's own file now (or gone); the new disk is untouched through the old; LUN 2 works"
 
 	# Unmount both (WB gives up on its dirty data); still not a byte on the new disk.
 	touch "$T/release"

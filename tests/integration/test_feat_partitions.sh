@@ -1,7 +1,7 @@
 #!/bin/bash
 # Proves partition files and extended attributes: a GPT made with sgdisk through the
-# mount shows after a remount as lun1-part1/-part2 of the partitions' sizes (also an MBR
-# on a 4096 B-block LUN); bytes written to a partition file at offset X land at partition
+# mount shows at once (issue 11) and after a remount as lun1-part1/-part2 of the
+# partitions' sizes (also an MBR on a 4096 B-block LUN); bytes written to a partition file at offset X land at partition
 # start + X of the backing file, a write crossing the partition's end is short and leaves
 # the next bytes alone, and the LUN file sees them (no stale page cache across aliases);
 # user.blkid.type/label of a partition follow mkfs.ext4 and a wiped superblock without a
@@ -43,7 +43,8 @@ out=$(run_bounded 60 sgdisk -n 1:2048:+16M -n 2:0:+20M "$M/lun1" 2>&1) ||
 got=$(run_bounded 30 sgdisk -p "$M/lun1" | awk '$1 ~ /^[12]$/ { print $1, $2, $3 }' | tr '\n' ' ')
 check_eq "sgdisk -p of $M/lun1 (number start end)" "$got" "1 2048 34815 2 34816 75775 "
 check_xattr "$M/lun1" user.blkid.pttype gpt
-[[ ! -e $M/lun1-part1 ]] || fail "lun1-part1 appeared while mounted (README: after a remount)"
+[[ -e $M/lun1-part1 && -e $M/lun1-part2 ]] ||
+	fail "lun1-part1/2 did not appear when sgdisk closed lun1: $(ls "$M")"
 # A DOS table on the 4096 B-block LUN, in 4096 B sectors: 4 MiB at 1 MiB, 8 MiB at 8 MiB.
 python3 - "$M/lun2" <<'EOF'
 import os, struct, sys
@@ -56,6 +57,9 @@ fd = os.open(sys.argv[1], os.O_WRONLY)
 os.pwrite(fd, bytes(mbr), 0)
 os.close(fd)
 EOF
+got=$(cd "$M" && stat -c '%n %s' lun2-part* 2>&1 | tr '\n' ' ')
+check_eq "lun2's partition files once the MBR writer closed it" "$got" \
+	"lun2-part1 4194304 lun2-part2 8388608 "
 iscsifs_umount_ok "$M"
 # The GPT is on the target: the backing file has it.
 got=$(sgdisk -p "$T/lun1.img" | awk '$1 ~ /^[12]$/ { print $1, $2, $3 }' | tr '\n' ' ')

@@ -436,10 +436,11 @@ class LogicalUnit:
                    max_unmap=parse_number(opts.get("max_unmap", "0xffffffff")),
                    lbprz=opts.get("lbprz", "1") != "0")
 
-    def naa(self):
+    def naa(self, serial=None):
         """A stable NAA 6 (IEEE registered extended) designator from the serial."""
-        h = Crc32c.compute(self.serial.encode())
-        h2 = Crc32c.compute(self.serial.encode()[::-1] + b"x")
+        serial = serial or self.serial
+        h = Crc32c.compute(serial.encode())
+        h2 = Crc32c.compute(serial.encode()[::-1] + b"x")
         return bytes([0x60, 0x01, 0x40, 0x5b]) + struct.pack(">IQ", h, h2)[:12]
 
 
@@ -607,13 +608,17 @@ class ScsiExecutor:
             return Result(data=bytes(d[:alloc]))
         page = cdb[2]
         pages = [0x00, 0x80, 0x83, 0xB0, 0xB2]
+        serial = lun.serial
+        if page in (0x80, 0x83):
+            m = self.mis.pick(("serial",), cdb, lun)
+            serial = m.raw_arg if m else serial
         if page == 0x00:
             body = bytes(pages)
         elif page == 0x80:
-            body = lun.serial.encode()
+            body = serial.encode()
         elif page == 0x83:
-            naa = lun.naa()
-            t10 = b"BADTGT  " + lun.serial.encode()
+            naa = lun.naa(serial)
+            t10 = b"BADTGT  " + serial.encode()
             body = bytes([0x01, 0x03, 0, len(naa)]) + naa + bytes([0x02, 0x01, 0, len(t10)]) + t10
         elif page == 0xB0:
             b = bytearray(60)
@@ -845,6 +850,9 @@ MISBEHAVIOURS = {
     "write-protect": (None, None, "MODE SENSE says write protected and WRITEs fail with DATA PROTECT"),
     "busy": ("data", None, "answer BUSY status"),
     "medium-error": ("data", None, "CHECK CONDITION MEDIUM ERROR, unrecovered read error / write fault"),
+    # issue 11: a target that changes while mounted
+    "unit-attention": ("read", 0x3F0E, "CHECK CONDITION UNIT ATTENTION, ASC/ASCQ ARG (0x2A09 capacity data has changed, 0x3F0E reported LUNs data has changed, 0x3F03 inquiry data has changed); the command is not carried out"),
+    "serial": ("inquiry", "OTHERDISK", "VPD pages 0x80 and 0x83 name another disk: serial ARG, and the NAA designator made from it"),
 }
 
 
@@ -1536,7 +1544,7 @@ class Connection:
             self.counters.inc("unanswered")
             return
         m = self.mis.pick(("nosense", "recovered", "badsense", "sense-short", "sense-empty",
-                           "busy", "medium-error"), t.cdb, lun)
+                           "busy", "medium-error", "unit-attention"), t.cdb, lun)
         if m:
             self.answer_misbehaving_status(t, m)
             return
@@ -1556,6 +1564,10 @@ class Connection:
         elif name == "medium-error":
             asc = (0x11, 0x00) if t.read else (0x03, 0x00)
             self.scsi_response(t, CHECK_CONDITION, sense=Sense.fixed(KEY_MEDIUM_ERROR, *asc))
+        elif name == "unit-attention":
+            code = m.arg_int()
+            self.scsi_response(t, CHECK_CONDITION,
+                               sense=Sense.fixed(KEY_UNIT_ATTENTION, code >> 8, code & 0xFF))
         elif name == "nosense":
             self.scsi_response(t, CHECK_CONDITION, sense=Sense.fixed(KEY_NO_SENSE))
         elif name == "recovered":

@@ -94,7 +94,12 @@ static struct target {
 	bool unmap_gap;
 	uint64_t ws_blocks;
 	uint32_t ws_max;
+	/* unit attention: the next ua_count commands with opcode ua_op are not executed
+	 * and get UNIT ATTENTION ua_asc/ua_ascq instead */
+	int ua_op, ua_count, ua_asc, ua_ascq, ua_given;
 } T;
+
+static struct transport_conn *last_conn; /* to wake the fake after a hang is lifted */
 
 static uint32_t be32(const uint8_t *p)
 {
@@ -147,6 +152,8 @@ static void target_reset(void)
 	T.unmap_gap = false;
 	T.ws_blocks = 0;
 	T.ws_max = 0;
+	T.ua_op = -1;
+	T.ua_count = T.ua_given = 0;
 	pthread_mutex_unlock(&T.lock);
 }
 
@@ -349,6 +356,7 @@ static struct transport_conn *fake_create(void *opaque, const struct config *cfg
 	if (!conn)
 		abort();
 	conn->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	last_conn = conn;
 	return conn;
 }
 
@@ -395,7 +403,12 @@ static int fake_service(struct transport_conn *conn, int revents)
 			pthread_mutex_unlock(&T.lock);
 			continue;
 		}
-		if (o->kind == OP_CMD) {
+		if (o->kind == OP_CMD && T.ua_count > 0 && o->cdb[0] == T.ua_op) {
+			T.queued--;
+			T.ua_count--;
+			T.ua_given++;
+			sense(&r, 6, T.ua_asc, T.ua_ascq);
+		} else if (o->kind == OP_CMD) {
 			T.queued--;
 			execute(o, &r);
 			if (o->cdb[0] == T.bad_op && T.bad_count > 0) {
@@ -1075,6 +1088,546 @@ static void test_naming(void)
 	CHECK("and names both", strstr(err, TARGET " LUN 1") && strstr(err, "other LUN 2"));
 }
 
+/* ---------- issue 11: a LUN that changes while mounted ---------- */
+
+static struct {
+	pthread_mutex_t m;
+	int n[3];                     /* per lun_event_kind */
+	uint64_t old_size, new_size;  /* of the last LUN_EVENT_CAPACITY */
+	char why[200];                /* of the last event */
+} EV = { .m = PTHREAD_MUTEX_INITIALIZER };
+
+static void on_event(void *opaque, struct blkdev *dev, const struct lun_event *ev)
+{
+	(void)opaque;
+	pthread_mutex_lock(&EV.m);
+	EV.n[ev->kind]++;
+	if (ev->kind == LUN_EVENT_CAPACITY) {
+		EV.old_size = ev->old_size;
+		EV.new_size = ev->new_size;
+		/* in effect already when reported */
+		if (lun_get_size(dev) != ev->new_size)
+			failures++, fprintf(stderr, "FAIL capacity event before the size changed\n");
+	}
+	snprintf(EV.why, sizeof(EV.why), "%s", ev->why ? ev->why : "");
+	pthread_mutex_unlock(&EV.m);
+}
+
+static void events_reset(void)
+{
+	pthread_mutex_lock(&EV.m);
+	memset(EV.n, 0, sizeof(EV.n));
+	EV.old_size = EV.new_size = 0;
+	EV.why[0] = 0;
+	pthread_mutex_unlock(&EV.m);
+}
+
+static int events(enum lun_event_kind k)
+{
+	pthread_mutex_lock(&EV.m);
+	int n = EV.n[k];
+	pthread_mutex_unlock(&EV.m);
+	return n;
+}
+
+/* Wait (5 s at most) until at least `n` events of kind k arrived. */
+static int wait_events(enum lun_event_kind k, int n)
+{
+	for (int i = 0; i < 500 && events(k) < n; i++)
+		usleep(10000);
+	return events(k);
+}
+
+/* The next `count` commands with opcode `op` get UNIT ATTENTION asc/ascq, unexecuted. */
+static void unit_attention(int op, int count, int asc, int ascq)
+{
+	pthread_mutex_lock(&T.lock);
+	T.ua_op = op;
+	T.ua_count = count;
+	T.ua_asc = asc;
+	T.ua_ascq = ascq;
+	pthread_mutex_unlock(&T.lock);
+}
+
+static void set_last_lba(uint64_t last, uint32_t bs)
+{
+	pthread_mutex_lock(&T.lock);
+	T.last_lba = last;
+	T.bs = bs;
+	pthread_mutex_unlock(&T.lock);
+}
+
+/* 2A/09, re-login and rescan re-reads: the size follows at once; nothing past a shrunken
+ * end reaches the target; a new block size fails the LUN. */
+static void test_capacity_follows(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096];
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+	memset(buf, 0x77, sizeof(buf));
+
+	/* grown, reported by CAPACITY DATA HAS CHANGED on a READ */
+	set_last_lba((2u << 20) / 512 - 1, 512);
+	unit_attention(0x28, 1, 0x2a, 0x09);
+	CHECK_EQ("READ answered 2A/09 once, then retried", 0, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK_EQ("2A/09: one capacity event", 1, wait_events(LUN_EVENT_CAPACITY, 1));
+	CHECK_EQ("2A/09: the size grew to 2 MiB", 2u << 20, lun_get_size(d));
+	CHECK_EQ("dev->size too", 2u << 20, d->size);
+	CHECK_EQ("event: old size", 1u << 20, EV.old_size);
+	CHECK_EQ("event: new size", 2u << 20, EV.new_size);
+	CHECK_EQ("I/O in the grown part works", 0, blkdev_write_sync(d, (2u << 20) - 4096, 4096, buf));
+
+	/* shrunk, reported on a WRITE */
+	set_last_lba((512u << 10) / 512 - 1, 512);
+	unit_attention(0x2a, 1, 0x2a, 0x09);
+	CHECK_EQ("WRITE answered 2A/09 once, then retried", 0, blkdev_write_sync(d, 0, 4096, buf));
+	CHECK_EQ("2A/09: a second capacity event", 2, wait_events(LUN_EVENT_CAPACITY, 2));
+	CHECK_EQ("the size shrank to 512 KiB", 512u << 10, lun_get_size(d));
+	int reads = tcount(0x28), writes = tcount(0x2a);
+	CHECK_EQ("a READ past the new end", -ENOSPC, blkdev_read_sync(d, 768u << 10, 4096, buf));
+	CHECK_EQ("a WRITE past the new end", -ENOSPC, blkdev_write_sync(d, 600u << 10, 4096, buf));
+	CHECK_EQ("a WRITE across the new end", -ENOSPC,
+		 blkdev_write_sync(d, (512u << 10) - 2048, 4096, buf));
+	CHECK_EQ("a discard past the new end", -ENOSPC, blkdev_discard_sync(d, 600u << 10, 4096));
+	CHECK_EQ("no READ past the end reached the target", reads, tcount(0x28));
+	CHECK_EQ("no WRITE past the end reached the target", writes, tcount(0x2a));
+	CHECK_EQ("I/O before the new end works", 0, blkdev_read_sync(d, (512u << 10) - 4096, 4096, buf));
+
+	/* an explicit re-read (after a re-login, on a rescan) */
+	int before = events(LUN_EVENT_CAPACITY);
+	CHECK_EQ("re-read, unchanged", 0, lun_check_capacity(d, "on rescan", 0));
+	CHECK_EQ("no event when unchanged", before, events(LUN_EVENT_CAPACITY));
+	set_last_lba((1u << 20) / 512 - 1, 512);
+	CHECK_EQ("re-read after a re-login", 0, lun_check_capacity(d, "after re-login", 0));
+	CHECK_EQ("size back to 1 MiB", 1u << 20, lun_get_size(d));
+	CHECK_EQ("and reported", before + 1, events(LUN_EVENT_CAPACITY));
+	CHECK("the event says why", strstr(EV.why, "after re-login") != NULL);
+	pthread_mutex_lock(&T.lock);
+	T.rc16_unsupported = true;
+	T.rc10_last = (3u << 20) / 512 - 1;
+	pthread_mutex_unlock(&T.lock);
+	CHECK_EQ("READ CAPACITY(10) when (16) is not supported", 0, lun_check_capacity(d, "on rescan", 0));
+	CHECK_EQ("size 3 MiB", 3u << 20, lun_get_size(d));
+	pthread_mutex_lock(&T.lock);
+	T.rc16_unsupported = false;
+	pthread_mutex_unlock(&T.lock);
+	struct lun_stats st;
+	lun_get_stats(d, &st);
+	CHECK_EQ("capacity changes counted", 4, st.capacity_changes);
+	CHECK_EQ("capacity_blocks now", (3u << 20) / 512, st.capacity_blocks);
+
+	/* an impossible capacity is refused; the size stays */
+	set_last_lba(UINT64_MAX, 512);
+	CHECK_EQ("impossible capacity", -EOVERFLOW, lun_check_capacity(d, "on rescan", 0));
+	CHECK_EQ("size kept", 3u << 20, lun_get_size(d));
+
+	/* a new block size is another disk */
+	set_last_lba((4u << 20) / 4096 - 1, 4096);
+	CHECK_EQ("block size 512 -> 4096: the LUN fails", -ENODEV,
+		 lun_check_capacity(d, "on rescan", 0));
+	CHECK("lun_is_failed", lun_is_failed(d));
+	CHECK_EQ("reported as failed", 1, events(LUN_EVENT_FAILED));
+	CHECK("saying why", strstr(EV.why, "block size") != NULL);
+	reads = tcount(0x28);
+	CHECK_EQ("a failed LUN's READ", -EIO, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK_EQ("is not sent", reads, tcount(0x28));
+	CHECK_EQ("no further re-read", -ENODEV, lun_check_capacity(d, "on rescan", 0));
+	d->ops->destroy(d);
+}
+
+/* 3F/0E and 3F/03: a rescan is asked for and the LUN's identity is checked on the live
+ * session; commands wait for the verdict; another disk is never written. */
+static void test_identity_unit_attentions(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096], was[4096];
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+
+	/* 3F/0E, same disk: the READ goes on after the check */
+	int inq = tcount(0x12);
+	unit_attention(0x28, 1, 0x3f, 0x0e);
+	CHECK_EQ("READ answered 3F/0E, same disk: succeeds", 0, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK("3F/0E asks for a rescan", wait_events(LUN_EVENT_RESCAN, 1) >= 1);
+	CHECK("saying which unit attention", strstr(EV.why, "reported LUNs data has changed"));
+	CHECK("the identity was checked on the live session (INQUIRY VPD)", tcount(0x12) > inq);
+	struct lun_stats st;
+	lun_get_stats(d, &st);
+	CHECK_EQ("one identity check", 1, st.identity_checks);
+	CHECK("the LUN is fine", !lun_is_failed(d));
+	CHECK_EQ("explicit check: same disk", 0, lun_check_identity(d, 5000));
+
+	/* 3F/03 on a WRITE, and another disk now answers at the address */
+	pthread_mutex_lock(&T.lock);
+	memcpy(was, T.disk[0] + 8192, sizeof(was));
+	T.wwn[0] = 0x42;
+	pthread_mutex_unlock(&T.lock);
+	int writes = tcount(0x2a);
+	memset(buf, 0xee, sizeof(buf));
+	unit_attention(0x2a, 1, 0x3f, 0x03);
+	CHECK_EQ("WRITE answered 3F/03, another disk: fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("the WRITE never reached the other disk", writes, tcount(0x2a));
+	pthread_mutex_lock(&T.lock);
+	CHECK("its data is untouched", memcmp(was, T.disk[0] + 8192, sizeof(was)) == 0);
+	pthread_mutex_unlock(&T.lock);
+	CHECK("the LUN failed for good", lun_is_failed(d));
+	CHECK_EQ("reported as failed", 1, wait_events(LUN_EVENT_FAILED, 1));
+	CHECK("and a rescan asked for", events(LUN_EVENT_RESCAN) >= 2);
+	int reads = tcount(0x28);
+	CHECK_EQ("later READs fail", -EIO, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK_EQ("without reaching the target", reads, tcount(0x28));
+	d->ops->destroy(d);
+
+	/* an explicit check that finds another disk */
+	target_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	pthread_mutex_lock(&T.lock);
+	T.wwn[0] = 0x43;
+	pthread_mutex_unlock(&T.lock);
+	CHECK_EQ("explicit check: another disk", -ENODEV, lun_check_identity(d, 5000));
+	CHECK("fails the LUN", lun_is_failed(d));
+	d->ops->destroy(d);
+}
+
+/* While the identity check after a unit attention has no answer, new commands of the
+ * LUN wait (they could reach another disk); once it says "same disk" they go on. */
+static void test_commands_wait_for_identity(void)
+{
+	struct lun_info info;
+	uint8_t rbuf[4096], wbuf[4096];
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	unit_attention(0x28, 1, 0x3f, 0x03);
+	pthread_mutex_lock(&T.lock);
+	T.bad_op = 0x12; /* INQUIRY goes unanswered for now */
+	T.bad_count = 1;
+	T.bad_hang = true;
+	pthread_mutex_unlock(&T.lock);
+	struct async_wait r = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	struct async_wait w = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	int writes = tcount(0x2a);
+	CHECK_EQ("READ accepted", 0, d->ops->read(d, 0, 4096, rbuf, async_cb, &r));
+	struct lun_stats st = { 0 };
+	for (int i = 0; i < 500 && !st.identity_checks; i++) {
+		usleep(10000);
+		lun_get_stats(d, &st);
+	}
+	CHECK_EQ("the check started", 1, st.identity_checks);
+	memset(wbuf, 0x31, sizeof(wbuf));
+	CHECK_EQ("WRITE accepted", 0, d->ops->write(d, 4096, 4096, wbuf, async_cb, &w));
+	usleep(200000);
+	CHECK_EQ("the WRITE waits for the check: not sent", writes, tcount(0x2a));
+	pthread_mutex_lock(&w.m);
+	CHECK("and not completed", !w.done);
+	pthread_mutex_unlock(&w.m);
+	pthread_mutex_lock(&T.lock);
+	T.bad_count = 0; /* the target answers INQUIRY again: same disk */
+	T.bad_hang = false;
+	pthread_mutex_unlock(&T.lock);
+	uint64_t one = 1;
+	ssize_t wr = write(last_conn->efd, &one, sizeof(one));
+	(void)wr;
+	CHECK_EQ("the READ completes", 0, async_wait(&r));
+	CHECK_EQ("the WRITE completes", 0, async_wait(&w));
+	CHECK_EQ("and was sent once", writes + 1, tcount(0x2a));
+	pthread_mutex_lock(&T.lock);
+	CHECK("its data is on the disk", memcmp(T.disk[0] + 4096, wbuf, sizeof(wbuf)) == 0);
+	pthread_mutex_unlock(&T.lock);
+	d->ops->destroy(d);
+}
+
+/* ---------- issue 11: how a target's LUN set changed ---------- */
+
+static struct lun_info mk_info(int number, uint8_t wwn, uint64_t nblocks)
+{
+	struct lun_info i;
+	memset(&i, 0, sizeof(i));
+	i.lun = lunaddr_from_number(number);
+	i.block_size = 512;
+	i.nblocks = nblocks;
+	snprintf(i.vendor, sizeof(i.vendor), "FAKE");
+	snprintf(i.product, sizeof(i.product), "DISK");
+	if (wwn) {
+		uint8_t p[16] = { 0, 0x83, 0, 12, 0x01, 0x03, 0, 8, 0x60, 0, 0, 0, 0, 0, 0, wwn };
+		memcpy(i.vpd83, p, sizeof(p));
+		i.vpd83_len = sizeof(p);
+		snprintf(i.wwn, sizeof(i.wwn), "naa.60000000000000%02x", wwn);
+	}
+	return i;
+}
+
+static struct target_lun mk_tl(struct lun_info info)
+{
+	struct target_lun t;
+	memset(&t, 0, sizeof(t));
+	t.info = info;
+	snprintf(t.label, sizeof(t.label), "%s", LUNSTR(info.lun));
+	t.probed = t.mountable = true;
+	return t;
+}
+
+/* Whether `c` holds a change of this kind for these indices. */
+static bool has_change(const struct target_change *c, int n, enum target_change_kind k, int cur,
+		       int now)
+{
+	for (int i = 0; i < n; i++)
+		if (c[i].kind == k && c[i].cur == cur && c[i].now == now)
+			return true;
+	return false;
+}
+
+static void test_lun_set_diff(void)
+{
+	struct lun_info cur[6] = { mk_info(1, 1, 2048), mk_info(2, 2, 2048), mk_info(3, 3, 2048),
+				   mk_info(5, 5, 2048), mk_info(6, 6, 2048), mk_info(7, 0, 2048) };
+	struct target_lun now[9];
+	int k = 0;
+	now[k++] = mk_tl(mk_info(1, 1, 4096));          /* 0: LUN 1 grew */
+	/* LUN 2: no longer reported */
+	now[k++] = mk_tl(mk_info(3, 9, 2048));          /* 1: LUN 3 is another disk now */
+	now[k++] = mk_tl(mk_info(4, 4, 2048));          /* 2: LUN 4 is new */
+	now[k] = mk_tl(mk_info(5, 5, 2048));            /* 3: LUN 5: probe failed, EIO */
+	now[k].probed = now[k].mountable = false;
+	now[k++].err = -EIO;
+	now[k] = mk_tl(mk_info(6, 6, 2048));            /* 4: LUN 6 became a tape */
+	now[k].info.devtype = 1;
+	now[k++].mountable = false;
+	now[k] = mk_tl(mk_info(7, 0, 2048));            /* 5: LUN 7 (no VPD) other product */
+	snprintf(now[k++].info.product, sizeof(now[0].info.product), "OTHER");
+	now[k] = mk_tl(mk_info(8, 4, 2048));            /* 6: LUN 8: LUN 4's designator */
+	snprintf(now[k++].reason, sizeof(now[0].reason), "same VPD 0x83 identifier as LUN 4");
+	now[k] = mk_tl(mk_info(9, 0, 2048));            /* 7: LUN 9: not a disk, not a file */
+	now[k].info.devtype = 5;
+	now[k++].mountable = false;
+	struct target_change *c = NULL;
+	int n = target_diff_luns(cur, 6, now, k, &c);
+	CHECK_EQ("changes", 8, n);
+	CHECK("LUN 1 grew: resized, kept", has_change(c, n, TARGET_LUN_RESIZED, 0, 0));
+	CHECK("LUN 2 no longer reported: removed", has_change(c, n, TARGET_LUN_REMOVED, 1, -1));
+	CHECK("LUN 3 another disk: removed", has_change(c, n, TARGET_LUN_REMOVED, 2, 1));
+	CHECK("LUN 3 another disk: and added as a new file", has_change(c, n, TARGET_LUN_ADDED, -1, 1));
+	CHECK("LUN 4 new: added", has_change(c, n, TARGET_LUN_ADDED, -1, 2));
+	CHECK("LUN 5 not probed this time: kept", !has_change(c, n, TARGET_LUN_REMOVED, 3, 3));
+	CHECK("LUN 6 became a tape: removed", has_change(c, n, TARGET_LUN_REMOVED, 4, 4));
+	CHECK("LUN 7 without VPD, another product: removed", has_change(c, n, TARGET_LUN_REMOVED, 5, 5));
+	CHECK("LUN 7 ... and the new one added", has_change(c, n, TARGET_LUN_ADDED, -1, 5));
+	CHECK("LUN 8 with LUN 4's designator: not added", !has_change(c, n, TARGET_LUN_ADDED, -1, 6));
+	CHECK("LUN 9 not a disk: not added", !has_change(c, n, TARGET_LUN_ADDED, -1, 7));
+	/* order: removals and resizes first */
+	bool seen_add = false, order_ok = true;
+	for (int i = 0; i < n; i++) {
+		seen_add |= c[i].kind == TARGET_LUN_ADDED;
+		order_ok &= !(seen_add && c[i].kind != TARGET_LUN_ADDED);
+	}
+	CHECK("removals before additions", order_ok);
+	for (int i = 0; i < n; i++)
+		if (c[i].kind == TARGET_LUN_REMOVED && c[i].cur == 2)
+			CHECK("why names the changed page", strstr(c[i].why, "0x83") != NULL);
+	free(c);
+
+	/* LUN 7 (no VPD pages): the product changed, so it is a new disk; count exactly */
+	struct lun_info c7 = mk_info(7, 0, 2048);
+	struct target_lun n7 = mk_tl(mk_info(7, 0, 2048));
+	snprintf(n7.info.product, sizeof(n7.info.product), "OTHER");
+	n = target_diff_luns(&c7, 1, &n7, 1, &c);
+	CHECK_EQ("no VPD, other product: removal + addition", 2, n);
+	if (n == 2)
+		CHECK("removal then addition", c[0].kind == TARGET_LUN_REMOVED &&
+						       c[1].kind == TARGET_LUN_ADDED);
+	free(c);
+
+	/* the same disk with another block size is another disk */
+	struct target_lun bs = mk_tl(mk_info(1, 1, 256));
+	bs.info.block_size = 4096;
+	n = target_diff_luns(&cur[0], 1, &bs, 1, &c);
+	CHECK_EQ("block size 512 -> 4096: removal + addition", 2, n);
+	free(c);
+
+	/* nothing changed */
+	struct target_lun same[2] = { mk_tl(cur[0]), mk_tl(cur[1]) };
+	c = (void *)1;
+	n = target_diff_luns(cur, 2, same, 2, &c);
+	CHECK_EQ("nothing changed", 0, n);
+	CHECK("no list", c == NULL);
+	free(c);
+
+	/* gone for the target: ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED at probe */
+	struct target_lun gone = mk_tl(cur[0]);
+	gone.probed = gone.mountable = false;
+	gone.err = -ENODEV;
+	n = target_diff_luns(cur, 1, &gone, 1, &c);
+	CHECK_EQ("LU not supported: removed", 1, n);
+	if (n == 1)
+		CHECK("removed", c[0].kind == TARGET_LUN_REMOVED);
+	free(c);
+
+	/* an empty mount gains its first LUN; a target loses its last */
+	n = target_diff_luns(NULL, 0, same, 1, &c);
+	CHECK_EQ("first LUN added", 1, n);
+	free(c);
+	n = target_diff_luns(cur, 1, NULL, 0, &c);
+	CHECK_EQ("last LUN removed", 1, n);
+	free(c);
+
+	/* target_same_disk: address, serial */
+	struct lun_info a = mk_info(1, 1, 10), b = mk_info(1, 1, 20);
+	CHECK("capacity alone does not change identity", target_same_disk(&a, &b, NULL, 0));
+	b.vpd80_len = 8;
+	memcpy(b.vpd80, "\0\x80\0\x04SN01", 8);
+	char why[160];
+	CHECK("a serial number appearing changes identity", !target_same_disk(&a, &b, why, sizeof(why)));
+	CHECK("and says so", strstr(why, "0x80") != NULL);
+}
+
+/* target_rescan over the fake target: LUNs added, removed, replaced, resized. */
+static void set_luns(const int *numbers, const uint8_t *wwns, int n, int reported_only)
+{
+	pthread_mutex_lock(&T.lock);
+	T.nreport = n + reported_only;
+	T.nluns = n;
+	for (int i = 0; i < n; i++) {
+		T.report[i] = T.lun[i] = lunaddr_from_number(numbers[i]);
+		T.wwn[i] = wwns[i];
+		T.devtype[i] = 0;
+	}
+	if (reported_only) /* reported, but nothing answers at it */
+		T.report[n] = lunaddr_from_number(9);
+	pthread_mutex_unlock(&T.lock);
+}
+
+static int rescan_once(struct fs_target *t, const struct lun_info *cur, int ncur,
+		       struct target_lun **now, struct target_change **c)
+{
+	char err[CONFIG_ERRLEN] = "";
+	int nnow = 0;
+	int n = target_rescan(&cfg, t, cur, ncur, NULL, now, &nnow, c, err, sizeof(err));
+	if (n < 0)
+		fprintf(stderr, "  target_rescan: %s\n", err);
+	return n;
+}
+
+static void test_target_rescan(void)
+{
+	struct fs_target t = { .nsess = 1 };
+	struct lun_info *cur = NULL;
+	struct target_lun *now = NULL;
+	struct target_change *c = NULL;
+	char err[CONFIG_ERRLEN] = "";
+	int ncur = 0;
+	snprintf(t.name, sizeof(t.name), TARGET);
+	t.sess[0] = S;
+	target_reset();
+	cfg.url.lun = -1;
+	set_luns((int[]){ 1, 2 }, (uint8_t[]){ 1, 2 }, 2, 0);
+	CHECK_EQ("mount-time LUNs", 0, target_probe_luns(&cfg, &t, false, &cur, &ncur, err, sizeof(err)));
+	CHECK_EQ("two", 2, ncur);
+
+	CHECK_EQ("nothing changed", 0, rescan_once(&t, cur, ncur, &now, &c));
+	free(now), free(c);
+
+	set_luns((int[]){ 1, 2, 3 }, (uint8_t[]){ 1, 2, 3 }, 3, 0);
+	CHECK_EQ("LUN 3 created", 1, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("added, LUN 3", c[0].kind == TARGET_LUN_ADDED &&
+					      lunaddr_number(now[c[0].now].info.lun) == 3);
+	free(now), free(c);
+
+	set_luns((int[]){ 1 }, (uint8_t[]){ 1 }, 1, 0);
+	CHECK_EQ("LUN 2 deleted", 1, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("removed, LUN 2", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 1);
+	free(now), free(c);
+
+	set_luns((int[]){ 1, 2 }, (uint8_t[]){ 7, 2 }, 2, 0);
+	CHECK_EQ("LUN 1 replaced by another disk", 2, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("removal then addition", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 0 &&
+						       c[1].kind == TARGET_LUN_ADDED);
+	free(now), free(c);
+
+	set_luns((int[]){ 1, 2 }, (uint8_t[]){ 1, 2 }, 2, 0);
+	set_last_lba((4u << 20) / 512 - 1, 512);
+	CHECK_EQ("both grew", 2, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("resized", c[0].kind == TARGET_LUN_RESIZED && c[1].kind == TARGET_LUN_RESIZED);
+	free(now), free(c);
+	set_last_lba((1u << 20) / 512 - 1, 512);
+
+	/* LUN 2 still reported, but ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED */
+	set_luns((int[]){ 1 }, (uint8_t[]){ 1 }, 1, 0);
+	pthread_mutex_lock(&T.lock);
+	T.nreport = 2;
+	T.report[1] = lunaddr_from_number(2);
+	pthread_mutex_unlock(&T.lock);
+	CHECK_EQ("LUN 2 reported, not answering", 1, rescan_once(&t, cur, ncur, &now, &c));
+	if (c)
+		CHECK("removed", c[0].kind == TARGET_LUN_REMOVED && c[0].cur == 1);
+	free(now), free(c);
+
+	/* trusted files are not probed again: only the new LUN is */
+	set_luns((int[]){ 1, 2, 3 }, (uint8_t[]){ 1, 2, 3 }, 3, 0);
+	bool trusted[2] = { true, true };
+	int inq = tcount(0x12), nnow = 0;
+	CHECK_EQ("trusted: LUN 3 added", 1,
+		 target_rescan(&cfg, &t, cur, ncur, trusted, &now, &nnow, &c, err, sizeof(err)));
+	CHECK("only LUN 3 probed (standard INQUIRY + VPD 0x00, 0x80?, 0x83, 0xB0, 0xB2)",
+	      tcount(0x12) - inq <= 6);
+	free(now), free(c);
+	set_luns((int[]){ 1, 3 }, (uint8_t[]){ 9, 3 }, 2, 0);
+	CHECK_EQ("trusted LUN 1 (another disk now, but trusted) kept; LUN 2 removed; 3 added", 2,
+		 target_rescan(&cfg, &t, cur, ncur, trusted, &now, &nnow, &c, err, sizeof(err)));
+	free(now), free(c);
+
+	/* REPORT LUNS itself failing: nothing known, nothing changes */
+	misbehave(0xa0, 1, 2, 4, 0x44, 0, 0);
+	CHECK("REPORT LUNS failing: an error, no change", rescan_once(&t, cur, ncur, &now, &c) < 0);
+	CHECK("no lists", now == NULL && c == NULL);
+	misbehave(-1, 0, 0, 0, 0, 0, 0);
+	free(cur);
+}
+
+/* A LUN that leaves the namespace (lun_retire) sends nothing more, not even the retry
+ * of a command the target asked to retry; lun_inflight says when nothing of it is left. */
+static void test_retire(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096];
+	target_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	CHECK_EQ("nothing in flight", 0, lun_inflight(d));
+	misbehave(0x28, 100, 8, 0, 0, 0, 0); /* BUSY: retried with backoff */
+	struct async_wait w = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	CHECK_EQ("READ accepted", 0, d->ops->read(d, 0, 4096, buf, async_cb, &w));
+	for (int i = 0; i < 200 && tcount(0x28) < 2; i++)
+		usleep(5000);
+	CHECK_EQ("one request in flight", 1, lun_inflight(d));
+	lun_retire(d, "no longer reported by REPORT LUNS");
+	int reads = tcount(0x28);
+	CHECK_EQ("the request fails", -EIO, async_wait(&w));
+	CHECK("its retry was not sent", tcount(0x28) <= reads + 1);
+	CHECK_EQ("nothing in flight", 0, lun_inflight(d));
+	CHECK_EQ("new requests fail at once", -EIO, blkdev_read_sync(d, 0, 4096, buf));
+	misbehave(-1, 0, 0, 0, 0, 0, 0);
+	d->ops->destroy(d);
+}
+
 int main(void)
 {
 	log_init(false);
@@ -1095,6 +1648,12 @@ int main(void)
 	test_capacity();
 	test_report_luns();
 	test_naming();
+	test_capacity_follows();
+	test_identity_unit_attentions();
+	test_commands_wait_for_identity();
+	test_lun_set_diff();
+	test_target_rescan();
+	test_retire();
 
 	session_destroy(S);
 	printf(failures ? "test_lun: %d failed\n" : "test_lun: all passed\n", failures);

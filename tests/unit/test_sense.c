@@ -102,6 +102,29 @@ int main(void)
 		printf("FAIL write protect is not flagged\n");
 		failures++;
 	}
+	/* issue 11: the LUN inventory and INQUIRY data unit attentions ask for a rescan and
+	 * an identity check of the LUN; other unit attentions and unparsable sense do not */
+	const struct { int asc, ascq; bool luns, inq; const char *what; } ua[] = {
+		{ 0x3f, 0x0e, true, true, "3F/0E reported LUNs data has changed" },
+		{ 0x3f, 0x03, true, true, "3F/03 inquiry data has changed" },
+		{ 0x3f, 0x05, true, true, "3F/05 device identifier changed" },
+		{ 0x2a, 0x09, false, false, "2A/09 capacity data has changed" },
+		{ 0x29, 0x00, false, false, "29/00 power on" },
+	};
+	for (size_t i = 0; i < sizeof(ua) / sizeof(ua[0]); i++) {
+		v = sense_decide(2, true, 6, ua[i].asc, ua[i].ascq);
+		if (v.luns_changed != ua[i].luns || v.inquiry_changed != ua[i].inq ||
+		    v.action != SENSE_RETRY_NOW) {
+			printf("FAIL %s: luns_changed %d inquiry_changed %d action %d\n",
+			       ua[i].what, v.luns_changed, v.inquiry_changed, v.action);
+			failures++;
+		}
+	}
+	v = sense_decide(2, false, 6, 0x3f, 0x0e);
+	if (v.luns_changed || v.inquiry_changed) {
+		printf("FAIL unparsable sense flags a LUN change\n");
+		failures++;
+	}
 	char buf[128];
 	sense_describe(2, true, 3, 0x11, 0, buf, sizeof(buf));
 	if (!strstr(buf, "medium error") || !strstr(buf, "0x11")) {

@@ -886,6 +886,52 @@ static void test_identity_transient(void)
 	session_destroy(s);
 }
 
+static int relogins;
+static void on_relogin(void *opaque, struct session *s)
+{
+	(void)s;
+	__atomic_add_fetch((int *)opaque, 1, __ATOMIC_RELAXED);
+}
+
+static void test_relogin_handler_and_new_disk(void)
+{
+	printf("issue 11: every re-login (not the first) is reported to the handler; a LUN "
+	       "whose identity is cleared and registered anew (a new disk at its address, "
+	       "seen by a rescan) works again and is checked against the new identity\n");
+	model_reset();
+	config_for_test();
+	struct session *s;
+	relogins = 0;
+	open_ok(&s, 100);
+	session_set_relogin_handler(s, on_relogin, &relogins);
+	register_identity(s);
+	CHECK_EQ("no report for the first login", 0, __atomic_load_n(&relogins, __ATOMIC_RELAXED));
+	model_drop();
+	CHECK("re-login reported", WAIT_FOR(__atomic_load_n(&relogins, __ATOMIC_RELAXED) == 1, 5000));
+	/* another disk at LUN 0: failed by the check after the next re-login */
+	pthread_mutex_lock(&M.lock);
+	M.vpd83[0][15] ^= 0xff;
+	uint8_t p83[16];
+	memcpy(p83, M.vpd83[0], 16);
+	pthread_mutex_unlock(&M.lock);
+	model_drop();
+	CHECK("second re-login reported", WAIT_FOR(__atomic_load_n(&relogins, __ATOMIC_RELAXED) == 2, 5000));
+	CHECK_EQ("LUN 0 failed", -ENODEV, run_rw(s, 0, true, 2, 0x11, NULL));
+	/* the rescan makes it a new file: the new identity replaces the old one */
+	session_clear_identity(s, 0);
+	session_set_identity(s, 0, 0x83, p83, 16);
+	CHECK_EQ("the new disk at LUN 0 works", 0, run_rw(s, 0, true, 2, 0x12, NULL));
+	model_drop();
+	CHECK("third re-login", WAIT_FOR(__atomic_load_n(&relogins, __ATOMIC_RELAXED) == 3, 5000));
+	CHECK_EQ("and is the same disk after it", 0, run_rw(s, 0, true, 3, 0x13, NULL));
+	session_set_relogin_handler(s, NULL, NULL);
+	model_drop();
+	CHECK("a fourth re-login", WAIT_FOR(info_of(s).reconnects == 4 && logged_in(s), 5000));
+	CHECK_EQ("not reported once the handler is removed", 3,
+		 __atomic_load_n(&relogins, __ATOMIC_RELAXED));
+	session_destroy(s);
+}
+
 static void test_replacement_timeout(void)
 {
 	printf("replacement timeout: target down past replacement_timeout (1 s): the "
@@ -1373,6 +1419,7 @@ int main(void)
 	test_reconnect_in_order();
 	test_identity_changed();
 	test_identity_transient();
+	test_relogin_handler_and_new_disk();
 	test_replacement_timeout();
 	test_nop_timeout();
 	test_command_timeout();
