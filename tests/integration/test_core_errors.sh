@@ -1,6 +1,7 @@
 #!/bin/bash
 # Proves bad input fails fast and cleanly: a malformed URL, an unknown target, a missing
 # or non-disk LUN, a refused connection, a login that never answers (login_timeout), a
+# portal that answers something else than iSCSI and hangs up (exit 3), a
 # missing mountpoint — each exits non-zero within login_timeout + 5 s with one meaningful
 # line on stderr naming the value, leaves nothing mounted and no daemon behind; both
 # daemonizing and with -f.
@@ -17,6 +18,7 @@ tgt_sparse "$T/lun1.img" 16M
 tgt_lun 1 1 "$T/lun1.img"
 netstub refuse RPORT
 netstub blackhole BPORT
+netstub hangup HPORT
 M=$T/mnt
 mkdir -p "$M"
 
@@ -86,6 +88,12 @@ grep -qiE 'time' <<<"$EXPECT_STDERR" ||
 	FAILS+=("login never answered: stderr '$EXPECT_STDERR' does not say it timed out")
 ((${EXPECT_SECS%.*} >= LT - 1)) ||
 	FAILS+=("login never answered: gave up after ${EXPECT_SECS}s, before login_timeout=$LT")
+bad "a portal that is not iSCSI (answers and hangs up)" "not iSCSI|iSCSI target.*$HPORT|$HPORT.*iSCSI target" \
+	"iscsi://127.0.0.1:$HPORT/$IQN"
+rc=0
+"$ISCSIFS" ls "iscsi://127.0.0.1:$HPORT" >/dev/null 2>"$T/err" || rc=$?
+((rc == 3)) && [[ $(grep -c . "$T/err") == 1 ]] ||
+	FAILS+=("ls of a portal that is not iSCSI: exit $rc (want 3, cannot connect): $(cat "$T/err")")
 bad "missing mountpoint" "$(re "$T/no-such-dir")" "iscsi://$P/$IQN" "$T/no-such-dir"
 [[ ! -e $T/no-such-dir ]] || FAILS+=("iscsifs created the missing mountpoint $T/no-such-dir")
 ((${#FAILS[@]} == 0)) || fail "${#FAILS[@]} bad-input case(s) misbehaved: $(printf '[%s] ' "${FAILS[@]}")"
