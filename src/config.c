@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <mntent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1006,6 +1007,22 @@ void config_init(struct config *cfg)
 
 /* ---- command line ----------------------------------------------------------------- */
 
+/* Is `dir` (a canonical path) already the mountpoint of an iscsifs mount? Mounting
+ * another on top would hide it while its daemon and open files go on, and the next
+ * `fusermount3 -u` would unmount the wrong one. */
+static bool is_iscsifs_mount(const char *dir)
+{
+	FILE *f = setmntent("/proc/self/mounts", "r");
+	struct mntent *e;
+	bool found = false;
+	if (!f)
+		return false;
+	while (!found && (e = getmntent(f)))
+		found = strcmp(e->mnt_dir, dir) == 0 && strcmp(e->mnt_type, "fuse.iscsifs") == 0;
+	endmntent(f);
+	return found;
+}
+
 static int check_mountpoint(const char *arg, char *out, size_t outlen, char *err,
 			    size_t errlen)
 {
@@ -1030,6 +1047,10 @@ static int check_mountpoint(const char *arg, char *out, size_t outlen, char *err
 	if (!S_ISDIR(sb.st_mode))
 		return fail(err, errlen, -ENOTDIR,
 			    "mountpoint %s is not a directory: give a directory", arg);
+	if (is_iscsifs_mount(buf))
+		return fail(err, errlen, -EBUSY,
+			    "mountpoint %s is already an iscsifs mount: unmount it first "
+			    "(fusermount3 -u %s) or give another directory", arg, arg);
 	if (strlen(buf) >= outlen)
 		return fail(err, errlen, -ENAMETOOLONG, "mountpoint %s: path is too long", arg);
 	strcpy(out, buf);
