@@ -1761,7 +1761,7 @@ void config_print_usage(FILE *f)
 "  6  unmounted, but dirty data could not be written to the target\n"
 "\n"
 "Examples:\n"
-"  iscsifs iscsi://192.0.2.10/iqn.2003-01.org.example:disk1/0 /mnt/lun\n"
+"  iscsifs iscsi://192.0.2.10/iqn.2003-01.org.example:disk1/1 /mnt/lun\n"
 "  iscsifs ls --json iscsi://[2001:db8::1]\n"
 "  fstab: iscsi://nas/iqn.2003-01.org.example:disk1 /mnt/nas fuse.iscsifs \\\n"
 "         _netdev,secret_file=/etc/iscsifs.secret 0 0\n"
