@@ -1023,8 +1023,10 @@ static bool is_iscsifs_mount(const char *dir)
 	return found;
 }
 
-static int check_mountpoint(const char *arg, char *out, size_t outlen, char *err,
-			    size_t errlen)
+/* `for_mount`: the directory is to be mounted on (not an existing mount's, as for
+ * stat and rescan). */
+static int check_mountpoint(const char *arg, bool for_mount, char *out, size_t outlen,
+			    char *err, size_t errlen)
 {
 	char buf[PATH_MAX];
 	struct stat sb;
@@ -1047,7 +1049,7 @@ static int check_mountpoint(const char *arg, char *out, size_t outlen, char *err
 	if (!S_ISDIR(sb.st_mode))
 		return fail(err, errlen, -ENOTDIR,
 			    "mountpoint %s is not a directory: give a directory", arg);
-	if (is_iscsifs_mount(buf))
+	if (for_mount && is_iscsifs_mount(buf))
 		return fail(err, errlen, -EBUSY,
 			    "mountpoint %s is already an iscsifs mount: unmount it first "
 			    "(fusermount3 -u %s) or give another directory", arg, arg);
@@ -1199,7 +1201,7 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 	if (rc < 0)
 		return rc;
 	if (mp_arg) {
-		rc = check_mountpoint(mp_arg, cfg->mountpoint, sizeof cfg->mountpoint, err,
+		rc = check_mountpoint(mp_arg, !mp_only, cfg->mountpoint, sizeof cfg->mountpoint, err,
 				      errlen);
 		if (rc < 0 && mp_only)
 			return fail(err, errlen, rc, "%s is not an iscsifs mount (%s)", mp_arg,
