@@ -745,6 +745,38 @@ ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	return consumed(w, NULL, (size_t)n);
 }
 
+/* ---------- the send side: one TCP segment per PDU ----------
+ *
+ * libiscsi 1.19's iscsi_write_to_socket() sends a PDU that carries data from the
+ * caller's buffer (a WRITE's immediate data, a Data-Out) as two calls: send() of the
+ * header, then writev() of the data. On a TCP_NODELAY socket the header leaves as a
+ * segment of its own, so every WRITE costs the target two wake-ups and the loopback
+ * two trips through the TCP stack (measured: about a third of the session thread's
+ * CPU on random 4 KiB writes). A header whose DataSegmentLength says data follows is
+ * sent with MSG_MORE: the kernel holds it until the writev() that follows, which
+ * pushes both. Nothing else changes: if that writev() waits for POLLOUT, the header
+ * waits in the socket with it. A header without data, or sent together with its
+ * data, goes as it is. */
+
+typedef ssize_t (*send_fn)(int, const void *, size_t, int);
+static send_fn next_send_fn;
+
+static ssize_t next_send(int fd, const void *buf, size_t len, int flags)
+{
+	send_fn f = (send_fn)next_sym((void **)&next_send_fn, "send", (void *)send);
+	return f ? f(fd, buf, len, flags) : syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
+}
+
+ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	const uint8_t *h = buf;
+	struct wire_conn *w = fd_lookup(fd);
+	if (w && (len == BHS || len == BHS + 4) &&
+	    ((uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 | h[7]) != 0)
+		flags |= MSG_MORE;
+	return next_send(fd, buf, len, flags);
+}
+
 /* ---------- the API ---------- */
 
 struct wire_conn *wire_new(void)
