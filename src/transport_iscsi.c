@@ -20,6 +20,8 @@
  * caller of session_discover).
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <poll.h>
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
@@ -188,6 +191,7 @@ struct transport_conn {
 	struct call *connect_call;   /* the connect waiting for res */
 	char err[CONFIG_ERRLEN];     /* why we failed the connection ourselves; "" if not */
 	struct call *calls;          /* queued, not yet called back */
+	int unsent;                  /* commands queued since the last POLLOUT service */
 };
 
 static struct call *call_new(struct transport_conn *conn, transport_cb cb, void *priv)
@@ -407,7 +411,19 @@ static int li_service(struct transport_conn *conn, int revents)
 	if (conn->res)
 		return resolve_step(conn);
 	wire_service_begin(conn->w);
+	/* Several commands queued since the last send: libiscsi writes each PDU with its
+	 * own send(), and on a TCP_NODELAY socket each would leave as its own segment,
+	 * waking the target once per command. Corked, the batch leaves as few full
+	 * segments, pushed when the cork is pulled after the service call. */
+	int fd = (revents & POLLOUT) && conn->unsent > 1 ? iscsi_get_fd(conn->ctx) : -1;
+	int on = 1, off = 0;
+	if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) != 0)
+		fd = -1;
+	if (revents & POLLOUT)
+		conn->unsent = 0;
 	int r = iscsi_service(conn->ctx, revents);
+	if (fd >= 0 && iscsi_get_fd(conn->ctx) == fd)
+		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
 	/* The observer refused a PDU about one command: that command was answered
 	 * (wrongly) and must fail with the reason, not be re-issued with the others when
 	 * the session recovers. libiscsi 1.19 cancels everything from iscsi_service when
@@ -475,6 +491,7 @@ static int li_command_async(struct transport_conn *conn, uint64_t lun, const uin
 		call_free(k);
 		return -1;
 	}
+	conn->unsent++;
 	/* queued, not sent (libiscsi sends from iscsi_service): nothing of its answer can
 	 * have been read yet */
 	wire_cmd_begin(conn->w, k->task->itt, k->reads ? buf : NULL, k->reads ? len : 0,

@@ -75,7 +75,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 for CP in $(seq 20000 20999 | shuf); do
     [ -e "/var/run/tgtd/socket.$CP" ] || [ -e "/var/run/tgtd/socket.$CP.lock" ] || break
 done
-truncate -s 2G "$WORK/lun.img"
+fallocate -l 2G "$WORK/lun.img"   # allocated: tmpfs page allocation is not charged to whichever system writes first
 "${SRV[@]}" tgtd -f --iscsi "portal=127.0.0.1:$PORT" --control-port "$CP" </dev/null >"$WORK/tgtd.log" 2>&1 &
 TGTD_PID=$!
 STARTED+=("$TGTD_PID")
@@ -135,13 +135,14 @@ unmount_sys() {
     esac
 }
 
-printf '%-8s %-4s %9s %10s %9s %9s\n' system job IOPS cpu-us/IO ctxsw/IO cpu%
+printf '%-8s %-4s %9s %10s %9s %9s %11s\n' system job IOPS cpu-us/IO ctxsw/IO cpu% tgtd-us/IO
 for sys in iscsifs qsd; do
     [ "$ONLY" = all ] || [ "$ONLY" = "$sys" ] || continue
     for job in $JOBS; do
         mount_sys "$sys" || { echo "mount $sys failed" >&2; exit 1; }
         sync; echo 3 >/proc/sys/vm/drop_caches
         read -r t0 c0 < <(counters "$DPID")
+        read -r g0 _ < <(counters "$TGTD_PID")
         [ "$THREADS" = 1 ] && thread_counters "$DPID" >"$WORK/th0"
         s0=$(date +%s.%N)
         PP=
@@ -157,6 +158,7 @@ for sys in iscsifs qsd; do
         "${CLI[@]}" fio --name=j --filename="$FILE" --size=2G --time_based --runtime="$SECS" \
             ${FIO[$job]} --output-format=json >"$WORK/fio.json" 2>"$WORK/fio.err"
         read -r t1 c1 < <(counters "$DPID")
+        read -r g1 _ < <(counters "$TGTD_PID")
         [ "$THREADS" = 1 ] && thread_counters "$DPID" >"$WORK/th1"
         s1=$(date +%s.%N)
         [ -n "$PP" ] && { kill -INT "$PP"; wait "$PP" 2>/dev/null; }
@@ -166,8 +168,8 @@ for sys in iscsifs qsd; do
         fi
         ios=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(j["read"]["total_ios"]+j["write"]["total_ios"], j["read"]["iops"]+j["write"]["iops"])' "$WORK/fio.json")
         set -- $ios
-        awk -v s="$sys" -v j="$job" -v n="$1" -v iops="$2" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v hz="$HZ" -v w="$(echo "$s1 - $s0" | bc)" \
-            'BEGIN { printf "%-8s %-4s %9.0f %10.1f %9.2f %8.0f%%\n", s, j, iops, dt / hz * 1e6 / n, dc / n, dt / hz / w * 100 }'
+        awk -v s="$sys" -v j="$job" -v n="$1" -v iops="$2" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v hz="$HZ" -v w="$(echo "$s1 - $s0" | bc)" -v dg=$((g1 - g0)) \
+            'BEGIN { printf "%-8s %-4s %9.0f %10.1f %9.2f %8.0f%% %11.1f\n", s, j, iops, dt / hz * 1e6 / n, dc / n, dt / hz / w * 100, dg / hz * 1e6 / n }'
         if [ "$THREADS" = 1 ]; then
             awk -v n="$1" -v hz="$HZ" 'NR == FNR { t[$1] = $3; c[$1] = $4; next }
                 { printf "    %-7s %-16s cpu-us/IO %7.1f  ctxsw/IO %6.2f\n", $1, $2, ($3 - t[$1]) / hz * 1e6 / n, ($4 - c[$1]) / n }' "$WORK/th0" "$WORK/th1"
