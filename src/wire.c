@@ -175,6 +175,7 @@ struct wire_conn {
 	uint32_t pings;
 	/* budget of the current service call */
 	uint32_t svc_pdus, svc_bytes;
+	uint32_t r2ts;         /* R2Ts accepted since wire_take_r2ts */
 	/* commands in flight, unordered */
 	struct wire_cmd *cmds;
 	uint32_t ncmds, capcmds;
@@ -514,6 +515,7 @@ static ssize_t header_done(struct wire_conn *w)
 				      c->next_r2tsn);
 		c->r2t_total += len;
 		c->next_r2tsn++;
+		w->r2ts++;
 	}
 	if (!w->in_data)
 		return pdu_done(w);
@@ -827,6 +829,13 @@ void wire_service_begin(struct wire_conn *w)
 {
 	w->svc_pdus = 0;
 	w->svc_bytes = 0;
+}
+
+uint32_t wire_take_r2ts(struct wire_conn *w)
+{
+	uint32_t n = w->r2ts;
+	w->r2ts = 0;
+	return n;
 }
 
 const char *wire_fault(const struct wire_conn *w)
