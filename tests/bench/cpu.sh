@@ -5,10 +5,26 @@
 # On a shared machine these are far steadier than IOPS. A measurement tool, asserts
 # nothing.
 #
-#   tests/bench/cpu.sh [--secs N] [--jobs "B1 B2 B3 B6"] [--only iscsifs|qsd|all]
-#                      [--perf DIR] [--no-pin] [--opts MOUNTOPTS]
+#   tests/bench/cpu.sh [--secs N] [--jobs "B1 B2 B3 B5 B6"] [--only iscsifs|qsd|all]
+#                      [--opts MOUNTOPTS] [--no-pin] [--threads] [--stats] [--strace]
+#                      [--perf DIR]
 #
-# --perf DIR records `perf record -g` of the daemon for every job into DIR.
+#   --secs N     fio runtime per job (default 10)
+#   --jobs LIST  any of B1 B2 B3 B5 B6, run.sh's jobs of the same names (default B1 B2 B3 B6)
+#   --only WHAT  one system only
+#   --opts O     iscsifs mount options
+#   --no-pin     no taskset (default as run.sh: fio on CPU 0, tgtd and the daemon on the last)
+#   --threads    also CPU and context switches per I/O of each daemon thread
+#   --stats      also iscsifs's .iscsifs/stats.json at the end of each job
+#   --strace     also system calls per I/O (strace -c -f; it slows the daemon down a lot)
+#   --perf DIR   perf record -g of the daemon into DIR/SYSTEM-JOB.data (PERFARGS adds
+#                perf options, e.g. PERFARGS="-e sched:sched_switch")
+#
+# Columns: IOPS (indicative only), daemon CPU us per I/O, context switches per I/O, the
+# daemon's CPU share, and tgtd's CPU us per I/O (on the pinned placement tgtd shares
+# the daemon's CPU, so how a daemon sends its commands changes tgtd's cost too).
+# The LUN is a 2 GiB file on /dev/shm, allocated up front (written or not, every system
+# sees the same memory), iscsifs mounted afresh for every job with default options.
 # Needs root. Everything lives in one /dev/shm/iscsifs-cpu.XXXXXX directory, removed
 # with everything it started by the EXIT trap.
 set -uo pipefail
@@ -25,6 +41,7 @@ PIN=1
 OPTS=
 THREADS=0
 STRACE=0
+STATS=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,7 +53,8 @@ while [ $# -gt 0 ]; do
         --opts) OPTS=$2; shift ;;
         --threads) THREADS=1 ;;
         --strace) STRACE=1 ;;
-        *) echo "usage: $0 [--secs N] [--jobs LIST] [--only iscsifs|qsd|all] [--perf DIR] [--no-pin] [--opts O]" >&2; exit 2 ;;
+        --stats) STATS=1 ;;
+        *) sed -n '2,/^set -uo/p' "$0" | sed '$d' >&2; exit 2 ;;
     esac
     shift
 done
@@ -78,6 +96,7 @@ done
 fallocate -l 2G "$WORK/lun.img"   # allocated: tmpfs page allocation is not charged to whichever system writes first
 "${SRV[@]}" tgtd -f --iscsi "portal=127.0.0.1:$PORT" --control-port "$CP" </dev/null >"$WORK/tgtd.log" 2>&1 &
 TGTD_PID=$!
+disown "$TGTD_PID"    # no "Killed" line when the EXIT trap ends it
 STARTED+=("$TGTD_PID")
 for _ in $(seq 50); do tgtadm -C "$CP" --lld iscsi --op show --mode sys >/dev/null 2>&1 && break; sleep 0.1; done
 tgtadm -C "$CP" --lld iscsi --op new --mode target --tid 1 -T "$IQN" &&
@@ -170,6 +189,9 @@ for sys in iscsifs qsd; do
         set -- $ios
         awk -v s="$sys" -v j="$job" -v n="$1" -v iops="$2" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v hz="$HZ" -v w="$(echo "$s1 - $s0" | bc)" -v dg=$((g1 - g0)) \
             'BEGIN { printf "%-8s %-4s %9.0f %10.1f %9.2f %8.0f%% %11.1f\n", s, j, iops, dt / hz * 1e6 / n, dc / n, dt / hz / w * 100, dg / hz * 1e6 / n }'
+        if [ "$STATS" = 1 ] && [ "$sys" = iscsifs ]; then
+            cp "$WORK/mnt/.iscsifs/stats.json" "$WORK/stats.json" 2>/dev/null && echo "    stats: $(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])))[:1500])' "$WORK/stats.json")"
+        fi
         if [ "$THREADS" = 1 ]; then
             awk -v n="$1" -v hz="$HZ" 'NR == FNR { t[$1] = $3; c[$1] = $4; next }
                 { printf "    %-7s %-16s cpu-us/IO %7.1f  ctxsw/IO %6.2f\n", $1, $2, ($3 - t[$1]) / hz * 1e6 / n, ($4 - c[$1]) / n }' "$WORK/th0" "$WORK/th1"
