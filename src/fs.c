@@ -984,11 +984,17 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ns_node *n = node_get(fs_of(req), ino);
 	struct lun_fh *h = (struct lun_fh *)(uintptr_t)fi->fh;
-	if (n && node_lun(n) && h->write) {
-		int r = lun_removed(node_lun(n)) ? -ENODEV : rewrite_close(n, h);
-		/* first zero what an O_TRUNC writer skipped */
+	if (n && node_lun(n) && h->write && lun_removed(node_lun(n))) {
+		/* Its LUN is gone: nothing more can reach the target, so close reports
+		 * only what it always reports - data this file wrote that is now known
+		 * lost (the dirty data dropped with the LUN: EIO once) - and otherwise
+		 * succeeds, as close(2) of a removed block device does. Its reads,
+		 * writes and fsyncs already answered ENODEV. */
+		fuse_reply_err(req, -report_errors(node_lun(n), h, 0));
+	} else if (n && node_lun(n) && h->write) {
+		int r = rewrite_close(n, h); /* first zero what an O_TRUNC writer skipped */
 		if (r < 0)
-			fuse_reply_err(req, r == -ENODEV ? ENODEV : -report_errors(node_lun(n), h, r));
+			fuse_reply_err(req, -report_errors(node_lun(n), h, r));
 		else
 			start_flush(req, n, h, false);
 	} else {
