@@ -17,15 +17,17 @@
  *   installed.
  *
  * HOW
- *   The executable defines recv() and readv(). libiscsi.so.7 imports them from
- *   libc through its PLT, and the dynamic linker binds those imports to the executable's
- *   definitions (the executable is first in the lookup scope; ld exports a symbol that a
- *   linked shared library references). Our definitions look the descriptor up in a
- *   lock-free table indexed by fd; a descriptor nobody registered goes straight to the
- *   next definition (dlsym(RTLD_NEXT): libc's, or ASan's interceptor in a sanitizer build,
- *   which then reaches libc's; under valgrind, libc's). The transport registers each
- *   session socket right after iscsi_connect_async() (wire_attach) and unregisters it
- *   before iscsi_destroy_context() closes it.
+ *   The executable defines recv() and readv() (and send(), which only adds MSG_MORE
+ *   to a PDU header whose data follows: "the send side" below). libiscsi.so.7 imports
+ *   them from libc through its PLT, and the dynamic linker binds those imports to the
+ *   executable's definitions (the executable is first in the lookup scope; ld exports a
+ *   symbol that a linked shared library references). Our definitions look the
+ *   descriptor up in a lock-free table indexed by fd; a descriptor nobody registered
+ *   goes straight to the next definition (dlsym(RTLD_NEXT): libc's, or ASan's
+ *   interceptor in a sanitizer build, which then reaches libc's; under valgrind,
+ *   libc's). The transport registers each session socket right after
+ *   iscsi_connect_async() (wire_attach) and unregisters it before
+ *   iscsi_destroy_context() closes it.
  *
  *   For a registered descriptor a framer follows the stream exactly as libiscsi consumes
  *   it. libiscsi 1.19's iscsi_read_from_socket() (lib/socket.c) reads:
