@@ -43,7 +43,11 @@ refused "LUN 1 of $IQN (naa." "$URL" "$M2"
 [[ $EXPECT_STDERR == *"already mounted writable by iscsifs pid $A on $M1"* ]] ||
 	fail "the refusal does not name pid $A and $M1: $EXPECT_STDERR"
 [[ $EXPECT_STDERR == *"fusermount3 -u $M1"* ]] || fail "the refusal does not say what to do: $EXPECT_STDERR"
-refused "already mounted writable by iscsifs pid $A on $M1" "$URL/1" "$M1"
+# on the same mountpoint: refused before the lock is looked at, the mountpoint being
+# an iscsifs mount already (a usage error, exit 2)
+expect_fail_msg "mountpoint $M1 is already an iscsifs mount" "$ISCSIFS" -f "$URL/1" "$M1"
+check_eq "exit status of a mount on top of $M1" "$EXPECT_RC" 2
+check_eq "FUSE mounts on $M1 after it" "$(grep -c " $M1 fuse" /proc/mounts)" 1
 refused "is mounted writable by iscsifs pid $A on $M1" -o ro "$URL/1" "$M2"
 # As a daemon (no -f): the parent reports the child's refusal and exits non-zero.
 expect_fail_msg "already mounted writable by iscsifs pid $A on $M1" "$ISCSIFS" "$URL/1" "$M3"
