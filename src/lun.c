@@ -26,10 +26,14 @@
  * A LUN that changes while mounted (lun.h): the capacity in blocks (`nblocks`) and
  * dev.size change atomically when READ CAPACITY says so; every command is checked
  * against `nblocks` when it is built, so after a shrink nothing past the new end is
- * sent. A unit attention that says the LUN may be another disk (3F/0E, 3F/03, 3F/05)
- * starts an identity check (INQUIRY VPD 0x83/0x80, as the session does after a
- * re-login); while it runs, `verifying` is set and commands of the LUN wait in
- * `parked` instead of being submitted; the verdict releases or fails them.
+ * sent. A sign that the LUN may be another disk (a unit attention sense.c flags
+ * inquiry_changed, a "no LU here" answer, a write after a pause: lun.h) starts an
+ * identity check (INQUIRY VPD 0x83/0x80, as the session does after a re-login); while
+ * it runs, `verifying` is set and commands of the LUN wait in `parked` instead of
+ * being submitted; the verdict releases or fails them. Parking never blocks a thread:
+ * a write-back whose commands are parked simply completes later, with EIO when the
+ * disk changed, and its data stays dirty in the cache until the rescan retires the LUN
+ * and reports it lost.
  *
  * Thread model: no thread of its own. Entry points run on any thread; completion
  * callbacks run on session threads. A request's generator state is protected by its
@@ -662,6 +666,12 @@ static void cap_step(struct session_cmd *c)
 		return;
 	}
 	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
+		return;
+	}
+	if (r == -ENODEV && notes.lun_gone) {
+		/* LOGICAL UNIT NOT SUPPORTED: nothing answers at the address */
+		lun_fail(l, "it is gone: the target says no LUN answers at its address");
 		check_end(k, -ENODEV);
 		return;
 	}
