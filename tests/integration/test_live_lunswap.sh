@@ -3,7 +3,9 @@
 # the same LUN number (the lun-swap fault): with a handle holding 8 MiB of unwritten
 # data on lun1, LUN 1 is deleted and another disk (its own backing file and serial) is
 # created at LUN 1 - at once, and after a 2 s gap; with the default options and with
-# rescan_interval=0. Each time the new disk's backing file gets none of the old data,
+# rescan_interval=0; and while a stream of writes and fsyncs runs (tgt answers the
+# writes that find the LUN gone with 25/00). Each time the new disk's backing file gets
+# none of the old data,
 # the writer's fsync or close fails (EIO/ENODEV), the daemon logs that the disk at
 # LUN 1 changed or went, and afterwards lun1 is a new file (another inode) showing the
 # new disk's data.
@@ -92,8 +94,77 @@ swap_case()
 	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
 }
 
+# stream: the LUN is deleted between two writes of a stream (tgt refuses to delete a LUN
+# with a command in flight); the writes that find it missing get ILLEGAL REQUEST,
+# LOGICAL UNIT NOT SUPPORTED (25/00) from tgt, and must not be retried into the disk
+# created at LUN 1 a second later.
+stream_case()
+{
+	local name=stream out rc=0 ino_old ino_new n i
+	log "--- $name: writes and fsyncs while LUN 1 is replaced"
+	tgt_sparse "$T/old-$name.img" 64M
+	tgt_sparse "$T/new-$name.img" 64M
+	fill_n "$T/new-$name.img" $((2 * MiB))
+	tgt_adm --op new --mode logicalunit --tid 1 --lun 1 --backing-store "$T/old-$name.img" >/dev/null
+	tgt_adm --op update --mode logicalunit --tid 1 --lun 1 --params "scsi_sn=OLD$name" >/dev/null
+	iscsifs_mount "$URL" "$M" -o noop_interval=1,rescan_interval=0
+	ino_old=$(stat -c %i "$M/lun1")
+	python3 - "$M/lun1" "$T/stream.out" <<'EOF2' &
+import errno, os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+t, i, errs, last = time.time(), 0, 0, ""
+while time.time() - t < 6:
+    try:
+        # past the first MiB: no partition table re-probe, only data
+        os.pwrite(fd, b"A" * (1 << 20), (4 + i % 32) << 20)
+        os.fsync(fd)
+    except OSError as e:
+        errs += 1
+        last = errno.errorcode.get(e.errno, str(e.errno))
+    i += 1
+try:
+    os.close(fd)
+except OSError as e:
+    errs += 1
+    last = errno.errorcode.get(e.errno, str(e.errno))
+open(sys.argv[2], "w").write("writes %d errors %d last %s\n" % (i, errs, last))
+EOF2
+	local W=$!
+	track_pid $W
+	sleep 1
+	for ((i = 0; i < 200; i++)); do
+		TGT_IPC_SOCKET=$TGT_IPC_SOCKET timeout -k 2 "$TGT_TIMEOUT" tgtadm -C "$TGT_CPORT" \
+			--lld iscsi --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null 2>&1 && break
+	done
+	((i < 200)) || fail "$name: tgtadm could not delete LUN 1 (always busy)"
+	sleep 1
+	tgt_adm --op new --mode logicalunit --tid 1 --lun 1 --backing-store "$T/new-$name.img" >/dev/null
+	tgt_adm --op update --mode logicalunit --tid 1 --lun 1 --params "scsi_sn=NEW$name" >/dev/null
+	wait_for 60 eval '! pid_alive $W' || fail "$name: the writer did not finish within 60 s"
+	wait "$W" || true
+	out=$(cat "$T/stream.out")
+	log "$name: writer: $out"
+	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
+	check_eq "$name: bytes of the old disk's data on the NEW disk" "$n" 0
+	grep -qE 'errors [1-9][0-9]* last (EIO|ENODEV)$' <<<"$out" ||
+		fail "$name: the writer saw no error: $out"
+	grep -qE "LUN 1: failed for good \((another disk answers at its address|it is gone)" "$DAEMON_LOG" ||
+		fail "$name: the daemon did not log that the disk at LUN 1 changed or went"
+	out=$(run_bounded 60 "$ISCSIFS" rescan "$M" 2>&1) || fail "$name: iscsifs rescan: $out"
+	wait_for 20 test -e "$M/lun1" || fail "$name: lun1 is not there after the rescan: $(ls "$M")"
+	ino_new=$(stat -c %i "$M/lun1")
+	[[ $ino_new != "$ino_old" ]] || fail "$name: the new disk at LUN 1 got the old file's inode $ino_old"
+	check_cmp "$T/new-$name.img" "$M/lun1" $((2 * MiB))
+	iscsifs_umount "$M" || rc=$?
+	((rc == 0 || rc == 6)) || fail "$name: unmount: daemon exit status $rc"
+	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
+	check_eq "$name: after unmount, bytes of the old data on the NEW disk" "$n" 0
+	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
+}
+
 swap_case nogap 0 noop_interval=1
 swap_case gap 2 noop_interval=1
 swap_case gap-norescan 2 noop_interval=1,rescan_interval=0
 swap_case nogap-norescan 0 noop_interval=1,rescan_interval=0
-pass "another disk at LUN 1 never gets the old disk's dirty data (no gap, 2 s gap, with and without polling); the writer sees an error; lun1 becomes the new disk's file"
+stream_case
+pass "another disk at LUN 1 never gets the old disk's dirty data (no gap, 2 s gap, with and without polling, in a stream of writes); the writer sees an error; lun1 becomes the new disk's file"
