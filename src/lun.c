@@ -627,6 +627,8 @@ static void check_end(struct check_cmd *k, int ret)
 
 /* A unit attention consumed by a check's own command is not lost: a LUN inventory
  * change still asks for a rescan (which checks identities and capacities again). */
+static void verify_after_ua(struct lun *l, struct lun_chunk *ch, const char *what);
+
 static void check_notes(struct check_cmd *k, const struct sense_verdict *v)
 {
 	char ua[160];
@@ -634,6 +636,9 @@ static void check_notes(struct check_cmd *k, const struct sense_verdict *v)
 	if (!v->luns_changed && !v->inquiry_changed)
 		return;
 	sense_describe(c->scsi_status, true, c->sense_key, c->asc, c->ascq, ua, sizeof(ua));
+	/* and the LUN's own commands wait for its identity, as if they had got it */
+	if (v->inquiry_changed)
+		verify_after_ua(k->l, NULL, ua);
 	emit(k->l, LUN_EVENT_RESCAN, 0, 0, ua);
 }
 
@@ -898,9 +903,11 @@ static void req_free(struct lun_req *r)
 static void req_finish(struct lun_req *r)
 {
 	struct lun *l = r->l;
+	/* nothing of it is in flight or will be sent: no longer counted before its caller
+	 * hears of it (who may then ask lun_inflight) */
+	__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	r->cb(r->opaque, r->err);
 	req_free(r);
-	__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	lun_put(l); /* the request's reference: lun_destroy may have come meanwhile */
 }
 
@@ -1085,13 +1092,15 @@ static void verify_done(void *opaque, int ret)
 	}
 }
 
-/* A unit attention says the LUN may be another disk: park `ch`, and check its identity
- * unless a check runs already (see the top of this file). */
+/* A unit attention says the LUN may be another disk: park `ch` (if any), and check its
+ * identity unless a check runs already (see the top of this file). */
 static void verify_after_ua(struct lun *l, struct lun_chunk *ch, const char *what)
 {
 	pthread_mutex_lock(&l->lock);
-	ch->next = l->parked;
-	l->parked = ch;
+	if (ch) { /* NULL: a check command of the LUN got the unit attention */
+		ch->next = l->parked;
+		l->parked = ch;
+	}
 	bool start = !l->verifying;
 	if (start)
 		__atomic_store_n(&l->verifying, 1, __ATOMIC_RELEASE);

@@ -1471,6 +1471,22 @@ static void test_lun_swap(void)
 	CHECK("the LUN is fine", !lun_is_failed(d));
 	d->ops->destroy(d);
 
+	/* 29/00 consumed by the LUN's own READ CAPACITY (a rescan's): its data commands
+	 * wait for the identity all the same */
+	target_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	unit_attention(0x9e, 1, 0x29, 0x00);
+	swap_wwn(0x54);
+	CHECK_EQ("READ CAPACITY answered 29/00, then read", 0, lun_check_capacity(d, "on rescan", 0));
+	writes = tcount(0x2a);
+	CHECK_EQ("the WRITE after it: another disk, fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("and never reached it", writes, tcount(0x2a));
+	CHECK("the LUN failed for good", lun_is_failed(d));
+	d->ops->destroy(d);
+
 	/* no signal at all (tgt's new LU): a WRITE after a pause checks first */
 	target_reset();
 	events_reset();
