@@ -496,8 +496,17 @@ bool pool_park_dirty(struct cache *c, struct cache_io *io, struct defer *d)
 		p->dirty_waits++;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (still)
-		defer_kick(d, p);
+	if (still) {
+		/* Start this cache's due write-back from here (c->lock is held). While some
+		 * of it is in flight its completions wake the waiters and issue the next
+		 * batch (wb_done), so the write-back threads are kicked only when none is:
+		 * the data holding the bound is another cache's, or waits for a retry or
+		 * for bounce memory. Kicking at every park woke both threads (and their
+		 * lock traffic) about once per write under a steady write load. */
+		wb_pump(c, d);
+		if (c->inflight_wb_ops == 0)
+			defer_kick(d, p);
+	}
 	return still;
 }
 

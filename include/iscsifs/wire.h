@@ -48,6 +48,10 @@ void wire_detach(struct wire_conn *w);
 /* Call before each iscsi_service(): starts a new read budget. */
 void wire_service_begin(struct wire_conn *w);
 
+/* R2Ts accepted since the previous call (each makes libiscsi queue a burst of Data-Out
+ * PDUs: the transport corks the socket while it sends them). Resets the count. */
+uint32_t wire_take_r2ts(struct wire_conn *w);
+
 /*
  * Why the observer ended the connection (it failed libiscsi's read with ECONNRESET
  * rather than let it process a PDU it would misuse, or because it lost track of the
