@@ -238,7 +238,18 @@ static int reprobe(struct fs_model *m, struct fs *fs, char *report, size_t len)
 		struct fs_lun *l = m->luns[i];
 		if (!__atomic_load_n(&l->reprobe, __ATOMIC_ACQUIRE) || lun_is_failed(l->lundev))
 			continue;
-		int r = fs_live_reprobe(fs, l, report, len);
+		/* Read the partition table only of the disk this file is: another disk at
+		 * the address (the LUN then fails, and the next rescan gives the new disk a
+		 * file of its own) or one that cannot be checked now is not read. */
+		int r = lun_check_identity(l->lundev, budget_ms(m));
+		if (r < 0) {
+			if (r != -ENODEV)
+				log_warn("%s %s: not re-probed: its identity could not be checked "
+					 "(%s); the next rescan tries again",
+					 l->target->name, l->name, strerror(-r));
+			continue;
+		}
+		r = fs_live_reprobe(fs, l, report, len);
 		changes += MAX(r, 0);
 	}
 	return changes;

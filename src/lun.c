@@ -26,10 +26,14 @@
  * A LUN that changes while mounted (lun.h): the capacity in blocks (`nblocks`) and
  * dev.size change atomically when READ CAPACITY says so; every command is checked
  * against `nblocks` when it is built, so after a shrink nothing past the new end is
- * sent. A unit attention that says the LUN may be another disk (3F/0E, 3F/03, 3F/05)
- * starts an identity check (INQUIRY VPD 0x83/0x80, as the session does after a
- * re-login); while it runs, `verifying` is set and commands of the LUN wait in
- * `parked` instead of being submitted; the verdict releases or fails them.
+ * sent. A sign that the LUN may be another disk (a unit attention sense.c flags
+ * inquiry_changed, a "no LU here" answer, a write after a pause: lun.h) starts an
+ * identity check (INQUIRY VPD 0x83/0x80, as the session does after a re-login); while
+ * it runs, `verifying` is set and commands of the LUN wait in `parked` instead of
+ * being submitted; the verdict releases or fails them. Parking never blocks a thread:
+ * a write-back whose commands are parked simply completes later, with EIO when the
+ * disk changed, and its data stays dirty in the cache until the rescan retires the LUN
+ * and reports it lost.
  *
  * Thread model: no thread of its own. Entry points run on any thread; completion
  * callbacks run on session threads. A request's generator state is protected by its
@@ -56,6 +60,7 @@
 #define REQ_WINDOW 16                /* commands of one request in flight at once */
 #define MAX_BLOCKS_PER_CMD 0x7fffffu /* UNMAP / WRITE SAME, whatever the LUN allows */
 #define WS_DEFAULT_BLOCKS 65536u     /* WRITE SAME when the LUN reports no limit */
+#define IDLE_CHECK_MS 250            /* identity check before a write after a pause */
 
 /*
  * What the session reports besides status and sense (usable sense, the time budget,
@@ -113,8 +118,13 @@ struct lun {
 	                                last capacity change */
 	pthread_mutex_t lock;
 	int verifying;               /* written under lock, read atomically: an identity
-	                                check after a unit attention runs */
+	                                check runs (after a unit attention, a "no LUN
+	                                here" answer, or a pause before a write) */
+	bool verify_quiet;           /* lock: the check running is the routine one before
+	                                a write after a pause: its "same disk" is not news */
 	struct lun_chunk *parked;    /* lock: commands waiting for its verdict */
+	uint64_t last_answer_ms;     /* atomic: when the target last answered a command of
+	                                this LUN (util_now_ms) */
 	pthread_mutex_t ev_lock;     /* held while an event is delivered */
 	lun_event_fn ev_fn;          /* ev_lock */
 	void *ev_opaque;             /* ev_lock */
@@ -617,6 +627,8 @@ static void check_end(struct check_cmd *k, int ret)
 
 /* A unit attention consumed by a check's own command is not lost: a LUN inventory
  * change still asks for a rescan (which checks identities and capacities again). */
+static void verify_after_ua(struct lun *l, struct lun_chunk *ch, const char *what);
+
 static void check_notes(struct check_cmd *k, const struct sense_verdict *v)
 {
 	char ua[160];
@@ -624,6 +636,9 @@ static void check_notes(struct check_cmd *k, const struct sense_verdict *v)
 	if (!v->luns_changed && !v->inquiry_changed)
 		return;
 	sense_describe(c->scsi_status, true, c->sense_key, c->asc, c->ascq, ua, sizeof(ua));
+	/* and the LUN's own commands wait for its identity, as if they had got it */
+	if (v->inquiry_changed)
+		verify_after_ua(k->l, NULL, ua);
 	emit(k->l, LUN_EVENT_RESCAN, 0, 0, ua);
 }
 
@@ -656,6 +671,12 @@ static void cap_step(struct session_cmd *c)
 		return;
 	}
 	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
+		return;
+	}
+	if (r == -ENODEV && notes.lun_gone) {
+		/* LOGICAL UNIT NOT SUPPORTED: nothing answers at the address */
+		lun_fail(l, "it is gone: the target says no LUN answers at its address");
 		check_end(k, -ENODEV);
 		return;
 	}
@@ -757,12 +778,22 @@ static void id_step(struct session_cmd *c)
 	int npages = id_pages(l, pages);
 	struct sense_verdict notes = { 0 };
 	int r = judge(c, &k->tries, &notes, k->start_ms, why, sizeof(why));
+	if (c->result == 0)
+		__atomic_store_n(&l->last_answer_ms, util_now_ms(), __ATOMIC_RELAXED);
 	check_notes(k, &notes);
 	if (r == 1) {
 		session_submit(k->s, c);
 		return;
 	}
 	if (check_found_other_disk(k)) {
+		check_end(k, -ENODEV);
+		return;
+	}
+	if (r == 0 && c->len - c->residual >= 1 && (k->buf[0] >> 5) == 3) {
+		/* peripheral qualifier 011b: "no logical unit at this address" (tgt answers
+		 * so, with its LUN 0's page, for a LUN it no longer has) */
+		lun_fail(l, "it is gone: the target answers that no logical unit is at its "
+			    "address (peripheral qualifier 011b)");
 		check_end(k, -ENODEV);
 		return;
 	}
@@ -872,9 +903,11 @@ static void req_free(struct lun_req *r)
 static void req_finish(struct lun_req *r)
 {
 	struct lun *l = r->l;
+	/* nothing of it is in flight or will be sent: no longer counted before its caller
+	 * hears of it (who may then ask lun_inflight) */
+	__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	r->cb(r->opaque, r->err);
 	req_free(r);
-	__atomic_sub_fetch(&l->nreq, 1, __ATOMIC_ACQ_REL);
 	lun_put(l); /* the request's reference: lun_destroy may have come meanwhile */
 }
 
@@ -1035,9 +1068,14 @@ static void verify_done(void *opaque, int ret)
 		n++;
 	}
 	l->parked = NULL;
+	bool quiet = l->verify_quiet;
+	l->verify_quiet = false;
 	__atomic_store_n(&l->verifying, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&l->lock);
-	if (ret == 0)
+	if (ret == 0 && quiet)
+		log_debug("%s LUN %s: still the same disk after a pause; %d command%s resumed",
+			  l->target, LUNSTR(l->info.lun), n, n == 1 ? "" : "s");
+	else if (ret == 0)
 		log_notice("%s LUN %s: still the same disk (VPD pages unchanged); %d command%s "
 			   "resumed", l->target, LUNSTR(l->info.lun), n, n == 1 ? "" : "s");
 	else if (ret != -ENODEV)
@@ -1054,16 +1092,20 @@ static void verify_done(void *opaque, int ret)
 	}
 }
 
-/* A unit attention says the LUN may be another disk: park `ch`, and check its identity
- * unless a check runs already (see the top of this file). */
+/* A unit attention says the LUN may be another disk: park `ch` (if any), and check its
+ * identity unless a check runs already (see the top of this file). */
 static void verify_after_ua(struct lun *l, struct lun_chunk *ch, const char *what)
 {
 	pthread_mutex_lock(&l->lock);
-	ch->next = l->parked;
-	l->parked = ch;
+	if (ch) { /* NULL: a check command of the LUN got the unit attention */
+		ch->next = l->parked;
+		l->parked = ch;
+	}
 	bool start = !l->verifying;
 	if (start)
 		__atomic_store_n(&l->verifying, 1, __ATOMIC_RELEASE);
+	else
+		l->verify_quiet = false; /* news now: say what the check finds */
 	pthread_mutex_unlock(&l->lock);
 	if (!start)
 		return;
@@ -1083,12 +1125,32 @@ static void chunk_done(struct session_cmd *c)
 	struct sense_verdict notes = { 0 };
 
 	int res = judge(c, &ch->tries, &notes, ch->start_us / 1000, why, sizeof(why));
+	if (c->result == 0)
+		__atomic_store_n(&l->last_answer_ms, util_now_ms(), __ATOMIC_RELAXED);
+	if (c->result == 0 && c->scsi_status != 0 && log_debug_enabled()) {
+		char d[160];
+		log_debug("%s LUN %s: %s at LBA %" PRIu64 ": %s", l->target, LUNSTR(l->info.lun),
+			  op_names[r->op], ch->lba,
+			  sense_describe(c->scsi_status, c->sense_valid, c->sense_key, c->asc,
+					 c->ascq, d, sizeof(d)));
+	}
 	if (notes.capacity_changed)
 		recheck_capacity(l);
-	if (notes.luns_changed || notes.inquiry_changed)
+	if (notes.luns_changed || notes.inquiry_changed || notes.lun_gone)
 		sense_describe(c->scsi_status, true, c->sense_key, c->asc, c->ascq, ua, sizeof(ua));
 	if (notes.luns_changed)
 		emit(l, LUN_EVENT_RESCAN, 0, 0, ua);
+	if (res < 0 && notes.lun_gone && ch->tries < MAX_TRIES) {
+		/* No logical unit answers at the address now. Not retried blindly, not
+		 * failed at once: the command waits, with every other command of the LUN,
+		 * for a check of what answers there (a rescan was asked for above). Gone or
+		 * another disk: the LUN fails for good and nothing of it is sent; the same
+		 * disk back again: the command goes on. */
+		ch->tries++;
+		__atomic_fetch_add(&l->st.retries, 1, __ATOMIC_RELAXED);
+		verify_after_ua(l, ch, ua);
+		return;
+	}
 	if (res == 1) {
 		__atomic_fetch_add(&l->st.retries, 1, __ATOMIC_RELAXED);
 		if (notes.inquiry_changed)
@@ -1101,6 +1163,37 @@ static void chunk_done(struct session_cmd *c)
 }
 
 /*
+ * A command that changes the disk, after the target has said nothing about this LUN
+ * for IDLE_CHECK_MS: check first that the disk at the address is still this one.
+ * Targets do not always tell: tgt 1.0.85 gives a logical unit it creates no unit
+ * attention at all (only the other LUNs of the nexus get 3F/0E), so a LUN deleted and
+ * created again with another disk between two write-backs answers the next WRITE with
+ * GOOD. The commands of the request wait (parked) for the verdict like those after a
+ * unit attention; a stream of writes pays nothing, the first write after a pause two
+ * INQUIRY round trips. (Reads are not checked: they change nothing on any disk.)
+ */
+static void check_after_pause(struct lun *l)
+{
+	uint8_t pages[2];
+	uint64_t now = util_now_ms();
+	if (now - __atomic_load_n(&l->last_answer_ms, __ATOMIC_RELAXED) < IDLE_CHECK_MS ||
+	    __atomic_load_n(&l->verifying, __ATOMIC_ACQUIRE) || id_pages(l, pages) == 0)
+		return;
+	pthread_mutex_lock(&l->lock);
+	bool start = !l->verifying;
+	if (start) {
+		__atomic_store_n(&l->verifying, 1, __ATOMIC_RELEASE);
+		l->verify_quiet = true;
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (!start)
+		return;
+	int r = id_start(l, 0, verify_done, l);
+	if (r < 0)
+		verify_done(l, r);
+}
+
+/*
  * Start a request of `nblocks` blocks from `lba`, `per` blocks per command (flush:
  * nblocks 0, one command). The chunks it may ever use are allocated here, so running
  * out of memory refuses the request up front (-ENOMEM) rather than halfway.
@@ -1110,6 +1203,8 @@ static int req_start(struct lun *l, enum op op, uint64_t lba, uint64_t nblocks, 
 {
 	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
 		return -EIO;
+	if (op != OP_READ && op != OP_FLUSH)
+		check_after_pause(l);
 	if (op != OP_READ && op != OP_FLUSH && l->dev.read_only)
 		return -EROFS;
 	if (op != OP_FLUSH && nblocks == 0) {
@@ -1314,6 +1409,7 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
 	l->dev.priv = l;
 	l->nblocks = nblocks;
 	l->st.capacity_blocks = nblocks;
+	l->last_answer_ms = util_now_ms(); /* discovery has just read its identity */
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_mutex_init(&l->ev_lock, NULL);
 	l->refs = 1;

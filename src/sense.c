@@ -28,7 +28,7 @@ struct row {
 	const char *text;
 };
 
-enum { NOTE_CAPACITY = 1, NOTE_WP = 2, NOTE_LUNS = 4, NOTE_INQUIRY = 8 };
+enum { NOTE_CAPACITY = 1, NOTE_WP = 2, NOTE_LUNS = 4, NOTE_INQUIRY = 8, NOTE_GONE = 16 };
 
 #define ANY 0xff
 static const struct row table[] = {
@@ -37,13 +37,37 @@ static const struct row table[] = {
 	{ KEY_NO_SENSE, ANY, ANY, -EIO, SENSE_DONE, 0, "no sense" },
 	{ KEY_RECOVERED, ANY, ANY, -EIO, SENSE_DONE, 0, "recovered error" },
 	{ KEY_UNIT_ATTENTION, 0x2a, 0x09, -EIO, SENSE_RETRY_NOW, NOTE_CAPACITY, "capacity data has changed" },
-	/* The target's LUN inventory or a LUN's INQUIRY data (its identity, possibly)
-	 * changed: rescan, and check that this LUN is still the disk it was. */
+	/*
+	 * The logical unit at this address may no longer be the one we identified
+	 * (NOTE_INQUIRY: lun.c parks the LUN's commands and checks VPD 0x83/0x80 on the live
+	 * session before it sends it one more byte). From SPC-4's list of unit attentions
+	 * (annex F), those that announce a new, reset or redefined logical unit:
+	 *   3F/0E reported LUNs data has changed   LUNs were removed and created
+	 *   3F/03 inquiry data has changed          its identity may have changed
+	 *   3F/05 device identifier changed         it has
+	 *   3F/02 changed operating definition      it may now be another kind of unit
+	 *   3F/01 microcode has been changed        new firmware: check before trusting it
+	 *   29/xx power on, reset, bus device reset, I_T nexus loss, ...: every qualifier.
+	 *         What a logical unit that has just been created reports first (SAM-5);
+	 *         the state we knew is gone, and so may be the disk.
+	 *   28/xx not ready to ready change, medium may have changed
+	 * Not in the list: 2A/xx other than 09 (parameters, reservations, ALUA state), 2F/00
+	 * (commands cleared by another initiator), 3F/0F (echo buffer), 3F/12-14 (iSCSI
+	 * addresses): they change the state of the same logical unit, not which one it is.
+	 */
 	{ KEY_UNIT_ATTENTION, 0x3f, 0x0e, -EIO, SENSE_RETRY_NOW, NOTE_LUNS | NOTE_INQUIRY, "reported LUNs data has changed" },
 	{ KEY_UNIT_ATTENTION, 0x3f, 0x03, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY | NOTE_LUNS, "inquiry data has changed" },
 	{ KEY_UNIT_ATTENTION, 0x3f, 0x05, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY | NOTE_LUNS, "device identifier changed" },
-	{ KEY_UNIT_ATTENTION, 0x29, ANY, -EIO, SENSE_RETRY_NOW, 0, "power on or reset occurred" },
+	{ KEY_UNIT_ATTENTION, 0x3f, 0x02, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY | NOTE_LUNS, "changed operating definition" },
+	{ KEY_UNIT_ATTENTION, 0x3f, 0x01, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY, "microcode has been changed" },
+	{ KEY_UNIT_ATTENTION, 0x29, ANY, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY, "power on or reset occurred" },
+	{ KEY_UNIT_ATTENTION, 0x28, ANY, -EIO, SENSE_RETRY_NOW, NOTE_INQUIRY, "not ready to ready change, medium may have changed" },
 	{ KEY_UNIT_ATTENTION, ANY, ANY, -EIO, SENSE_RETRY_NOW, 0, "unit attention" },
+	/* No logical unit at this address (any more): LOGICAL UNIT NOT SUPPORTED, LOGICAL
+	 * UNIT NOT CONFIGURED (68/xx, any key). NOTE_GONE: lun.c holds the LUN's commands,
+	 * asks for a rescan and checks what answers there now before it sends anything. */
+	{ KEY_ILLEGAL, 0x25, ANY, -ENODEV, SENSE_DONE, NOTE_GONE | NOTE_LUNS, "logical unit not supported" },
+	{ ANY, 0x68, ANY, -ENODEV, SENSE_DONE, NOTE_GONE | NOTE_LUNS, "logical unit not configured" },
 	{ KEY_NOT_READY, 0x04, 0x01, -EIO, SENSE_RETRY, 0, "becoming ready" },
 	{ KEY_NOT_READY, 0x04, 0x07, -EIO, SENSE_RETRY, 0, "operation in progress" },
 	{ KEY_NOT_READY, 0x04, 0x0a, -EIO, SENSE_RETRY, 0, "asymmetric access state transition" },
@@ -55,7 +79,6 @@ static const struct row table[] = {
 	{ KEY_ILLEGAL, 0x20, ANY, -EOPNOTSUPP, SENSE_DONE, 0, "invalid command operation code" },
 	{ KEY_ILLEGAL, 0x24, ANY, -EINVAL, SENSE_DONE, 0, "invalid field in CDB" },
 	{ KEY_ILLEGAL, 0x26, ANY, -EINVAL, SENSE_DONE, 0, "invalid field in parameter list" },
-	{ KEY_ILLEGAL, 0x25, ANY, -ENODEV, SENSE_DONE, 0, "logical unit not supported" },
 	{ KEY_ILLEGAL, ANY, ANY, -EINVAL, SENSE_DONE, 0, "illegal request" },
 	{ KEY_DATA_PROTECT, 0x27, 0x07, -ENOSPC, SENSE_DONE, 0, "space allocation failed write protect" },
 	{ KEY_DATA_PROTECT, ANY, ANY, -EROFS, SENSE_DONE, NOTE_WP, "write protected" },
@@ -104,6 +127,7 @@ struct sense_verdict sense_decide(int scsi_status, bool sense_valid, int key, in
 		v.write_protected = r->note & NOTE_WP;
 		v.luns_changed = r->note & NOTE_LUNS;
 		v.inquiry_changed = r->note & NOTE_INQUIRY;
+		v.lun_gone = r->note & NOTE_GONE;
 		return v;
 	}
 	default: /* INTERMEDIATE, COMMAND TERMINATED, undefined values */

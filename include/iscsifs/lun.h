@@ -84,14 +84,26 @@ struct blkdev *lun_create(struct session **sess, int nsess, const char *target,
  * different disk: the LUN is failed for good (every request -EIO). Each change is
  * logged once with the old and new size, and reported as LUN_EVENT_CAPACITY.
  *
- * Identity. A REPORTED LUNS DATA HAS CHANGED (3F/0E), INQUIRY DATA HAS CHANGED (3F/03)
- * or DEVICE IDENTIFIER CHANGED (3F/05) unit attention makes the LUN check, on the live
- * session, that its VPD pages 0x83 and 0x80 are still those it was created with (as
- * the session does after a re-login). Until the check has answered, the command that
- * got the unit attention and every new command of the LUN wait; then they go on when
- * the disk is the same, and fail (and the LUN fails for good) when it is not
- * (LUN_EVENT_FAILED). Either way the layer above is asked to rescan the target
- * (LUN_EVENT_RESCAN).
+ * Identity. Nothing cached or dirty for one disk is ever sent to another disk put at
+ * its address. Every sign that the logical unit at the address may not be the one
+ * identified makes the LUN check, on the live session, that its VPD pages 0x83 and 0x80
+ * are still those it was created with (as the session does after a re-login):
+ *  - a unit attention that announces a new, reset or redefined logical unit (3F/0E,
+ *    3F/03, 3F/05, 3F/02, 3F/01, 29/xx, 28/xx: the table in sense.c);
+ *  - "no logical unit here" (ILLEGAL REQUEST 25/00, 68/xx): the command is not failed
+ *    and not retried blindly; it waits for the check like the others;
+ *  - a write, discard or write-zeroes request after the target has answered nothing of
+ *    this LUN for 250 ms (a target may give a new logical unit no unit attention at
+ *    all: tgt 1.0.85 does not).
+ * Until the check has answered, the command that got the signal and every new command
+ * of the LUN wait (parked, nothing sent); then they go on when the disk is the same, and
+ * fail with EIO (the LUN fails for good, LUN_EVENT_FAILED) when another disk, or none
+ * (25/00 again, or peripheral qualifier 011b), answers there. A unit attention or a
+ * missing LU also asks the layer above for a rescan (LUN_EVENT_RESCAN), and so does a
+ * failure (via LUN_EVENT_FAILED): the rescan removes a failed LUN - its dirty data is
+ * reported lost - and gives a new disk at the address a file of its own.
+ * A check that cannot be done (no answer within its budget) fails the waiting commands
+ * with EIO; the cache keeps their data dirty.
  */
 enum lun_event_kind {
 	LUN_EVENT_CAPACITY,   /* the capacity changed from old_size to new_size bytes (it
@@ -99,7 +111,8 @@ enum lun_event_kind {
 	LUN_EVENT_FAILED,     /* the LUN failed for good (why): another disk answers at
 	                         its address, its block size changed, or it is gone */
 	LUN_EVENT_RESCAN,     /* the target said its LUN inventory or this LUN's INQUIRY
-	                         data changed (why): REPORT LUNS should be read again */
+	                         data changed, or that no LU is at its address (why):
+	                         REPORT LUNS should be read again */
 };
 
 struct lun_event {

@@ -42,9 +42,13 @@ struct sense_verdict {
 	bool write_protected;       /* the LUN became write protected */
 	bool luns_changed;          /* the target's LUN inventory may have changed
 	                               (3F/0E, 3F/03, 3F/05): rescan it */
-	bool inquiry_changed;       /* this LUN may no longer be the same disk (3F/03,
-	                               3F/05, and 3F/0E: LUNs were removed and added):
-	                               check its identity before sending it more */
+	bool inquiry_changed;       /* this LUN may no longer be the same disk (3F/0E,
+	                               3F/03, 3F/05, 3F/02, 3F/01, 29/xx, 28/xx; the
+	                               table in sense.c says why each): check its
+	                               identity before sending it more */
+	bool lun_gone;              /* no logical unit at this address (25/00, 68/xx):
+	                               hold the LUN's commands, rescan, and check what
+	                               answers there before sending it anything */
 };
 
 /*

@@ -69,8 +69,11 @@ ino=$(stat -c %i "$M/lun1")
 before=$(badtarget_counter commands.0x2a)
 out=$(bt_io write "$M/lun1" $((2 * MiB)) 4096 2>&1 || true)
 [[ $out == errno* ]] || fail "the write that got 3F/03 with another disk behind LUN 1: $out"
-check_eq "WRITEs that reached the target (only the one refused with the unit attention)" \
-	"$(badtarget_counter commands.0x2a)" $((before + 1))
+# at most the one refused with the unit attention: the identity check before a write
+# after a pause (lun.c) may find the other disk before the WRITE is sent at all
+after=$(badtarget_counter commands.0x2a)
+((after == before || after == before + 1)) ||
+	fail "WRITEs that reached the target: $((after - before)), want at most the one refused with the unit attention"
 check_log_says "the failed LUN" "failed for good \(another disk answers at its address"
 wait_for 15 eval '[[ $(stat -c %i "$M/lun1" 2>/dev/null) != "$ino" && -e "$M/lun1" ]]' ||
 	fail "lun1 is not a new file for the disk now at LUN 1"

@@ -97,6 +97,8 @@ static struct target {
 	/* unit attention: the next ua_count commands with opcode ua_op are not executed
 	 * and get UNIT ATTENTION ua_asc/ua_ascq instead */
 	int ua_op, ua_count, ua_asc, ua_ascq, ua_given;
+	int ua_key;                  /* 0: UNIT ATTENTION; else this sense key (5 with 25/00:
+	                                no LU at the address for those commands) */
 } T;
 
 static struct transport_conn *last_conn; /* to wake the fake after a hang is lifted */
@@ -154,6 +156,7 @@ static void target_reset(void)
 	T.ws_max = 0;
 	T.ua_op = -1;
 	T.ua_count = T.ua_given = 0;
+	T.ua_key = 0;
 	pthread_mutex_unlock(&T.lock);
 }
 
@@ -407,7 +410,7 @@ static int fake_service(struct transport_conn *conn, int revents)
 			T.queued--;
 			T.ua_count--;
 			T.ua_given++;
-			sense(&r, 6, T.ua_asc, T.ua_ascq);
+			sense(&r, T.ua_key ? T.ua_key : 6, T.ua_asc, T.ua_ascq);
 		} else if (o->kind == OP_CMD) {
 			T.queued--;
 			execute(o, &r);
@@ -1146,6 +1149,17 @@ static void unit_attention(int op, int count, int asc, int ascq)
 	T.ua_count = count;
 	T.ua_asc = asc;
 	T.ua_ascq = ascq;
+	T.ua_key = 0;
+	pthread_mutex_unlock(&T.lock);
+}
+
+/* The next `count` commands with opcode `op` find no LU at the address (ILLEGAL
+ * REQUEST, LOGICAL UNIT NOT SUPPORTED), unexecuted. */
+static void lu_absent(int op, int count)
+{
+	unit_attention(op, count, 0x25, 0x00);
+	pthread_mutex_lock(&T.lock);
+	T.ua_key = 5;
 	pthread_mutex_unlock(&T.lock);
 }
 
@@ -1348,6 +1362,153 @@ static void test_commands_wait_for_identity(void)
 	pthread_mutex_lock(&T.lock);
 	CHECK("its data is on the disk", memcmp(T.disk[0] + 4096, wbuf, sizeof(wbuf)) == 0);
 	pthread_mutex_unlock(&T.lock);
+	d->ops->destroy(d);
+}
+
+/* The lun-swap fault: an admin deletes a LUN and creates another disk at its number
+ * while a handle has dirty data for the old one. Every sign that the logical unit at
+ * the address may not be the one identified - a 29/xx unit attention (what a new LU
+ * reports first), LOGICAL UNIT NOT SUPPORTED (25/00: nothing there now), or simply a
+ * pause before a write (tgt gives a new LU no unit attention at all) - holds the LUN's
+ * commands until VPD 0x83 is checked on the live session; another disk (or none) never
+ * gets a byte, the same disk gets its data. */
+static void swap_wwn(uint8_t wwn)
+{
+	pthread_mutex_lock(&T.lock);
+	T.wwn[0] = wwn;
+	pthread_mutex_unlock(&T.lock);
+}
+
+static bool disk_is(uint64_t off, const uint8_t *want, size_t len)
+{
+	pthread_mutex_lock(&T.lock);
+	bool same = memcmp(T.disk[0] + off, want, len) == 0;
+	pthread_mutex_unlock(&T.lock);
+	return same;
+}
+
+static void test_lun_swap(void)
+{
+	struct lun_info info;
+	uint8_t buf[4096], zero[4096];
+	struct lun_stats st;
+	memset(zero, 0, sizeof(zero));
+
+	/* 29/00 on a READ, same disk: checked, then the READ goes on */
+	target_reset();
+	events_reset();
+	struct blkdev *d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+	int inq = tcount(0x12);
+	unit_attention(0x28, 1, 0x29, 0x00);
+	CHECK_EQ("READ answered 29/00, same disk: succeeds", 0, blkdev_read_sync(d, 0, 4096, buf));
+	CHECK("29/00: the identity was checked on the live session", tcount(0x12) > inq);
+	lun_get_stats(d, &st);
+	CHECK_EQ("29/00: one identity check", 1, st.identity_checks);
+	CHECK("29/00, same disk: the LUN is fine", !lun_is_failed(d));
+
+	/* 29/07 (I_T nexus loss) on a WRITE, and another disk answers now */
+	swap_wwn(0x51);
+	int writes = tcount(0x2a);
+	memset(buf, 0xa5, sizeof(buf));
+	unit_attention(0x2a, 1, 0x29, 0x07);
+	CHECK_EQ("WRITE answered 29/07, another disk: fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("29/07: the WRITE never reached the other disk", writes, tcount(0x2a));
+	CHECK("29/07: the other disk is untouched", disk_is(8192, zero, sizeof(zero)));
+	CHECK("29/07: the LUN failed for good", lun_is_failed(d));
+	CHECK_EQ("29/07: reported as failed", 1, wait_events(LUN_EVENT_FAILED, 1));
+	d->ops->destroy(d);
+
+	/* 25/00 on a WRITE and the LUN stays gone: the WRITE is not retried blindly; a
+	 * rescan is asked for; the check finds nothing there: the LUN fails */
+	target_reset();
+	events_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+	pthread_mutex_lock(&T.lock);
+	T.nluns = 0; /* every command to LUN 1 gets ILLEGAL REQUEST 25/00 */
+	pthread_mutex_unlock(&T.lock);
+	writes = tcount(0x2a);
+	CHECK_EQ("WRITE answered 25/00, LUN gone: fails", -EIO, blkdev_write_sync(d, 0, 4096, buf));
+	CHECK_EQ("25/00: the WRITE was sent once, not retried blindly", writes + 1, tcount(0x2a));
+	CHECK("25/00: a rescan is asked for", wait_events(LUN_EVENT_RESCAN, 1) >= 1);
+	CHECK("25/00, gone: the LUN failed for good", lun_is_failed(d));
+	CHECK("25/00: saying it is gone", wait_events(LUN_EVENT_FAILED, 1) == 1 &&
+					      strstr(EV.why, "gone") != NULL);
+	d->ops->destroy(d);
+
+	/* 25/00, and by the time of the check another disk is at the address */
+	target_reset();
+	events_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+	lu_absent(0x2a, 1);
+	swap_wwn(0x52);
+	writes = tcount(0x2a);
+	CHECK_EQ("WRITE answered 25/00, then another disk: fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("the WRITE was not sent again", writes, tcount(0x2a));
+	CHECK("the new disk is untouched", disk_is(8192, zero, sizeof(zero)));
+	CHECK("the LUN failed for good", lun_is_failed(d));
+	d->ops->destroy(d);
+
+	/* 25/00 for a moment, and the same disk is back: the WRITE goes on after the check */
+	target_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lu_absent(0x2a, 1);
+	CHECK_EQ("WRITE answered 25/00 once, same disk back: succeeds", 0,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK("its data is on the disk", disk_is(8192, buf, sizeof(buf)));
+	CHECK("the LUN is fine", !lun_is_failed(d));
+	d->ops->destroy(d);
+
+	/* 29/00 consumed by the LUN's own READ CAPACITY (a rescan's): its data commands
+	 * wait for the identity all the same */
+	target_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	unit_attention(0x9e, 1, 0x29, 0x00);
+	swap_wwn(0x54);
+	CHECK_EQ("READ CAPACITY answered 29/00, then read", 0, lun_check_capacity(d, "on rescan", 0));
+	writes = tcount(0x2a);
+	CHECK_EQ("the WRITE after it: another disk, fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("and never reached it", writes, tcount(0x2a));
+	CHECK("the LUN failed for good", lun_is_failed(d));
+	d->ops->destroy(d);
+
+	/* no signal at all (tgt's new LU): a WRITE after a pause checks first */
+	target_reset();
+	events_reset();
+	d = open_lun(lunaddr_from_number(1), &info);
+	if (!d)
+		return;
+	lun_set_event_handler(d, on_event, NULL);
+	CHECK_EQ("a WRITE right away", 0, blkdev_write_sync(d, 0, 4096, buf));
+	usleep(400000);
+	inq = tcount(0x12);
+	CHECK_EQ("a WRITE after a pause, same disk", 0, blkdev_write_sync(d, 4096, 4096, buf));
+	CHECK("the pause made it check the identity first", tcount(0x12) > inq);
+	CHECK("its data is on the disk", disk_is(4096, buf, sizeof(buf)));
+	usleep(400000);
+	swap_wwn(0x53);
+	writes = tcount(0x2a);
+	CHECK_EQ("a WRITE after a pause, another disk now: fails", -EIO,
+		 blkdev_write_sync(d, 8192, 4096, buf));
+	CHECK_EQ("and never reached it", writes, tcount(0x2a));
+	CHECK("the other disk is untouched", disk_is(8192, zero, sizeof(zero)));
+	CHECK("the LUN failed for good", lun_is_failed(d));
+	CHECK_EQ("reported as failed", 1, wait_events(LUN_EVENT_FAILED, 1));
 	d->ops->destroy(d);
 }
 
@@ -1651,6 +1812,7 @@ int main(void)
 	test_capacity_follows();
 	test_identity_unit_attentions();
 	test_commands_wait_for_identity();
+	test_lun_swap();
 	test_lun_set_diff();
 	test_target_rescan();
 	test_retire();

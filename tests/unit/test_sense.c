@@ -108,8 +108,18 @@ int main(void)
 		{ 0x3f, 0x0e, true, true, "3F/0E reported LUNs data has changed" },
 		{ 0x3f, 0x03, true, true, "3F/03 inquiry data has changed" },
 		{ 0x3f, 0x05, true, true, "3F/05 device identifier changed" },
+		{ 0x3f, 0x02, true, true, "3F/02 changed operating definition" },
+		{ 0x3f, 0x01, false, true, "3F/01 microcode has been changed" },
 		{ 0x2a, 0x09, false, false, "2A/09 capacity data has changed" },
-		{ 0x29, 0x00, false, false, "29/00 power on" },
+		/* every 29/xx: what a newly created logical unit reports first; the LUN at
+		 * the address may be another disk (lun-swap fault) */
+		{ 0x29, 0x00, false, true, "29/00 power on, reset or bus device reset" },
+		{ 0x29, 0x01, false, true, "29/01 power on occurred" },
+		{ 0x29, 0x03, false, true, "29/03 bus device reset function occurred" },
+		{ 0x29, 0x07, false, true, "29/07 I_T nexus loss occurred" },
+		{ 0x28, 0x00, false, true, "28/00 not ready to ready change, medium may have changed" },
+		{ 0x2a, 0x01, false, false, "2A/01 mode parameters changed" },
+		{ 0x2f, 0x00, false, false, "2F/00 commands cleared by another initiator" },
 	};
 	for (size_t i = 0; i < sizeof(ua) / sizeof(ua[0]); i++) {
 		v = sense_decide(2, true, 6, ua[i].asc, ua[i].ascq);
@@ -119,6 +129,27 @@ int main(void)
 			       ua[i].what, v.luns_changed, v.inquiry_changed, v.action);
 			failures++;
 		}
+	}
+	/* no logical unit at the address: gone, not a plain error (hold, rescan, check) */
+	const struct { int key, asc, ascq; bool gone; const char *what; } gone[] = {
+		{ 5, 0x25, 0x00, true, "25/00 logical unit not supported" },
+		{ 2, 0x68, 0x00, true, "68/00 logical unit not configured" },
+		{ 5, 0x24, 0x00, false, "24/00 invalid field in CDB" },
+		{ 6, 0x29, 0x00, false, "29/00 power on" },
+	};
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		v = sense_decide(2, true, gone[i].key, gone[i].asc, gone[i].ascq);
+		if (v.lun_gone != gone[i].gone || (gone[i].gone && (v.err != -ENODEV ||
+								    !v.luns_changed))) {
+			printf("FAIL %s: lun_gone %d err %d luns_changed %d\n", gone[i].what,
+			       v.lun_gone, v.err, v.luns_changed);
+			failures++;
+		}
+	}
+	v = sense_decide(2, false, 5, 0x25, 0x00);
+	if (v.lun_gone) {
+		printf("FAIL unparsable sense says the LUN is gone\n");
+		failures++;
 	}
 	v = sense_decide(2, false, 6, 0x3f, 0x0e);
 	if (v.luns_changed || v.inquiry_changed) {
