@@ -262,8 +262,9 @@ static uint64_t invalidate_block(struct cache *c, struct cblk *b, uint64_t off, 
 }
 
 /* Clear valid and dirty for the whole sectors of [off, off+len). Walks the range or the
- * resident blocks, whichever is shorter (a zeroed range may be the whole LUN). */
-void blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost)
+ * resident blocks, whichever is shorter (a zeroed range may be the whole LUN). Returns
+ * the dirty bytes dropped. */
+uint64_t blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost)
 {
 	uint64_t first = off / c->cb, last = (off + len - 1) / c->cb;
 	uint64_t dropped = 0;
@@ -281,6 +282,30 @@ void blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost
 	}
 	if (count_lost)
 		c->st.lost_bytes += dropped;
+	return dropped;
+}
+
+/* Drop every sector of b at or past its nsect (the device's end moved below them):
+ * clear valid and dirty. Returns the dirty bytes dropped (the caller counts them lost).
+ * A sector being fetched is left to its fetch, which does not make it valid. */
+uint64_t blk_drop_past_end(struct cache *c, struct cblk *b)
+{
+	uint64_t dropped = 0;
+	for (uint32_t k = b->nsect; k < c->spb; k++) {
+		if (bit_test(b->dirty, k)) {
+			bit_clear(b->dirty, k);
+			b->ndirty--;
+			dropped += c->bs;
+		}
+		bit_clear(b->valid, k);
+	}
+	if (!dropped)
+		return 0;
+	cache_dirty_add(c, -(int64_t)dropped);
+	if (b->ndirty == 0)
+		blk_dirty_unlink(c, b);
+	blk_recount(c, b);
+	return dropped;
 }
 
 /* Is any sector of [off, off+len) dirty or being written back? Walks the dirty list and

@@ -297,6 +297,8 @@ struct cache {
 	bool given_up;                /* stopping: the rest of the dirty data is lost */
 	uint64_t stop_deadline;       /* util_now_ms() after which stop stops retrying */
 	bool closing;                 /* cache_cancel_all: no request waits any more */
+	bool dropped_all;             /* cache_drop_all: the device is gone; its losses were
+	                                 logged there, in-flight write-back included */
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
 	struct cache_stats st;
@@ -436,7 +438,8 @@ void blk_recount(struct cache *c, struct cblk *b);
 void blk_dirty_link(struct cache *c, struct cblk *b);
 void blk_dirty_unlink(struct cache *c, struct cblk *b);
 void blk_touch(struct cache *c, struct cblk *b, uint32_t s, uint32_t e);
-void blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost);
+uint64_t blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost);
+uint64_t blk_drop_past_end(struct cache *c, struct cblk *b);   /* dirty bytes dropped */
 bool blk_range_unwritten(struct cache *c, uint64_t off, uint64_t len);
 void cache_dirty_add(struct cache *c, int64_t bytes);
 bool cache_check_enabled(void);
@@ -467,6 +470,10 @@ uint64_t wb_oldest_unwritten(struct cache *c);          /* c locked */
 void wb_stop_begin(struct cache *c, struct defer *d);   /* c locked */
 void wb_pump(struct cache *c, struct defer *d);         /* c locked */
 bool wb_stop_done(struct cache *c);                     /* c locked */
+/* c locked: `bytes` of dirty data past the device's end were dropped: count them lost,
+ * report them (EIO) to the next flush, wake what waits; logged by the caller. */
+void wb_lost(struct cache *c, uint64_t bytes, struct defer *d);
+void wb_recheck_failing(struct cache *c, struct defer *d); /* c locked */
 
 /* ---------- cache_io.c ---------- */
 struct cache_io *io_new(struct cache *c, enum io_kind kind, uint64_t off, uint64_t len,
