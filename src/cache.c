@@ -417,7 +417,7 @@ static void resize(struct cache *c, uint64_t size, const char *gone)
 	struct defer d = DEFER_INIT;
 
 	cache_lock(c);
-	uint64_t old = c->dev.size, lost = 0;
+	uint64_t old = c->dev.size, lost = 0, unreported = 0;
 	size = size / c->bs * c->bs;
 	if (gone)
 		c->dropped_all = true;
@@ -427,7 +427,7 @@ static void resize(struct cache *c, uint64_t size, const char *gone)
 		for (struct inflight *f = c->writes; f; f = f->next)
 			if ((f->kind & IF_WB) && f->off + f->len > size)
 				inflight += f->off + f->len - MAX(f->off, size);
-		lost = blk_invalidate(c, size, old - size, false);
+		lost = blk_invalidate(c, size, old - size, &unreported);
 		if (gone && (lost || inflight))
 			log_err("%s: %" PRIu64 " dirty bytes are lost: %s (reported at the next "
 				"fsync or close of the files that wrote them)",
@@ -446,7 +446,7 @@ static void resize(struct cache *c, uint64_t size, const char *gone)
 			b->nsect = blk_nsect(c, idx);
 	}
 	if (lost)
-		wb_lost(c, lost, &d);
+		wb_lost(c, lost, unreported > 0, &d);
 	if (size < old) /* requests waiting past the new end (or flushes) go on, or fail */
 		io_wake_range(c, size, UINT64_MAX - size, 0, &d);
 	cache_unlock(c, &d);
@@ -472,6 +472,16 @@ void cache_stop_begin(struct blkdev *dev)
 	cache_unlock(c, &d);
 }
 
+void cache_abandon(struct blkdev *dev)
+{
+	struct cache *c = to_cache(dev);
+	struct defer d = DEFER_INIT;
+	cache_lock(c);
+	if (c->cc.mode == CONFIG_CACHE_WRITEBACK)
+		wb_abandon(c, &d);
+	cache_unlock(c, &d);
+}
+
 uint64_t cache_stop(struct blkdev *dev)
 {
 	struct cache *c = to_cache(dev);
@@ -488,6 +498,7 @@ void cache_get_stats(struct blkdev *dev, struct cache_stats *out)
 {
 	struct cache *c = to_cache(dev);
 	cache_lock(c);
+	c->st.flush_errors = c->wb_error_gen;
 	*out = c->st;
 	cache_unlock(c, NULL);
 }

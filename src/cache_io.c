@@ -640,7 +640,7 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 		if (io->ret < 0) {
 			c->st.write_errors++;
 			if (c->cc.mode == CONFIG_CACHE_WRITETHROUGH)
-				blk_invalidate(c, io->a0, io->a1 - io->a0, false);
+				blk_invalidate(c, io->a0, io->a1 - io->a0, NULL);
 		}
 		guard_del(c, &io->guard, d);
 		io_wake_range(c, io->a0, io->a1 - io->a0, 0, d);
@@ -747,7 +747,7 @@ static void zero_step(struct cache_io *io, struct defer *d)
 				break;
 			}
 			guard_add(c, &io->guard, m0, m1 - m0, IF_ZERO);
-			blk_invalidate(c, m0, m1 - m0, false);
+			blk_invalidate(c, m0, m1 - m0, NULL);
 			io->zstate = Z_MID_SENT;
 			io->ops = io->discard ? OP_DISCARD : OP_ZERO;
 			io->pos = m0;

@@ -47,11 +47,13 @@ static uint64_t backoff_ms(int fails)
 	return MIN(ms, 5000);
 }
 
-void wb_lost(struct cache *c, uint64_t bytes, struct defer *d)
+void wb_lost(struct cache *c, uint64_t bytes, bool report, struct defer *d)
 {
 	c->st.lost_bytes += bytes;
-	c->wb_error = -EIO; /* lost dirty data: EIO, whatever the target said */
-	c->wb_error_gen++;
+	if (report) { /* once: a failure reported for this data already said it */
+		c->wb_error = -EIO; /* lost dirty data: EIO, whatever the target said */
+		c->wb_error_gen++;
+	}
 	wb_recheck_failing(c, d);
 	if (__atomic_load_n(&c->pool->ndirty_waiters, __ATOMIC_SEQ_CST) ||
 	    __atomic_load_n(&c->pool->nspace_waiters, __ATOMIC_SEQ_CST))
@@ -78,6 +80,7 @@ void wb_recheck_failing(struct cache *c, struct defer *d)
  * written: logged once for the block. */
 static void drop_past_end(struct cache *c, struct cblk *b, struct defer *d)
 {
+	bool report = !b->reported;
 	uint64_t lost = blk_drop_past_end(c, b);
 	if (!lost)
 		return;
@@ -85,7 +88,7 @@ static void drop_past_end(struct cache *c, struct cblk *b, struct defer *d)
 		log_err("%s: %" PRIu64 " dirty bytes at offset %" PRIu64 " lie past the device's "
 			"end (%" PRIu64 " bytes): lost", c->name, lost,
 			b->idx * c->cb + (uint64_t)b->nsect * c->bs, c->dev.size);
-	wb_lost(c, lost, d);
+	wb_lost(c, lost, report, d);
 }
 
 static void wb_done(void *opaque, int ret)
@@ -104,12 +107,19 @@ static void wb_done(void *opaque, int ret)
 		b->writing = false;
 		if (ret == 0) {
 			b->fails = 0;
+			b->reported = false;
 			blk_recount(c, b);
 			blk_unpin(c, b, &d);
 			continue;
 		}
 		/* Keep the data: re-mark the sectors we tried to write as dirty, with the
 		 * age they had, and retry later. */
+		if (c->given_up) { /* counted lost when it was given up */
+			b->fails = 0;
+			blk_recount(c, b);
+			blk_unpin(c, b, &d);
+			continue;
+		}
 		uint64_t s = MAX(w->f.off, base), e = MIN(w->f.off + w->f.len, base + c->cb);
 		uint32_t added = 0;
 		for (uint32_t k = (uint32_t)((s - base) / c->bs);
@@ -138,6 +148,7 @@ static void wb_done(void *opaque, int ret)
 			continue;
 		}
 		b->fails++;
+		b->reported = true; /* wb_error_gen is bumped below */
 		b->retry_ms = util_now_ms() + backoff_ms(b->fails);
 		if (b->fails >= c->cc.write_retries && !c->failing) {
 			c->failing = true;
@@ -167,8 +178,8 @@ static void wb_done(void *opaque, int ret)
 				" failed (%s) after the device shrank to %" PRIu64
 				" bytes: the %" PRIu64 " bytes past its end are lost",
 				c->name, w->f.len, w->f.off, strerror(-ret), c->dev.size, past);
-		if (past)
-			wb_lost(c, past, &d);
+		if (past) /* this failure (wb_error_gen above) reports it */
+			wb_lost(c, past, false, &d);
 	}
 	cache_dirty_add(c, -(int64_t)w->f.len);
 	c->inflight_wb_bytes -= w->f.len;
@@ -324,10 +335,12 @@ static bool done_trying(const struct cache *c, const struct cblk *b, uint64_t no
 	       (b->fails >= c->cc.write_retries || now >= c->stop_deadline);
 }
 
-/* Stopping and the target keeps refusing: give the rest up, say so. */
-static void give_up(struct cache *c, struct defer *d)
+/* Stopping and the target keeps refusing (or the daemon was told to end now): give the
+ * rest up, say so. `inflight`: bytes of write-backs still in flight, counted lost too
+ * (their completion then drops what failed instead of keeping it dirty). */
+static void give_up(struct cache *c, struct defer *d, uint64_t inflight)
 {
-	uint64_t lost = 0;
+	uint64_t lost = inflight;
 	while (c->dirty_head) {
 		struct cblk *b = c->dirty_head;
 		for (uint32_t k = 0; k < b->nsect; k++)
@@ -338,7 +351,7 @@ static void give_up(struct cache *c, struct defer *d)
 		blk_dirty_unlink(c, b);
 		blk_recount(c, b);
 	}
-	cache_dirty_add(c, -(int64_t)lost);
+	cache_dirty_add(c, -(int64_t)(lost - inflight));
 	c->st.lost_bytes += lost;
 	c->given_up = true;
 	log_err("%s: %" PRIu64 " dirty bytes could not be written back and are lost", c->name,
@@ -401,7 +414,7 @@ uint64_t wb_flusher_step(struct cache *c, uint64_t now, struct defer *d)
 				next = MIN(next, MIN(MAX(b->retry_ms, now + 1), c->stop_deadline));
 		}
 		if (all)
-			give_up(c, d);
+			give_up(c, d, 0);
 	}
 	return next;
 }
@@ -432,6 +445,14 @@ void wb_pump(struct cache *c, struct defer *d)
 {
 	if (c->dirty_head)
 		wb_flusher_step(c, util_now_ms(), d);
+}
+
+void wb_abandon(struct cache *c, struct defer *d)
+{
+	if (c->given_up || (!c->dirty_head && !c->inflight_wb_ops))
+		return;
+	c->stop = true;
+	give_up(c, d, c->inflight_wb_bytes);
 }
 
 bool wb_stop_done(struct cache *c)

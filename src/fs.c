@@ -585,12 +585,13 @@ static int rewrite_close(struct ns_node *n, struct lun_fh *h)
 
 /* What a file reports once at its next flush or fsync, if it moved since it last
  * did: write-back failures, and dirty data given up (issue 11: past the end of a LUN
- * that shrank). Both only grow, so their sum moves when either does. */
+ * that shrank, or of one removed) - the same data failing and then dropped counts
+ * once (flush_errors). */
 static uint64_t write_errors(struct fs_lun *l)
 {
 	struct cache_stats cs;
 	cache_get_stats(l->cache, &cs);
-	return cs.writeback_errors + cs.lost_bytes;
+	return cs.flush_errors;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -120,6 +120,10 @@ struct cache_stats {
 	uint64_t interrupted;                  /* requests withdrawn by cache_cancel */
 	uint64_t cached_bytes;                 /* current */
 	uint64_t dirty_bytes;                  /* current */
+	uint64_t flush_errors;                 /* errors a flush reports, each counted
+	                                          once: failed write-backs, and dirty data
+	                                          dropped that no such failure covered (a
+	                                          change tells every open file once) */
 	uint64_t lost_bytes;                   /* dirty bytes given up: at shutdown because
 	                                          the target kept refusing them, or past
 	                                          the end of a device that shrank or went */
@@ -225,6 +229,11 @@ void cache_stop_begin(struct blkdev *dev);
  * bytes that could not be written and were given up (0 = nothing lost). Idempotent;
  * destroy calls it too. */
 uint64_t cache_stop(struct blkdev *dev);
+
+/* Give up now what is not written yet (the daemon was told to end during its final
+ * write-back): dirty data and write-backs in flight are counted lost (one log line);
+ * a cache_stop waiting returns at once. Any thread. */
+void cache_abandon(struct blkdev *dev);
 
 /* Snapshot of the counters (thread-safe). */
 void cache_get_stats(struct blkdev *dev, struct cache_stats *out);
