@@ -136,8 +136,8 @@ static uint64_t node_size(const struct ns_node *n)
 {
 	struct fs_lun *l = node_lun(n);
 	uint64_t size = ns_get_size(n);
-	if (!l)
-		return size;
+	if (!l || lun_removed(l))
+		return size; /* a removed LUN's handles get ENODEV, not an empty file */
 	uint64_t lun_end = __atomic_load_n(&l->cache->size, __ATOMIC_RELAXED);
 	return n->off >= lun_end ? 0 : MIN(size, lun_end - n->off);
 }
