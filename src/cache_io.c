@@ -559,8 +559,8 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 		io->state = W_GUARD;
 		/* fall through */
 	case W_GUARD:
-		if (io->cancelled || io->a1 > c->dev.size) {
-			finish(io, io->cancelled ? -EINTR : -ENOSPC, d); /* shrank while it waited */
+		if (io->cancelled || io->a1 > c->dev.size) { /* (or shrank while it waited) */
+			finish(io, io->cancelled ? -EINTR : -ENOSPC, d);
 			return;
 		}
 		if (guard_overlaps(c, io->a0, io->a1 - io->a0,

@@ -50,7 +50,8 @@ static uint64_t backoff_ms(int fails)
 void wb_lost(struct cache *c, uint64_t bytes, bool report, struct defer *d)
 {
 	c->st.lost_bytes += bytes;
-	if (report) { /* once: a failure reported for this data already said it */
+	/* once: a failure reported for this data already said it */
+	if (report) {
 		c->wb_error = -EIO; /* lost dirty data: EIO, whatever the target said */
 		c->wb_error_gen++;
 	}
