@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <mntent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1006,8 +1007,26 @@ void config_init(struct config *cfg)
 
 /* ---- command line ----------------------------------------------------------------- */
 
-static int check_mountpoint(const char *arg, char *out, size_t outlen, char *err,
-			    size_t errlen)
+/* Is `dir` (a canonical path) already the mountpoint of an iscsifs mount? Mounting
+ * another on top would hide it while its daemon and open files go on, and the next
+ * `fusermount3 -u` would unmount the wrong one. */
+static bool is_iscsifs_mount(const char *dir)
+{
+	FILE *f = setmntent("/proc/self/mounts", "r");
+	struct mntent *e;
+	bool found = false;
+	if (!f)
+		return false;
+	while (!found && (e = getmntent(f)))
+		found = strcmp(e->mnt_dir, dir) == 0 && strcmp(e->mnt_type, "fuse.iscsifs") == 0;
+	endmntent(f);
+	return found;
+}
+
+/* `for_mount`: the directory is to be mounted on (not an existing mount's, as for
+ * stat and rescan). */
+static int check_mountpoint(const char *arg, bool for_mount, char *out, size_t outlen,
+			    char *err, size_t errlen)
 {
 	char buf[PATH_MAX];
 	struct stat sb;
@@ -1030,6 +1049,10 @@ static int check_mountpoint(const char *arg, char *out, size_t outlen, char *err
 	if (!S_ISDIR(sb.st_mode))
 		return fail(err, errlen, -ENOTDIR,
 			    "mountpoint %s is not a directory: give a directory", arg);
+	if (for_mount && is_iscsifs_mount(buf))
+		return fail(err, errlen, -EBUSY,
+			    "mountpoint %s is already an iscsifs mount: unmount it first "
+			    "(fusermount3 -u %s) or give another directory", arg, arg);
 	if (strlen(buf) >= outlen)
 		return fail(err, errlen, -ENAMETOOLONG, "mountpoint %s: path is too long", arg);
 	strcpy(out, buf);
@@ -1178,7 +1201,7 @@ int config_parse_args(struct config *cfg, int argc, char **argv, char *err, size
 	if (rc < 0)
 		return rc;
 	if (mp_arg) {
-		rc = check_mountpoint(mp_arg, cfg->mountpoint, sizeof cfg->mountpoint, err,
+		rc = check_mountpoint(mp_arg, !mp_only, cfg->mountpoint, sizeof cfg->mountpoint, err,
 				      errlen);
 		if (rc < 0 && mp_only)
 			return fail(err, errlen, rc, "%s is not an iscsifs mount (%s)", mp_arg,
@@ -1740,7 +1763,7 @@ void config_print_usage(FILE *f)
 "  6  unmounted, but dirty data could not be written to the target\n"
 "\n"
 "Examples:\n"
-"  iscsifs iscsi://192.0.2.10/iqn.2003-01.org.example:disk1/0 /mnt/lun\n"
+"  iscsifs iscsi://192.0.2.10/iqn.2003-01.org.example:disk1/1 /mnt/lun\n"
 "  iscsifs ls --json iscsi://[2001:db8::1]\n"
 "  fstab: iscsi://nas/iqn.2003-01.org.example:disk1 /mnt/nas fuse.iscsifs \\\n"
 "         _netdev,secret_file=/etc/iscsifs.secret 0 0\n"

@@ -57,11 +57,16 @@ int rescan_main(const struct config *cfg)
 	static const char req[] = "rescan\n";
 	if (write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1)) {
 		int e = errno;
-		fprintf(stderr, "iscsifs: rescan of %s failed: %s%s\n", cfg->mountpoint,
-			strerror(e),
-			e == ETIMEDOUT || e == EIO ? " (a target did not answer; see the "
-						     "daemon's log)" :
-						     "");
+		if (e == ENOTCONN)
+			fprintf(stderr, "iscsifs: rescan of %s failed: a target's session is down "
+				"(see iscsifs stat %s and the daemon's log); it is rescanned when "
+				"it is back\n", cfg->mountpoint, cfg->mountpoint);
+		else
+			fprintf(stderr, "iscsifs: rescan of %s failed: %s%s\n", cfg->mountpoint,
+				strerror(e),
+				e == ETIMEDOUT || e == EIO ? " (a target did not answer; see "
+							     "the daemon's log)" :
+							     "");
 		close(fd);
 		return EXITCODE_RUNTIME;
 	}

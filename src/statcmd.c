@@ -125,7 +125,8 @@ int stat_main(const struct config *cfg)
 				cfg->mountpoint, path,
 				rc == -EBADMSG ? "not the JSON iscsifs writes" : strerror(-rc));
 			json_object_put(prev);
-			return EXITCODE_RUNTIME;
+			/* a path that is no iscsifs mount is a usage error, as for rescan */
+			return rc == -ENOENT || rc == -ENOTDIR ? EXITCODE_USAGE : EXITCODE_RUNTIME;
 		}
 		if (json_object_get_int(get(d, "schema")) != STATS_SCHEMA)
 			fprintf(stderr,

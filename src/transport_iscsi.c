@@ -160,7 +160,21 @@ int transport_classify_error(const char *what, const char *portal, const char *t
 			 cfg->initiator, portal);
 		return -ENOENT;
 	}
-	snprintf(err, errlen, "login to %s at %s failed: %s", t, portal, what);
+	/* The portal accepted the TCP connection, then closed it (or sent what made
+	 * libiscsi drop it) before answering the login: libiscsi 1.19 then reports only
+	 * that it may not reconnect ("iscsi_service_reconnect_if_loggedin. Can not
+	 * reconnect right now.") or that the socket closed. Seen with a portal that is
+	 * not iSCSI (an HTTP server, anything that answers and hangs up). */
+	if (strcasestr(what, "reconnect") || strcasestr(what, "closed") ||
+	    strcasestr(what, "eof") || strcasestr(what, "reset by peer")) {
+		snprintf(err, errlen, "cannot log in to %s at %s: the portal closed the connection "
+			 "without answering the login (is it an iSCSI target, is the port right?)",
+			 t, portal);
+		return -ECONNRESET;
+	}
+	/* libiscsi's texts may end in a newline: one line, as every message */
+	size_t n = strcspn(what, "\n");
+	snprintf(err, errlen, "login to %s at %s failed: %.*s", t, portal, (int)n, what);
 	return -EIO;
 }
 

@@ -645,6 +645,8 @@ iscsifs_umount_ok()
 #   refuse    bound, not listening: connecting gets RST (connection refused), and no
 #             one else can take the port while the test runs
 #   blackhole listening; accepts and never answers (a login that hangs)
+#   hangup    listening; reads what comes, answers as an HTTP server would and closes
+#             (a portal that is not iSCSI)
 # It exits by itself after 10 minutes, and at cleanup.
 netstub()
 {
@@ -655,7 +657,7 @@ import os, socket, sys, time
 mode, portfile = sys.argv[1], sys.argv[2]
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
-if mode == "blackhole":
+if mode in ("blackhole", "hangup"):
     s.listen(16)
 with open(portfile + ".tmp", "w") as f:
     f.write(str(s.getsockname()[1]))
@@ -668,6 +670,16 @@ while time.time() < end:
             held.append(s.accept()[0])
         except socket.timeout:
             pass
+    elif mode == "hangup":
+        try:
+            c = s.accept()[0]
+            c.settimeout(5)
+            c.recv(4096)
+            c.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            pass
+        else:
+            c.close()
     else:
         time.sleep(1)
 EOF

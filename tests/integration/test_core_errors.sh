@@ -1,6 +1,8 @@
 #!/bin/bash
 # Proves bad input fails fast and cleanly: a malformed URL, an unknown target, a missing
 # or non-disk LUN, a refused connection, a login that never answers (login_timeout), a
+# portal that answers something else than iSCSI and hangs up (exit 3), a mountpoint
+# that already is an iscsifs mount, a
 # missing mountpoint — each exits non-zero within login_timeout + 5 s with one meaningful
 # line on stderr naming the value, leaves nothing mounted and no daemon behind; both
 # daemonizing and with -f.
@@ -17,6 +19,7 @@ tgt_sparse "$T/lun1.img" 16M
 tgt_lun 1 1 "$T/lun1.img"
 netstub refuse RPORT
 netstub blackhole BPORT
+netstub hangup HPORT
 M=$T/mnt
 mkdir -p "$M"
 
@@ -86,6 +89,12 @@ grep -qiE 'time' <<<"$EXPECT_STDERR" ||
 	FAILS+=("login never answered: stderr '$EXPECT_STDERR' does not say it timed out")
 ((${EXPECT_SECS%.*} >= LT - 1)) ||
 	FAILS+=("login never answered: gave up after ${EXPECT_SECS}s, before login_timeout=$LT")
+bad "a portal that is not iSCSI (answers and hangs up)" "not iSCSI|iSCSI target.*$HPORT|$HPORT.*iSCSI target" \
+	"iscsi://127.0.0.1:$HPORT/$IQN"
+rc=0
+"$ISCSIFS" ls "iscsi://127.0.0.1:$HPORT" >/dev/null 2>"$T/err" || rc=$?
+((rc == 3)) && [[ $(grep -c . "$T/err") == 1 ]] ||
+	FAILS+=("ls of a portal that is not iSCSI: exit $rc (want 3, cannot connect): $(cat "$T/err")")
 bad "missing mountpoint" "$(re "$T/no-such-dir")" "iscsi://$P/$IQN" "$T/no-such-dir"
 [[ ! -e $T/no-such-dir ]] || FAILS+=("iscsifs created the missing mountpoint $T/no-such-dir")
 ((${#FAILS[@]} == 0)) || fail "${#FAILS[@]} bad-input case(s) misbehaved: $(printf '[%s] ' "${FAILS[@]}")"
@@ -93,5 +102,14 @@ bad "missing mountpoint" "$(re "$T/no-such-dir")" "iscsi://$P/$IQN" "$T/no-such-
 # And the good URL still mounts: the failures above were about the input.
 iscsifs_mount "iscsi://$P/$IQN" "$M" -o "login_timeout=$LT"
 [[ -f $M/lun1 ]] || fail "lun1 missing after the good mount"
+# A second mount on top of it would hide it (its daemon and files go on, and the next
+# fusermount3 -u unmounts the wrong one): refused in one line, the first one intact.
+rc=0
+timeout 20 "$ISCSIFS" -o "login_timeout=$LT" "iscsi://$P/$IQN" "$M" >/dev/null 2>"$T/err" || rc=$?
+((rc != 0)) && [[ $(grep -c . "$T/err") == 1 ]] && grep -q 'already an iscsifs mount' "$T/err" ||
+	fail "a mount on top of an iscsifs mount: exit $rc: $(cat "$T/err")"
+[[ $(grep -c " $M fuse.iscsifs " /proc/mounts) == 1 ]] ||
+	fail "a mount on top of an iscsifs mount: $M is mounted $(grep -c " $M " /proc/mounts) times"
+log "a mount on top of it: exit $rc: $(cat "$T/err")"
 iscsifs_umount_ok "$M"
 pass "the same target mounts with a good URL"
