@@ -433,9 +433,11 @@ static void resize(struct cache *c, uint64_t size, const char *gone)
 				"fsync or close of the files that wrote them)",
 				c->name, lost + inflight, gone);
 		else if (lost)
-			log_err("%s: the device shrank from %" PRIu64 " to %" PRIu64 " bytes; %" PRIu64
+			log_err("%s: the device shrank from %" PRIu64 " to %" PRIu64
+				" bytes; %" PRIu64
 				" dirty bytes past its new end are lost (reported at the next fsync "
-				"or close of the files that wrote them)", c->name, old, size, lost);
+				"or close of the files that wrote them)",
+				c->name, old, size, lost);
 	}
 	__atomic_store_n(&c->dev.size, size, __ATOMIC_RELAXED);
 	/* The block across the old or new end changes its sector count; blocks wholly past

@@ -443,7 +443,7 @@ void blk_touch(struct cache *c, struct cblk *b, uint32_t s, uint32_t e);
 /* Returns the dirty bytes dropped; *unreported (may be NULL) += those of blocks whose
  * dirty data no failed write-back has reported yet. */
 uint64_t blk_invalidate(struct cache *c, uint64_t off, uint64_t len, uint64_t *unreported);
-uint64_t blk_drop_past_end(struct cache *c, struct cblk *b);   /* dirty bytes dropped */
+uint64_t blk_drop_past_end(struct cache *c, struct cblk *b); /* dirty bytes dropped */
 bool blk_range_unwritten(struct cache *c, uint64_t off, uint64_t len);
 void cache_dirty_add(struct cache *c, int64_t bytes);
 bool cache_check_enabled(void);

@@ -87,8 +87,8 @@ static void drop_past_end(struct cache *c, struct cblk *b, struct defer *d)
 		return;
 	if (!c->dropped_all)
 		log_err("%s: %" PRIu64 " dirty bytes at offset %" PRIu64 " lie past the device's "
-			"end (%" PRIu64 " bytes): lost", c->name, lost,
-			b->idx * c->cb + (uint64_t)b->nsect * c->bs, c->dev.size);
+			"end (%" PRIu64 " bytes): lost",
+			c->name, lost, b->idx * c->cb + (uint64_t)b->nsect * c->bs, c->dev.size);
 	wb_lost(c, lost, report, d);
 }
 

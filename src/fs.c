@@ -127,7 +127,6 @@ static bool node_ro(struct fs *fs, const struct ns_node *n)
 	return fs->m->cfg->read_only || (l && l->cache->read_only);
 }
 
-
 /* The bytes of a LUN or partition file: its window, ending at its LUN's current end.
  * A partition file held open keeps its window until its last close (the re-probe waits
  * for it), but its LUN may shrink below that meanwhile: then reads end at the LUN's end
@@ -1552,12 +1551,13 @@ void fs_live_resize_lun(struct fs *fs, struct fs_lun *l, uint64_t old_size, uint
 	/* partition files end at the LUN's end too (node_size), until the re-probe */
 	uint64_t ino[PROBE_MAX_PARTS], from[PROBE_MAX_PARTS];
 	int n = 0;
+	uint64_t lo = MIN(old_size, size);
 	pthread_mutex_lock(&fs->probe_lock);
 	for (int i = 0; i < l->nparts_nodes; i++) {
 		struct ns_node *pn = l->part_nodes[i];
-		if (pn->off + ns_get_size(pn) > MIN(old_size, size)) {
+		if (pn->off + ns_get_size(pn) > lo) {
 			ino[n] = pn->ino;
-			from[n++] = MIN(old_size, size) > pn->off ? MIN(old_size, size) - pn->off : 0;
+			from[n++] = lo > pn->off ? lo - pn->off : 0;
 		}
 	}
 	pthread_mutex_unlock(&fs->probe_lock);

@@ -365,7 +365,7 @@ static void on_term_late(int sig)
 }
 
 struct term_watch {
-	struct fs_lun **all;          /* immutable while the thread runs */
+	struct fs_lun **all; /* immutable while the thread runs */
 	size_t n;
 	pthread_t thread;
 	bool started;
@@ -382,7 +382,8 @@ static void *term_main(void *arg)
 		if (r != 1 || c == 0) /* 0: the final write-back ended */
 			break;
 		log_warn("%s during the final write-back: giving up the dirty data not written "
-			 "yet", c == SIGINT ? "SIGINT" : "SIGTERM");
+			 "yet",
+			 c == SIGINT ? "SIGINT" : "SIGTERM");
 		for (size_t i = 0; i < tw->n; i++)
 			cache_abandon(tw->all[i]->cache);
 	}
@@ -443,7 +444,8 @@ static int teardown(struct fs_model *m)
 		lost += cache_stop(all[i]->cache) > before[i];
 	for (struct fs_lun *l = m->gone; l; l = l->gone_next)
 		cache_stop(l->cache); /* nothing dirty: dropped when it left */
-	term_watch_stop(&tw); /* a signal from now on is only noted: the rest is bounded */
+	/* a signal from now on is only noted: the rest of the exit is bounded */
+	term_watch_stop(&tw);
 	daemon_stopped(lost);
 	stage(&w, "closing the sessions");
 	for (int t = 0; t < m->ntargets; t++)
