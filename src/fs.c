@@ -363,8 +363,10 @@ static void fh_untrack(struct fs *fs, struct fh_link *l)
 
 struct meta_fh {
 	struct fh_link link;         /* first */
-	char *data;
-	size_t len;
+	pthread_mutex_t lock;        /* data and len: a rescan's report replaces them while
+	                                another thread of the program may read the handle */
+	char *data;                  /* lock */
+	size_t len;                  /* lock */
 };
 
 /* An open LUN or partition file. */
@@ -613,6 +615,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 		struct meta_fh *h = calloc(1, sizeof(*h));
+		if (h)
+			pthread_mutex_init(&h->lock, NULL);
 		if (h && n->part != CTL_RESCAN &&
 		    !(h->data = stats_render(fs->m, n->part == CTL_METRICS, &h->len))) {
 			free(h);
@@ -692,6 +696,7 @@ static void fh_free(struct fh_link *l)
 		free(h);
 	} else {
 		struct meta_fh *h = (struct meta_fh *)l;
+		pthread_mutex_destroy(&h->lock);
 		free(h->data);
 		free(h);
 	}
@@ -859,13 +864,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct blkdev *dev;
 	uint64_t base, nsize;
 	if (n->kind == NS_CTL) {
+		/* A copy of the slice, replied from and freed here: the report may be
+		 * replaced meanwhile, and the handle released as soon as the reply is
+		 * delivered (sanitizers check a writev's buffer after it returned). */
 		struct meta_fh *h = (struct meta_fh *)(uintptr_t)fi->fh;
-		const char *data = __atomic_load_n(&h->data, __ATOMIC_ACQUIRE);
-		size_t len = data ? h->len : 0;
-		if ((uint64_t)off >= len)
-			fuse_reply_buf(req, NULL, 0);
+		char *slice = NULL;
+		size_t n_out = 0;
+		pthread_mutex_lock(&h->lock);
+		if (h->data && off >= 0 && (uint64_t)off < h->len) {
+			n_out = MIN(size, h->len - (size_t)off);
+			slice = malloc(n_out);
+			if (slice)
+				memcpy(slice, h->data + off, n_out);
+		}
+		pthread_mutex_unlock(&h->lock);
+		if (n_out && !slice)
+			fuse_reply_err(req, ENOMEM);
 		else
-			fuse_reply_buf(req, data + off, MIN(size, len - (size_t)off));
+			fuse_reply_buf(req, slice, n_out);
+		free(slice);
 		return;
 	}
 	int e = node_window(n, -EISDIR, &dev, &base, &nsize);
@@ -1678,10 +1695,12 @@ static void rescan_written(void *opaque, int result, const char *report)
 	struct fs_req *r = opaque;
 	char *copy = strdup(result < 0 || report[0] ? report : "no change\n");
 	if (copy) {
-		char *old = __atomic_exchange_n(&r->meta->data, NULL, __ATOMIC_ACQ_REL);
-		free(old);
+		pthread_mutex_lock(&r->meta->lock);
+		char *old = r->meta->data;
+		r->meta->data = copy;
 		r->meta->len = strlen(copy);
-		__atomic_store_n(&r->meta->data, copy, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&r->meta->lock);
+		free(old);
 	}
 	if (result < 0)
 		fuse_reply_err(r->req, -result);
