@@ -409,21 +409,35 @@ static const struct blkdev_ops cache_ops = {
 
 /* ---------- life cycle ---------- */
 
-void cache_set_size(struct blkdev *dev, uint64_t size)
+/* The size changes; `gone`: the device itself is gone (cache_drop_all), say so instead
+ * of "shrank". What was dirty past the new end is dropped and counted lost here; a
+ * write-back in flight past it drops its part when it fails (cache_writeback.c). */
+static void resize(struct cache *c, uint64_t size, const char *gone)
 {
-	struct cache *c = to_cache(dev);
 	struct defer d = DEFER_INIT;
 
 	cache_lock(c);
-	uint64_t old = c->dev.size;
+	uint64_t old = c->dev.size, lost = 0, unreported = 0;
 	size = size / c->bs * c->bs;
+	if (gone)
+		c->dropped_all = true;
 	if (size < old) {
-		uint64_t before = c->st.lost_bytes;
-		blk_invalidate(c, size, old - size, true);
-		if (c->st.lost_bytes > before)
-			log_err("%s: the device shrank to %" PRIu64 " bytes; %" PRIu64
-				" dirty bytes past its end are lost",
-				c->name, size, c->st.lost_bytes - before);
+		/* in flight now past the new end: lost when it fails (wb_done) */
+		uint64_t inflight = 0;
+		for (struct inflight *f = c->writes; f; f = f->next)
+			if ((f->kind & IF_WB) && f->off + f->len > size)
+				inflight += f->off + f->len - MAX(f->off, size);
+		lost = blk_invalidate(c, size, old - size, &unreported);
+		if (gone && (lost || inflight))
+			log_err("%s: %" PRIu64 " dirty bytes are lost: %s (reported at the next "
+				"fsync or close of the files that wrote them)",
+				c->name, lost + inflight, gone);
+		else if (lost)
+			log_err("%s: the device shrank from %" PRIu64 " to %" PRIu64
+				" bytes; %" PRIu64
+				" dirty bytes past its new end are lost (reported at the next fsync "
+				"or close of the files that wrote them)",
+				c->name, old, size, lost);
 	}
 	__atomic_store_n(&c->dev.size, size, __ATOMIC_RELAXED);
 	/* The block across the old or new end changes its sector count; blocks wholly past
@@ -433,7 +447,21 @@ void cache_set_size(struct blkdev *dev, uint64_t size)
 		if (b)
 			b->nsect = blk_nsect(c, idx);
 	}
+	if (lost)
+		wb_lost(c, lost, unreported > 0, &d);
+	if (size < old) /* requests waiting past the new end (or flushes) go on, or fail */
+		io_wake_range(c, size, UINT64_MAX - size, 0, &d);
 	cache_unlock(c, &d);
+}
+
+void cache_set_size(struct blkdev *dev, uint64_t size)
+{
+	resize(to_cache(dev), size, NULL);
+}
+
+void cache_drop_all(struct blkdev *dev, const char *why)
+{
+	resize(to_cache(dev), 0, why);
 }
 
 void cache_stop_begin(struct blkdev *dev)
@@ -443,6 +471,16 @@ void cache_stop_begin(struct blkdev *dev)
 	cache_lock(c);
 	if (c->cc.mode == CONFIG_CACHE_WRITEBACK)
 		wb_stop_begin(c, &d);
+	cache_unlock(c, &d);
+}
+
+void cache_abandon(struct blkdev *dev)
+{
+	struct cache *c = to_cache(dev);
+	struct defer d = DEFER_INIT;
+	cache_lock(c);
+	if (c->cc.mode == CONFIG_CACHE_WRITEBACK)
+		wb_abandon(c, &d);
 	cache_unlock(c, &d);
 }
 
@@ -462,6 +500,7 @@ void cache_get_stats(struct blkdev *dev, struct cache_stats *out)
 {
 	struct cache *c = to_cache(dev);
 	cache_lock(c);
+	c->st.flush_errors = c->wb_error_gen;
 	*out = c->st;
 	cache_unlock(c, NULL);
 }

@@ -112,6 +112,7 @@ struct cblk *blk_adopt(struct cache *c, struct cblk *b, uint64_t idx)
 	b->offq = false;
 	b->dirty_seq = b->wb_seq = b->wb_ms = b->dirty_ms = b->retry_ms = 0;
 	b->fails = b->fails_at_stop = 0;
+	b->reported = false;
 	b->idx = idx;
 	b->nsect = blk_nsect(c, idx);
 	hash_insert(c, b);
@@ -221,6 +222,7 @@ void blk_mark_dirty(struct cache *c, struct cblk *b, uint32_t s, uint32_t e)
 		blk_dirty_link(c, b);
 	}
 	b->ndirty += added;
+	b->reported = false; /* data no failure has been reported for */
 	cache_dirty_add(c, (int64_t)added * c->bs);
 	blk_recount(c, b);
 }
@@ -235,8 +237,10 @@ void blk_touch(struct cache *c, struct cblk *b, uint32_t s, uint32_t e)
 	b->touch_end = e;
 }
 
-/* Clear valid and dirty for whole sectors of one block. Returns dirty bytes dropped. */
-static uint64_t invalidate_block(struct cache *c, struct cblk *b, uint64_t off, uint64_t len)
+/* Clear valid and dirty for whole sectors of one block. Returns dirty bytes dropped;
+ * adds those no failed write-back reported yet to *unreported (when not NULL). */
+static uint64_t invalidate_block(struct cache *c, struct cblk *b, uint64_t off, uint64_t len,
+				 uint64_t *unreported)
 {
 	uint64_t base = b->idx * c->cb;
 	uint64_t s = MAX(off, base), e = MIN(off + len, base + c->cb);
@@ -255,6 +259,8 @@ static uint64_t invalidate_block(struct cache *c, struct cblk *b, uint64_t off, 
 	}
 	if (dropped)
 		cache_dirty_add(c, -(int64_t)dropped);
+	if (unreported && !b->reported)
+		*unreported += dropped;
 	if (b->ndirty == 0)
 		blk_dirty_unlink(c, b);
 	blk_recount(c, b);
@@ -262,8 +268,9 @@ static uint64_t invalidate_block(struct cache *c, struct cblk *b, uint64_t off, 
 }
 
 /* Clear valid and dirty for the whole sectors of [off, off+len). Walks the range or the
- * resident blocks, whichever is shorter (a zeroed range may be the whole LUN). */
-void blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost)
+ * resident blocks, whichever is shorter (a zeroed range may be the whole LUN). Returns
+ * the dirty bytes dropped. */
+uint64_t blk_invalidate(struct cache *c, uint64_t off, uint64_t len, uint64_t *unreported)
 {
 	uint64_t first = off / c->cb, last = (off + len - 1) / c->cb;
 	uint64_t dropped = 0;
@@ -271,16 +278,38 @@ void blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost
 		for (uint64_t idx = first; idx <= last; idx++) {
 			struct cblk *b = blk_lookup(c, idx);
 			if (b)
-				dropped += invalidate_block(c, b, off, len);
+				dropped += invalidate_block(c, b, off, len, unreported);
 		}
 	} else {
 		for (uint64_t i = 0; i <= c->hash_mask; i++)
 			for (struct cblk *b = c->hash[i]; b; b = b->hnext)
 				if (b->idx >= first && b->idx <= last)
-					dropped += invalidate_block(c, b, off, len);
+					dropped += invalidate_block(c, b, off, len, unreported);
 	}
-	if (count_lost)
-		c->st.lost_bytes += dropped;
+	return dropped;
+}
+
+/* Drop every sector of b at or past its nsect (the device's end moved below them):
+ * clear valid and dirty. Returns the dirty bytes dropped (the caller counts them lost).
+ * A sector being fetched is left to its fetch, which does not make it valid. */
+uint64_t blk_drop_past_end(struct cache *c, struct cblk *b)
+{
+	uint64_t dropped = 0;
+	for (uint32_t k = b->nsect; k < c->spb; k++) {
+		if (bit_test(b->dirty, k)) {
+			bit_clear(b->dirty, k);
+			b->ndirty--;
+			dropped += c->bs;
+		}
+		bit_clear(b->valid, k);
+	}
+	if (!dropped)
+		return 0;
+	cache_dirty_add(c, -(int64_t)dropped);
+	if (b->ndirty == 0)
+		blk_dirty_unlink(c, b);
+	blk_recount(c, b);
+	return dropped;
 }
 
 /* Is any sector of [off, off+len) dirty or being written back? Walks the dirty list and

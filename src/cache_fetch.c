@@ -204,7 +204,7 @@ static void fetch_done(void *opaque, int ret)
 		for (uint32_t k = (uint32_t)((s - base) / c->bs);
 		     k < (uint32_t)((e - base) / c->bs); k++) {
 			bit_clear(b->fetching, k);
-			if (ret == 0)
+			if (ret == 0 && k < b->nsect) /* (the device may have shrunk meanwhile) */
 				bit_set(b->valid, k);
 		}
 		blk_unpin(c, b, &d);

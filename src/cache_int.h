@@ -100,6 +100,8 @@ struct cblk {
 	uint64_t retry_ms;            /* earliest next write-back attempt after a failure */
 	int fails;                    /* consecutive failed write-backs */
 	int fails_at_stop;            /* `fails` when cache_stop began */
+	bool reported;                /* its dirty data's failed write-back was reported
+	                                 (wb_error_gen); cleared when new data is dirtied */
 
 	/* protected by the pool lock */
 	struct cblk *qprev, *qnext;   /* replacement queue, or free list (qnext) */
@@ -297,6 +299,8 @@ struct cache {
 	bool given_up;                /* stopping: the rest of the dirty data is lost */
 	uint64_t stop_deadline;       /* util_now_ms() after which stop stops retrying */
 	bool closing;                 /* cache_cancel_all: no request waits any more */
+	bool dropped_all;             /* cache_drop_all: the device is gone; its losses were
+	                                 logged there, in-flight write-back included */
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
 	struct cache_stats st;
@@ -436,7 +440,10 @@ void blk_recount(struct cache *c, struct cblk *b);
 void blk_dirty_link(struct cache *c, struct cblk *b);
 void blk_dirty_unlink(struct cache *c, struct cblk *b);
 void blk_touch(struct cache *c, struct cblk *b, uint32_t s, uint32_t e);
-void blk_invalidate(struct cache *c, uint64_t off, uint64_t len, bool count_lost);
+/* Returns the dirty bytes dropped; *unreported (may be NULL) += those of blocks whose
+ * dirty data no failed write-back has reported yet. */
+uint64_t blk_invalidate(struct cache *c, uint64_t off, uint64_t len, uint64_t *unreported);
+uint64_t blk_drop_past_end(struct cache *c, struct cblk *b); /* dirty bytes dropped */
 bool blk_range_unwritten(struct cache *c, uint64_t off, uint64_t len);
 void cache_dirty_add(struct cache *c, int64_t bytes);
 bool cache_check_enabled(void);
@@ -467,6 +474,12 @@ uint64_t wb_oldest_unwritten(struct cache *c);          /* c locked */
 void wb_stop_begin(struct cache *c, struct defer *d);   /* c locked */
 void wb_pump(struct cache *c, struct defer *d);         /* c locked */
 bool wb_stop_done(struct cache *c);                     /* c locked */
+void wb_abandon(struct cache *c, struct defer *d);      /* c locked: cache_abandon */
+/* c locked: `bytes` of dirty data past the device's end were dropped: count them lost,
+ * wake what waits, and when `report` (no failed write-back reported them yet) report
+ * them (EIO) to the next flush; logged by the caller. */
+void wb_lost(struct cache *c, uint64_t bytes, bool report, struct defer *d);
+void wb_recheck_failing(struct cache *c, struct defer *d); /* c locked */
 
 /* ---------- cache_io.c ---------- */
 struct cache_io *io_new(struct cache *c, enum io_kind kind, uint64_t off, uint64_t len,

@@ -319,9 +319,10 @@ static void read_step(struct cache_io *io, struct defer *d)
 	struct cache *c = io->c;
 	uint64_t cb = c->cb, end = io->off + io->len;
 
-	if (io->cancelled || io->err) {
+	if (io->cancelled || io->err || end > c->dev.size) {
+		/* (the device shrank while it waited: as a read asked past the end now) */
 		unpin_all(io, d);
-		finish(io, io->cancelled ? -EINTR : io->err, d);
+		finish(io, io->cancelled ? -EINTR : io->err ? io->err : -EINVAL, d);
 		return;
 	}
 	for (;;) {
@@ -449,6 +450,11 @@ static void write_wb_step(struct cache_io *io, struct defer *d)
 		finish(io, io->cancelled ? -EINTR : io->err, d);
 		return;
 	}
+	if (io->end > c->dev.size) {
+		/* the device shrank while it waited: nothing is marked dirty past its end */
+		finish(io, -ENOSPC, d);
+		return;
+	}
 	while (io->pos < io->end) {
 		uint64_t idx = io->pos / cb, base = idx * cb;
 		uint64_t e = MIN(io->end, base + cb);
@@ -553,8 +559,8 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 		io->state = W_GUARD;
 		/* fall through */
 	case W_GUARD:
-		if (io->cancelled) {
-			finish(io, -EINTR, d);
+		if (io->cancelled || io->a1 > c->dev.size) { /* (or shrank while it waited) */
+			finish(io, io->cancelled ? -EINTR : -ENOSPC, d);
 			return;
 		}
 		if (guard_overlaps(c, io->a0, io->a1 - io->a0,
@@ -605,7 +611,7 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 		if (c->cc.mode == CONFIG_CACHE_WRITETHROUGH) {
 			/* Cache what goes to the target: valid, not dirty. Blocks that cannot be
 			 * had now are not cached, and then nothing stale is either. */
-			for (uint64_t p = io->a0; p < io->a1;) {
+			for (uint64_t p = io->a0; p < MIN(io->a1, c->dev.size);) {
 				uint64_t idx = p / c->cb, base = idx * c->cb;
 				uint64_t e = MIN(io->a1, base + c->cb);
 				struct cblk *b = blk_lookup(c, idx);
@@ -634,7 +640,7 @@ static void write_wt_step(struct cache_io *io, struct defer *d)
 		if (io->ret < 0) {
 			c->st.write_errors++;
 			if (c->cc.mode == CONFIG_CACHE_WRITETHROUGH)
-				blk_invalidate(c, io->a0, io->a1 - io->a0, false);
+				blk_invalidate(c, io->a0, io->a1 - io->a0, NULL);
 		}
 		guard_del(c, &io->guard, d);
 		io_wake_range(c, io->a0, io->a1 - io->a0, 0, d);
@@ -741,7 +747,7 @@ static void zero_step(struct cache_io *io, struct defer *d)
 				break;
 			}
 			guard_add(c, &io->guard, m0, m1 - m0, IF_ZERO);
-			blk_invalidate(c, m0, m1 - m0, false);
+			blk_invalidate(c, m0, m1 - m0, NULL);
 			io->zstate = Z_MID_SENT;
 			io->ops = io->discard ? OP_DISCARD : OP_ZERO;
 			io->pos = m0;

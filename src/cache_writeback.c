@@ -14,6 +14,14 @@
  * consecutive failures of a block, writers that would have to wait for the dirty bound
  * get EIO instead of waiting forever.
  *
+ * The device may shrink under any of this (cache_set_size, issue 11): data past the new
+ * end can never be written. Whatever the order of the shrink and a write-back's
+ * completion, it is dropped, counted in lost_bytes, logged once and reported as EIO to
+ * the next flush: cache_set_size drops what is dirty then; a write-back in flight then
+ * that fails drops its part past the end at completion (nothing past the end is marked
+ * dirty again or retried); the flusher drops any dirt past the end it finds before
+ * issuing, so no WRITE is ever issued past the current end and nothing waits for one.
+ *
  * Stop (unmount): every dirty block is written without waiting for dirty_expire, and
  * gets at least one attempt after the stop began, whatever backoff it was in (a target
  * that failed a few write-backs and recovered must not lose data because the unmount
@@ -39,11 +47,57 @@ static uint64_t backoff_ms(int fails)
 	return MIN(ms, 5000);
 }
 
+void wb_lost(struct cache *c, uint64_t bytes, bool report, struct defer *d)
+{
+	c->st.lost_bytes += bytes;
+	/* once: a failure reported for this data already said it */
+	if (report) {
+		c->wb_error = -EIO; /* lost dirty data: EIO, whatever the target said */
+		c->wb_error_gen++;
+	}
+	wb_recheck_failing(c, d);
+	if (__atomic_load_n(&c->pool->ndirty_waiters, __ATOMIC_SEQ_CST) ||
+	    __atomic_load_n(&c->pool->nspace_waiters, __ATOMIC_SEQ_CST))
+		defer_wake_pool(d, c->pool, WAKE_ALL, WAKE_ALL);
+	if (c->stop)
+		pthread_cond_broadcast(&c->cond);
+}
+
+/* `failing` (write_retries exceeded) holds while some dirty block still fails that
+ * often; when that block is written or dropped, writers may go on. */
+void wb_recheck_failing(struct cache *c, struct defer *d)
+{
+	if (!c->failing)
+		return;
+	for (struct cblk *b = c->dirty_head; b; b = b->dnext)
+		if (b->fails >= c->cc.write_retries)
+			return;
+	c->failing = false;
+	log_notice("%s: write-back works again", c->name);
+	defer_wake_pool(d, c->pool, 0, WAKE_ALL);
+}
+
+/* Dirt past the device's end found by the write-back (a shrink) is dropped, never
+ * written: logged once for the block. */
+static void drop_past_end(struct cache *c, struct cblk *b, struct defer *d)
+{
+	bool report = !b->reported;
+	uint64_t lost = blk_drop_past_end(c, b);
+	if (!lost)
+		return;
+	if (!c->dropped_all)
+		log_err("%s: %" PRIu64 " dirty bytes at offset %" PRIu64 " lie past the device's "
+			"end (%" PRIu64 " bytes): lost",
+			c->name, lost, b->idx * c->cb + (uint64_t)b->nsect * c->bs, c->dev.size);
+	wb_lost(c, lost, report, d);
+}
+
 static void wb_done(void *opaque, int ret)
 {
 	struct wb *w = opaque;
 	struct cache *c = w->c;
 	struct defer d = DEFER_INIT;
+	uint64_t past = 0;
 
 	cache_lock(c);
 	uint64_t unclean_before = c->nunclean;
@@ -54,12 +108,19 @@ static void wb_done(void *opaque, int ret)
 		b->writing = false;
 		if (ret == 0) {
 			b->fails = 0;
+			b->reported = false;
 			blk_recount(c, b);
 			blk_unpin(c, b, &d);
 			continue;
 		}
 		/* Keep the data: re-mark the sectors we tried to write as dirty, with the
 		 * age they had, and retry later. */
+		if (c->given_up) { /* counted lost when it was given up */
+			b->fails = 0;
+			blk_recount(c, b);
+			blk_unpin(c, b, &d);
+			continue;
+		}
 		uint64_t s = MAX(w->f.off, base), e = MIN(w->f.off + w->f.len, base + c->cb);
 		uint32_t added = 0;
 		for (uint32_t k = (uint32_t)((s - base) / c->bs);
@@ -79,7 +140,16 @@ static void wb_done(void *opaque, int ret)
 		if (b->ndirty)
 			blk_dirty_link(c, b);
 		blk_recount(c, b);
+		/* The device shrank while it was in flight: what lies past the end now is
+		 * dropped, not retried (the target refused it for that reason). */
+		past += blk_drop_past_end(c, b);
+		if (!b->ndirty) {
+			b->fails = 0;
+			blk_unpin(c, b, &d);
+			continue;
+		}
 		b->fails++;
+		b->reported = true; /* wb_error_gen is bumped below */
 		b->retry_ms = util_now_ms() + backoff_ms(b->fails);
 		if (b->fails >= c->cc.write_retries && !c->failing) {
 			c->failing = true;
@@ -93,22 +163,24 @@ static void wb_done(void *opaque, int ret)
 	if (ret == 0) {
 		c->st.writeback_ops++;
 		c->st.writeback_bytes += w->f.len;
-		if (c->failing) {
-			bool any = false;
-			for (struct cblk *b = c->dirty_head; b && !any; b = b->dnext)
-				any = b->fails >= c->cc.write_retries;
-			if (!any) {
-				c->failing = false;
-				log_notice("%s: write-back works again", c->name);
-			}
-		}
+		wb_recheck_failing(c, &d);
 	} else {
 		c->st.write_errors++;
 		c->st.writeback_errors++;
-		c->wb_error = ret == -ENOSPC || ret == -EROFS ? ret : -EIO;
+		/* A failed write-back is EIO to the flush that learns of it (ENOSPC is the
+		 * answer to a new write past the end, not to data written earlier), or EROFS
+		 * when the LUN became write-protected. */
+		c->wb_error = ret == -EROFS ? ret : -EIO;
 		c->wb_error_gen++;
 		log_debug("%s: write-back of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
 			  c->name, w->f.len, w->f.off, strerror(-ret));
+		if (past && !c->dropped_all)
+			log_err("%s: write-back of %" PRIu64 " bytes at offset %" PRIu64
+				" failed (%s) after the device shrank to %" PRIu64
+				" bytes: the %" PRIu64 " bytes past its end are lost",
+				c->name, w->f.len, w->f.off, strerror(-ret), c->dev.size, past);
+		if (past) /* this failure (wb_error_gen above) reports it */
+			wb_lost(c, past, false, &d);
 	}
 	cache_dirty_add(c, -(int64_t)w->f.len);
 	c->inflight_wb_bytes -= w->f.len;
@@ -264,10 +336,12 @@ static bool done_trying(const struct cache *c, const struct cblk *b, uint64_t no
 	       (b->fails >= c->cc.write_retries || now >= c->stop_deadline);
 }
 
-/* Stopping and the target keeps refusing: give the rest up, say so. */
-static void give_up(struct cache *c, struct defer *d)
+/* Stopping and the target keeps refusing (or the daemon was told to end now): give the
+ * rest up, say so. `inflight`: bytes of write-backs still in flight, counted lost too
+ * (their completion then drops what failed instead of keeping it dirty). */
+static void give_up(struct cache *c, struct defer *d, uint64_t inflight)
 {
-	uint64_t lost = 0;
+	uint64_t lost = inflight;
 	while (c->dirty_head) {
 		struct cblk *b = c->dirty_head;
 		for (uint32_t k = 0; k < b->nsect; k++)
@@ -278,7 +352,7 @@ static void give_up(struct cache *c, struct defer *d)
 		blk_dirty_unlink(c, b);
 		blk_recount(c, b);
 	}
-	cache_dirty_add(c, -(int64_t)lost);
+	cache_dirty_add(c, -(int64_t)(lost - inflight));
 	c->st.lost_bytes += lost;
 	c->given_up = true;
 	log_err("%s: %" PRIu64 " dirty bytes could not be written back and are lost", c->name,
@@ -307,6 +381,11 @@ uint64_t wb_flusher_step(struct cache *c, uint64_t now, struct defer *d)
 		}
 		if (b->writing)
 			continue;
+		if (b->nsect < c->spb) {
+			drop_past_end(c, b, d); /* never a WRITE past the end */
+			if (!b->in_dirty_list)
+				continue;
+		}
 		bool first_after_stop = c->stop && b->fails == b->fails_at_stop;
 		if (b->retry_ms > now && !first_after_stop) {
 			next = MIN(next, b->retry_ms);
@@ -336,7 +415,7 @@ uint64_t wb_flusher_step(struct cache *c, uint64_t now, struct defer *d)
 				next = MIN(next, MIN(MAX(b->retry_ms, now + 1), c->stop_deadline));
 		}
 		if (all)
-			give_up(c, d);
+			give_up(c, d, 0);
 	}
 	return next;
 }
@@ -367,6 +446,14 @@ void wb_pump(struct cache *c, struct defer *d)
 {
 	if (c->dirty_head)
 		wb_flusher_step(c, util_now_ms(), d);
+}
+
+void wb_abandon(struct cache *c, struct defer *d)
+{
+	if (c->given_up || (!c->dirty_head && !c->inflight_wb_ops))
+		return;
+	c->stop = true;
+	give_up(c, d, c->inflight_wb_bytes);
 }
 
 bool wb_stop_done(struct cache *c)

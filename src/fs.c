@@ -127,6 +127,19 @@ static bool node_ro(struct fs *fs, const struct ns_node *n)
 	return fs->m->cfg->read_only || (l && l->cache->read_only);
 }
 
+/* The bytes of a LUN or partition file: its window, ending at its LUN's current end.
+ * A partition file held open keeps its window until its last close (the re-probe waits
+ * for it), but its LUN may shrink below that meanwhile: then reads end at the LUN's end
+ * and writes past it fail with ENOSPC, as on the LUN's own file (issue 11). */
+static uint64_t node_size(const struct ns_node *n)
+{
+	struct fs_lun *l = node_lun(n);
+	uint64_t size = ns_get_size(n);
+	if (!l || lun_removed(l))
+		return size; /* a removed LUN's handles get ENODEV, not an empty file */
+	uint64_t lun_end = __atomic_load_n(&l->cache->size, __ATOMIC_RELAXED);
+	return n->off >= lun_end ? 0 : MIN(size, lun_end - n->off);
+}
 static void fill_attr(struct fs *fs, const struct ns_node *n, struct stat *st)
 {
 	const struct config *cfg = fs->m->cfg;
@@ -150,7 +163,7 @@ static void fill_attr(struct fs *fs, const struct ns_node *n, struct stat *st)
 		return;
 	}
 	struct fs_lun *l = node_lun(n);
-	uint64_t size = ns_get_size(n);
+	uint64_t size = node_size(n);
 	st->st_mode = S_IFREG | (node_ro(fs, n) ? 0400 : 0600);
 	st->st_size = (off_t)size;
 	st->st_blksize = (blksize_t)MAX(l->info.block_size, 512u);
@@ -573,12 +586,13 @@ static int rewrite_close(struct ns_node *n, struct lun_fh *h)
 
 /* What a file reports once at its next flush or fsync, if it moved since it last
  * did: write-back failures, and dirty data given up (issue 11: past the end of a LUN
- * that shrank). Both only grow, so their sum moves when either does. */
+ * that shrank, or of one removed) - the same data failing and then dropped counts
+ * once (flush_errors). */
 static uint64_t write_errors(struct fs_lun *l)
 {
 	struct cache_stats cs;
 	cache_get_stats(l->cache, &cs);
-	return cs.writeback_errors + cs.lost_bytes;
+	return cs.flush_errors;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -797,7 +811,7 @@ static int node_window(const struct ns_node *n, int notlun, struct blkdev **dev,
 		return -ENODEV;
 	*dev = l->cache;
 	*base = n->off;
-	*size = ns_get_size(n);
+	*size = node_size(n);
 	return 0;
 }
 
@@ -1551,6 +1565,21 @@ void fs_live_resize_lun(struct fs *fs, struct fs_lun *l, uint64_t old_size, uint
 	ns_set_size(l->node, size);
 	/* attributes, and the pages past the smaller end */
 	notify_inode(fs, l->node->ino, (off_t)MIN(old_size, size), 0);
+	/* partition files end at the LUN's end too (node_size), until the re-probe */
+	uint64_t ino[PROBE_MAX_PARTS], from[PROBE_MAX_PARTS];
+	int n = 0;
+	uint64_t lo = MIN(old_size, size);
+	pthread_mutex_lock(&fs->probe_lock);
+	for (int i = 0; i < l->nparts_nodes; i++) {
+		struct ns_node *pn = l->part_nodes[i];
+		if (pn->off + ns_get_size(pn) > lo) {
+			ino[n] = pn->ino;
+			from[n++] = lo > pn->off ? lo - pn->off : 0;
+		}
+	}
+	pthread_mutex_unlock(&fs->probe_lock);
+	for (int i = 0; i < n; i++)
+		notify_inode(fs, ino[i], (off_t)from[i], 0);
 }
 
 int fs_live_add_target(struct fs *fs, struct fs_target *t)

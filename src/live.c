@@ -146,13 +146,10 @@ static void remove_lun(struct fs_model *m, struct fs *fs, struct fs_lun *l, cons
 	lun_retire(l->lundev, why);
 	for (int s = 0; s < l->target->nsess; s++)
 		session_clear_identity(l->target->sess[s], l->info.lun);
-	struct cache_stats cs;
-	cache_get_stats(l->cache, &cs);
-	if (cs.dirty_bytes)
-		log_err("%s LUN %s: %" PRIu64 " dirty bytes of it can no longer be written: lost "
-			"(reported at the next fsync or close of the files that had them)",
-			l->target->name, LUNSTR(l->info.lun), cs.dirty_bytes);
-	cache_set_size(l->cache, 0); /* its dirty data cannot be written: dropped */
+	/* its dirty data cannot be written: dropped, one line saying why */
+	char lost_why[256];
+	snprintf(lost_why, sizeof(lost_why), "the LUN was removed (%s)", why);
+	cache_drop_all(l->cache, lost_why);
 	fs_live_remove_lun(fs, l);
 	path(m, l->target, l->name, p, sizeof(p));
 	log_notice("%s: removed: %s LUN %s %s", p, l->target->name, LUNSTR(l->info.lun), why);

@@ -5,12 +5,16 @@
  * (fs_run) and takes it down, writing back what is dirty.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "iscsifs/cache.h"
 #include "iscsifs/commands.h"
@@ -342,6 +346,75 @@ static void stage(struct stagewatch *w, const char *what)
 	}
 }
 
+/* SIGTERM / SIGINT after the FUSE loop ended (libfuse's handlers are gone then, and the
+ * default action would kill the daemon in its final write-back: no final line, no exit
+ * status 6, the lock notes left in the runtime directory). Caught from then on until
+ * exit: during the final write-back, the dirty data not yet written is given up at once
+ * (cache_abandon: counted, logged) and the exit goes on as usual; later, the signal is
+ * only noted (what is left of the exit is bounded). The handler only writes the signal
+ * number into a pipe; a thread of teardown() acts on it.
+ * Thread model: term_main runs from before the final write-back until it ended; it only
+ * calls cache_abandon (thread-safe) on caches teardown() keeps until it has joined it. */
+static int term_pipe[2] = { -1, -1 };
+
+static void on_term_late(int sig)
+{
+	char c = (char)sig;
+	ssize_t r = write(term_pipe[1], &c, 1); /* non-blocking: a full pipe drops it */
+	(void)r;
+}
+
+struct term_watch {
+	struct fs_lun **all; /* immutable while the thread runs */
+	size_t n;
+	pthread_t thread;
+	bool started;
+};
+
+static void *term_main(void *arg)
+{
+	struct term_watch *tw = arg;
+	char c;
+	for (;;) {
+		ssize_t r = read(term_pipe[0], &c, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != 1 || c == 0) /* 0: the final write-back ended */
+			break;
+		log_warn("%s during the final write-back: giving up the dirty data not written "
+			 "yet",
+			 c == SIGINT ? "SIGINT" : "SIGTERM");
+		for (size_t i = 0; i < tw->n; i++)
+			cache_abandon(tw->all[i]->cache);
+	}
+	return NULL;
+}
+
+static void term_watch_start(struct term_watch *tw)
+{
+	if (term_pipe[0] < 0) {
+		if (pipe2(term_pipe, O_CLOEXEC) != 0)
+			return;
+		fcntl(term_pipe[1], F_SETFL, O_NONBLOCK);
+	}
+	struct sigaction sa = { .sa_handler = on_term_late, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	tw->started = pthread_create(&tw->thread, NULL, term_main, tw) == 0;
+}
+
+static void term_watch_stop(struct term_watch *tw)
+{
+	char c = 0;
+	if (!tw->started)
+		return;
+	while (write(term_pipe[1], &c, 1) < 0 && errno == EINTR)
+		;
+	pthread_join(tw->thread, NULL);
+	tw->started = false;
+}
+
 /* Returns the number of LUNs whose dirty data could not all be written at exit (data
  * lost earlier - past the end of a shrunken LUN, of a LUN that left - was reported
  * then). Order: write back every LUN at once (bounded by the session budget), then
@@ -350,12 +423,16 @@ static void stage(struct stagewatch *w, const char *what)
 static int teardown(struct fs_model *m)
 {
 	struct stagewatch w = { 0 };
+	struct term_watch tw = { 0 };
 	int lost = 0;
 	size_t n = 0;
 	struct fs_lun **all = calloc((size_t)m->nluns + 1, sizeof(*all));
 	uint64_t *before = calloc((size_t)m->nluns + 1, sizeof(*before));
 	for (int i = 0; all && before && i < m->nluns; i++)
 		all[n++] = m->luns[i];
+	tw.all = all;
+	tw.n = n;
+	term_watch_start(&tw); /* SIGTERM now: give up the write-back, exit as usual */
 	daemon_stopping(); /* STOPPING=1; logs the dirty MiB left every few seconds */
 	for (size_t i = 0; i < n; i++) {
 		struct cache_stats cs;
@@ -367,6 +444,8 @@ static int teardown(struct fs_model *m)
 		lost += cache_stop(all[i]->cache) > before[i];
 	for (struct fs_lun *l = m->gone; l; l = l->gone_next)
 		cache_stop(l->cache); /* nothing dirty: dropped when it left */
+	/* a signal from now on is only noted: the rest of the exit is bounded */
+	term_watch_stop(&tw);
 	daemon_stopped(lost);
 	stage(&w, "closing the sessions");
 	for (int t = 0; t < m->ntargets; t++)

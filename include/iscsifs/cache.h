@@ -120,8 +120,13 @@ struct cache_stats {
 	uint64_t interrupted;                  /* requests withdrawn by cache_cancel */
 	uint64_t cached_bytes;                 /* current */
 	uint64_t dirty_bytes;                  /* current */
-	uint64_t lost_bytes;                   /* dirty bytes given up at shutdown because
-	                                          the target kept refusing them */
+	uint64_t flush_errors;                 /* errors a flush reports, each counted
+	                                          once: failed write-backs, and dirty data
+	                                          dropped that no such failure covered (a
+	                                          change tells every open file once) */
+	uint64_t lost_bytes;                   /* dirty bytes given up: at shutdown because
+	                                          the target kept refusing them, or past
+	                                          the end of a device that shrank or went */
 };
 
 /* Returns the cache, or NULL with errno set (EINVAL for a bad config, e.g. a device
@@ -202,8 +207,17 @@ void cache_cancel_all(struct blkdev *dev);
 
 /* The device changed size (a rescan): what lies past a shrunken end is dropped from the
  * cache (dirty data there is lost and counted in lost_bytes, with a log line); reads
- * and writes are checked against the new size from now on. */
+ * and writes are checked against the new size from now on. Whatever the order of the
+ * shrink and write-back: a write-back in flight past the new end that fails drops its
+ * data there (lost, logged) instead of retrying it, no WRITE is issued past the end
+ * after this call, and a request waiting past the end completes (-ENOSPC for a write,
+ * -EINVAL for a read). Every loss is reported once as -EIO to the next cache_flush. */
 void cache_set_size(struct blkdev *dev, uint64_t size);
+
+/* The device is gone (its LUN was removed or changed identity): as cache_set_size(dev,
+ * 0), with one log line saying how many dirty bytes (in flight included) are lost and
+ * `why` (e.g. "the LUN was removed (no longer reported)"). */
+void cache_drop_all(struct blkdev *dev, const char *why);
 
 /* Start stopping: write back everything without waiting for dirty_expire. Returns at
  * once; cache_stop() waits. */
@@ -215,6 +229,11 @@ void cache_stop_begin(struct blkdev *dev);
  * bytes that could not be written and were given up (0 = nothing lost). Idempotent;
  * destroy calls it too. */
 uint64_t cache_stop(struct blkdev *dev);
+
+/* Give up now what is not written yet (the daemon was told to end during its final
+ * write-back): dirty data and write-backs in flight are counted lost (one log line);
+ * a cache_stop waiting returns at once. Any thread. */
+void cache_abandon(struct blkdev *dev);
 
 /* Snapshot of the counters (thread-safe). */
 void cache_get_stats(struct blkdev *dev, struct cache_stats *out);

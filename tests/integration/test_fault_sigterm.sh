@@ -101,3 +101,42 @@ grep -q 'could not be written back and are lost' "$DAEMON_LOG" ||
 	fail "the daemon exited without saying that its dirty data was lost"
 ((rc == 6)) || fail "the daemon lost dirty data and exited with status $rc, want 6 (exitcode.h: data not written)"
 pass "SIGTERM with the target dead: the daemon exited (status $rc) $((SECONDS - start)) s later, unmounted, and logged the lost dirty data"
+
+# --- 3. SIGTERM again while the final write-back waits for a dead target (the first
+# SIGTERM, or an unmount, began it; libfuse's handlers are gone by then): the daemon
+# gives the dirty data up at once and exits as usual - the final line, status 6, its
+# lock notes ($XDG_RUNTIME_DIR/iscsifs/*.PID) removed - rather than being killed by
+# the signal's default action.
+tgt_restart
+iscsifs_mount "$(tgt_url "$IQN" 1)" "$M" \
+	-o "cache=writeback,dirty_expire=600,noop_interval=1,noop_timeout=1,replacement_timeout=120"
+DPID=$ISCSIFS_PID
+python3 - "$M/lun1" >"$T/writer3.out" 2>&1 <<'EOF' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(fd, b"T" * 300000, 8192)
+print("ready", flush=True)
+time.sleep(600)
+EOF
+WPID=$!
+track_pid "$WPID"
+wait_for 30 eval 'grep -q ready "$T/writer3.out" || ! pid_alive $WPID' && grep -q ready "$T/writer3.out" ||
+	fail "the third writer failed: $(cat "$T/writer3.out")"
+ls "$XDG_RUNTIME_DIR/iscsifs/" | grep -q "\.$DPID\$" || fail "no lock note of pid $DPID in $XDG_RUNTIME_DIR/iscsifs: $(ls "$XDG_RUNTIME_DIR/iscsifs/")"
+tgt_kill9
+kill -TERM "$DPID"
+wait_for 20 grep -q 'writing back' "$DAEMON_LOG" || fail "the final write-back did not begin after SIGTERM"
+sleep 2
+pid_alive "$DPID" || fail "the daemon ended before the second SIGTERM (replacement_timeout=120): nothing to test"
+start=$SECONDS
+kill -TERM "$DPID"
+wait_for 20 eval '! pid_alive $DPID' || fail "the daemon still runs 20 s after a SIGTERM during its final write-back"
+rc=0
+wait "$DPID" || rc=$?
+((rc == 6)) || fail "SIGTERM during the final write-back: exit status $rc, want 6 (data not written)"
+grep -q 'exiting with an error: dirty data of 1 LUN could not be written' "$DAEMON_LOG" ||
+	fail "no final line after SIGTERM during the final write-back: $(tail -3 "$DAEMON_LOG")"
+left=$(ls "$XDG_RUNTIME_DIR/iscsifs/" | grep "\.$DPID\$" || true)
+[[ -z $left ]] || fail "the daemon left its lock notes: $left"
+is_mounted "$M" && fail "$M is still mounted after the daemon exited"
+pass "SIGTERM during the final write-back: given up at once ($((SECONDS - start)) s), final line, status 6, lock notes removed"

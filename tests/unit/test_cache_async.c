@@ -813,9 +813,161 @@ static void test_set_size(void)
 	CHECK_EQ("read of the regained end", 0, blkdev_read_sync(c, 4 * MiB - 4096, 4096, r));
 	CHECK("... reads the device", !memcmp(r, memdev_data(m) + 4 * MiB - 4096, 4096), "differs");
 	CHECK_EQ("cache_check", 0, cache_check(c));
-	CHECK_EQ("flush", 0, blkdev_flush_sync(c, true));
+	int fr = blkdev_flush_sync(c, true);
+	CHECK_EQ("the first flush reports the lost dirty data once, as EIO", -EIO, fr);
+	fr = blkdev_flush_sync(c, true);
+	CHECK_EQ("the next flush succeeds", 0, fr);
 	c->ops->destroy(c);
 	m->ops->destroy(m);
+}
+
+
+/* ---------- a shrink racing write-back (issue 11 follow-up) ---------- */
+
+struct stopper {
+	struct blkdev *c;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+static void *stop_main(void *arg)
+{
+	struct stopper *s = arg;
+	cache_stop(s->c);
+	pthread_mutex_lock(&s->lock);
+	s->done = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* cache_stop must end (within ms); false: it hangs (the thread is left behind). */
+static bool stop_ends(struct blkdev *c, unsigned ms)
+{
+	static struct stopper s;
+	pthread_t t;
+	s = (struct stopper){ .c = c };
+	pthread_mutex_init(&s.lock, NULL);
+	util_cond_init(&s.cond);
+	pthread_create(&t, NULL, stop_main, &s);
+	struct timespec dl = util_deadline_ms(ms);
+	pthread_mutex_lock(&s.lock);
+	while (!s.done && pthread_cond_timedwait(&s.cond, &s.lock, &dl) == 0)
+		;
+	bool ok = s.done;
+	pthread_mutex_unlock(&s.lock);
+	if (ok)
+		pthread_join(t, NULL);
+	else
+		pthread_detach(t);
+	return ok;
+}
+
+/* A WRITE past the new end, counted by the gate: none may be issued after the shrink. */
+static uint64_t writes_past(struct blkdev *m, struct gate *g)
+{
+	(void)g;
+	return ctr(m).writes;
+}
+
+/* Dirty data 1 MiB past what becomes the end, its write-back failing with ENOSPC (the
+ * target's "LBA out of range"), in each order against cache_set_size:
+ *   A  the WRITE is in flight when the size shrinks, and fails after it;
+ *   B  the WRITE failed first (a retry is scheduled, a flush waits for it), then the
+ *      size shrinks (the failure was reported: the drop is not a second error);
+ *   D  a write waiting for its read-modify-write fetch resumes after the shrink.
+ * Each time: the data past the end is dropped and counted lost, the flush waiting
+ * answers, EIO (not ENOSPC: lost dirty data is EIO) once, the next flush answers 0,
+ * nothing is written past the end afterwards, the invariants hold, cache_stop ends. */
+static void test_shrink_vs_writeback(void)
+{
+	const uint64_t at = 3 * MiB, len = 256 * KiB, end = 2 * MiB;
+	uint8_t *w = malloc(len);
+	struct done f = { 0 }, f2 = { 0 };
+	fill(w, len, 31);
+	cache_debug_checks(false); /* checked below, explicitly: a violation is reported */
+
+	for (int order = 0; order < 3; order++) {
+		const char *o = order == 0 ? "A (fails after the shrink)" :
+				order == 1 ? "B (fails before the shrink)" :
+					     "D (a write resumes after the shrink)";
+		struct blkdev *m = memdev_create(4 * MiB, 512);
+		struct gate *g = gate_new(m);
+		struct cache_config cc = config(CONFIG_CACHE_WRITEBACK);
+		struct blkdev *c = cache_create(&cc, &g->dev);
+		memdev_fail_writes(m, end, 4 * MiB - end, -ENOSPC, 0);
+		if (order == 2) {
+			pthread_mutex_lock(&g->lock);
+			g->hold_reads = true;
+			pthread_mutex_unlock(&g->lock);
+			done_init(&f);
+			cache_write(c, at + 10, 100, w, done_cb, &f, NULL); /* RMW: waits */
+			CHECK_EQ(o, 1, gate_nheld(g));
+			cache_set_size(c, end);
+			gate_release(g);
+			CHECK("D: the write answers", done_wait(&f, 5000), "no callback");
+			CHECK_EQ("D: a write that finds the end moved before it: ENOSPC", -ENOSPC,
+				 f.ret);
+			CHECK_EQ("D: nothing dirty", 0, cst(c).dirty_bytes);
+		} else {
+			CHECK_EQ("write", 0, blkdev_write_sync(c, at, len, w));
+			pthread_mutex_lock(&g->lock);
+			g->hold_writes = true;
+			pthread_mutex_unlock(&g->lock);
+			done_init(&f);
+			cache_flush(c, false, done_cb, &f, NULL); /* the write-back is held */
+			for (int i = 0; i < 500 && gate_nheld(g) == 0; i++)
+				usleep(1000);
+			CHECK("the write-back was issued", gate_nheld(g) > 0, "%s", o);
+			if (order == 0) {
+				cache_set_size(c, end);
+				gate_release(g); /* fails now, after the shrink */
+				CHECK("A: the flush answers", done_wait(&f, 5000), "no callback");
+				CHECK_EQ("A: the flush reports the loss as EIO", -EIO, f.ret);
+			} else {
+				gate_release(g); /* fails before the shrink */
+				CHECK("B: the first flush answers", done_wait(&f, 5000), "no callback");
+				CHECK_EQ("B: the failed write-back is EIO to the flush", -EIO, f.ret);
+				pthread_mutex_lock(&g->lock);
+				g->hold_writes = true; /* a retry would be held: it must not come */
+				pthread_mutex_unlock(&g->lock);
+				done_init(&f2);
+				cache_flush(c, false, done_cb, &f2, NULL); /* waits for the retry */
+				cache_set_size(c, end);
+				CHECK("B: the flush waiting for the retry answers", done_wait(&f2, 5000),
+				      "no callback");
+				CHECK_EQ("B: ... with 0: the first flush reported the failure of this "
+					 "data; its drop is not a second error", 0, f2.ret);
+			}
+			struct cache_stats s = cst(c);
+			CHECK_EQ(o, len, s.lost_bytes);
+			CHECK_EQ(o, 0, s.dirty_bytes);
+		}
+		uint64_t n0 = writes_past(m, g);
+		usleep(700 * 1000); /* past the retry backoff (200 ms) */
+		CHECK_EQ("nothing is written (or retried) past the end", n0, writes_past(m, g));
+		CHECK_EQ("and nothing held at the gate", 0, gate_nheld(g));
+		done_init(&f);
+		cache_flush(c, false, done_cb, &f, NULL);
+		CHECK("the next flush answers", done_wait(&f, 5000), "no callback (%s)", o);
+		CHECK_EQ("... with 0: the loss was reported once", 0, f.ret);
+		CHECK_EQ("cache_check", 0, cache_check(c));
+		bool ended = stop_ends(c, 10000);
+		CHECK("cache_stop ends", ended, "still waiting after 10 s (%s)", o);
+		if (!ended)
+			continue; /* leave it: destroying it would hang too */
+		memdev_clear_faults(m);
+		cache_set_size(c, 4 * MiB);
+		CHECK_EQ("regrown: nothing stale is valid past the old end", 0,
+			 blkdev_read_sync(c, at, 4096, f.data));
+		CHECK("... reads the device", !memcmp(f.data, memdev_data(m) + at, 4096), "differs");
+		c->ops->destroy(c);
+		g->dev.ops->destroy(&g->dev);
+		m->ops->destroy(m);
+	}
+	cache_debug_checks(true);
+	free(w);
 }
 
 static void watchdog(int sig)
@@ -840,6 +992,7 @@ static const struct {
 	{ "cancel", test_cancel },
 	{ "set size", test_set_size },
 	{ "retry timer", test_retry_timer },
+	{ "shrink vs write-back", test_shrink_vs_writeback },
 };
 
 int main(int argc, char **argv)
