@@ -161,6 +161,8 @@ static void content_text(const struct target_lun *tl, const struct probe_result 
 	else if (pr && pr->content.type[0])
 		snprintf(buf, len, "%s%s%s", pr->content.type, pr->content.label[0] ? " " : "",
 			 pr->content.label);
+	else if (pr && pr->blank)
+		snprintf(buf, len, "blank (zeros where labels live)");
 	else if (pr)
 		snprintf(buf, len, "unknown");
 	if (tl->mountable && tl->reason[0]) /* the same identifier as another LUN */
@@ -258,6 +260,7 @@ void lsout_lun(struct lsout *o, const struct target_lun *tl, const struct probe_
 		json_object *parts = json_object_new_array();
 		c = content_json(&pr->content);
 		json_object_object_add(c, "pttype", str_or_null(pr->pttype));
+		json_object_object_add(c, "blank", json_object_new_boolean(pr->blank));
 		for (int i = 0; i < pr->nparts; i++) {
 			json_object *p = content_json(&pr->parts[i].content);
 			json_object_object_add(p, "number",

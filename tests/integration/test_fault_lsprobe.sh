@@ -31,6 +31,12 @@ tgt_start
 tgt_target 1 "$IQN"
 tgt_lun 1 1 "$EFS/disk"
 tgt_lun 1 2 "$T/ok.img"
+# LUN 3 blank, LUN 4 random bytes: "blank" and "unknown" are told apart
+tgt_sparse "$T/blank.img" 8M
+tgt_lun 1 3 "$T/blank.img"
+tgt_sparse "$T/noise.img" 8M
+fill_random "$T/noise.img" $((8 << 20))
+tgt_lun 1 4 "$T/noise.img"
 
 echo "0 4096" >"$FAULTS.tmp" && mv "$FAULTS.tmp" "$FAULTS"
 rc=0
@@ -48,6 +54,10 @@ awk '$1 == "1"' "$T/ls.out" | grep -q "unreadable" ||
 	fail "LUN 1 is not listed as unreadable: $(cat "$T/ls.out")"
 awk '$1 == "2"' "$T/ls.out" | grep -q "ext4 healthy" ||
 	fail "LUN 2 is not listed with its content: $(cat "$T/ls.out")"
+awk '$1 == "3"' "$T/ls.out" | grep -q "blank" ||
+	fail "LUN 3 (all zeros) is not listed as blank: $(cat "$T/ls.out")"
+awk '$1 == "4"' "$T/ls.out" | grep -q "unknown" ||
+	fail "LUN 4 (data libblkid does not know) is not listed as unknown: $(cat "$T/ls.out")"
 pass "ls with a LUN whose content cannot be read: listed, named on stderr, exit 1"
 
 : >"$FAULTS.tmp" && mv "$FAULTS.tmp" "$FAULTS"
