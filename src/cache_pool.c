@@ -224,8 +224,9 @@ static void defer_pool(struct defer *d, struct cache_pool *p, unsigned work, int
 	for (int i = 0; i < d->npools; i++) {
 		if (d->pools[i] == p) {
 			d->pool_work[i] |= work;
-			d->wake_space[i] = MIN(WAKE_ALL, d->wake_space[i] + nspace);
-			d->wake_dirty[i] = MIN(WAKE_ALL, d->wake_dirty[i] + ndirty);
+			/* saturating: two WAKE_ALLs would overflow an int */
+			d->wake_space[i] = (int)MIN((int64_t)WAKE_ALL, (int64_t)d->wake_space[i] + nspace);
+			d->wake_dirty[i] = (int)MIN((int64_t)WAKE_ALL, (int64_t)d->wake_dirty[i] + ndirty);
 			return;
 		}
 	}
