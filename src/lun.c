@@ -759,6 +759,17 @@ static int id_pages(const struct lun *l, uint8_t pages[2])
 
 static void id_step(struct session_cmd *c);
 
+/* The last part of an identity check: the same VPD pages with another block size is
+ * the same disk exported otherwise - every block now elsewhere (tgt re-creates a LUN
+ * on the same file with --blocksize): READ CAPACITY fails the LUN then (cap_apply),
+ * and applies a new size before anything parked is sent. */
+static void id_capacity(struct check_cmd *k)
+{
+	k->when = "when its identity was checked";
+	k->rc10 = false;
+	cap_send(k);
+}
+
 static void id_send(struct check_cmd *k)
 {
 	uint8_t pages[2];
@@ -824,7 +835,7 @@ static void id_step(struct session_cmd *c)
 		id_send(k);
 		return;
 	}
-	check_end(k, 0);
+	id_capacity(k);
 }
 
 /* Start an identity check; `done` gets 0 (same), -ENODEV (failed) or -errno. */
@@ -834,14 +845,14 @@ static int id_start(struct lun *l, int budget_ms, void (*done)(void *, int), voi
 	if (__atomic_load_n(&l->failed, __ATOMIC_ACQUIRE))
 		return -ENODEV;
 	__atomic_fetch_add(&l->st.identity_checks, 1, __ATOMIC_RELAXED);
-	if (id_pages(l, pages) == 0) {
-		done(opaque, 0); /* nothing to compare: taken as the same, as the session does */
-		return 0;
-	}
 	struct check_cmd *k = check_new(l, budget_ms, done, opaque);
 	if (!k)
 		return -ENOMEM;
-	id_send(k);
+	if (id_pages(l, pages) == 0)
+		id_capacity(k); /* no pages to compare (taken as the same, as the session
+		                 * does): the block size still is */
+	else
+		id_send(k);
 	return 0;
 }
 

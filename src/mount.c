@@ -122,6 +122,12 @@ struct fs_lun *mount_lun_build(struct fs_model *m, struct fs_target *t,
 		if (l->info.vpd80_len)
 			session_set_identity(t->sess[s], l->info.lun, 0x80, l->info.vpd80,
 					     l->info.vpd80_len);
+		/* and its block size: the same disk re-exported with other blocks would
+		 * put every queued write elsewhere on it */
+		uint8_t bs[4] = { (uint8_t)(l->info.block_size >> 24),
+				  (uint8_t)(l->info.block_size >> 16),
+				  (uint8_t)(l->info.block_size >> 8), (uint8_t)l->info.block_size };
+		session_set_identity(t->sess[s], l->info.lun, SESSION_IDENT_BLOCK_SIZE, bs, 4);
 	}
 	l->lundev = lun_create(t->sess, t->nsess, t->name, &l->info, cfg->read_only);
 	if (!l->lundev) {

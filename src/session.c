@@ -526,11 +526,18 @@ static void login_cb(struct transport_conn *ctx, int status, void *priv)
 		struct session_cmd *c = &s->verify_cmds[n];
 		memset(c, 0, sizeof(*c));
 		c->lun = id->lun;
-		c->cdb[0] = 0x12; /* INQUIRY, EVPD */
-		c->cdb[1] = 1;
-		c->cdb[2] = id->page;
-		c->cdb[4] = (uint8_t)sizeof(s->verify_buf[n]);
-		c->cdb_len = 6;
+		if (id->page == SESSION_IDENT_BLOCK_SIZE) {
+			c->cdb[0] = 0x9e; /* SERVICE ACTION IN(16): READ CAPACITY(16) */
+			c->cdb[1] = 0x10;
+			c->cdb[13] = 32;
+			c->cdb_len = 16;
+		} else {
+			c->cdb[0] = 0x12; /* INQUIRY, EVPD */
+			c->cdb[1] = 1;
+			c->cdb[2] = id->page;
+			c->cdb[4] = (uint8_t)sizeof(s->verify_buf[n]);
+			c->cdb_len = 6;
+		}
 		c->dir = SESSION_DIR_READ;
 		memset(s->verify_buf[n], 0, sizeof(s->verify_buf[n]));
 		c->buf = s->verify_buf[n];
@@ -565,6 +572,16 @@ static void verify_done(struct session_cmd *c)
 	size_t plen = id->len >= 4 ? MIN(id->len, 4 + (size_t)((id->data[2] << 8) | id->data[3]))
 				   : id->len;
 	bool same = answered && c->data_in >= plen && memcmp(c->buf, id->data, plen) == 0;
+	bool bs = id->page == SESSION_IDENT_BLOCK_SIZE;
+	if (bs) {
+		/* the block length is bytes 8-11 of READ CAPACITY(16)'s answer; a target
+		 * without READ CAPACITY(16) (ILLEGAL REQUEST: invalid opcode or field)
+		 * cannot be checked here */
+		same = answered && c->data_in >= 12 && memcmp(c->buf + 8, id->data, 4) == 0;
+		if (c->result == 0 && c->scsi_status == 2 && c->sense_valid &&
+		    c->sense_key == 5 && (c->asc == 0x20 || c->asc == 0x24))
+			answered = same = true;
+	}
 	pthread_mutex_lock(&s->qlock);
 	if (id->removed) /* the LUN left the namespace meanwhile: nothing to protect */
 		answered = same = true;
@@ -586,9 +603,14 @@ static void verify_done(struct session_cmd *c)
 		pthread_mutex_lock(&s->qlock);
 		id->failed = true;
 		pthread_mutex_unlock(&s->qlock);
-		log_err("%s: LUN %s is no longer the same disk after reconnecting (VPD page "
-			"0x%02x changed); failing it rather than writing to another disk",
-			s->name, LUNSTR(id->lun), id->page);
+		if (bs)
+			log_err("%s: LUN %s is no longer the same disk after reconnecting (its "
+				"block size changed); failing it rather than writing where its "
+				"blocks no longer are", s->name, LUNSTR(id->lun));
+		else
+			log_err("%s: LUN %s is no longer the same disk after reconnecting (VPD "
+				"page 0x%02x changed); failing it rather than writing to another "
+				"disk", s->name, LUNSTR(id->lun), id->page);
 	}
 	if (--s->verify_left == 0)
 		logged_in(s);

@@ -151,7 +151,9 @@ int lun_check_capacity(struct blkdev *dev, const char *when, int budget_ms);
 
 /*
  * Check on the live session that VPD pages 0x83 and 0x80 are what they were at
- * lun_create (a LUN that had neither is taken as the same). Blocks the calling thread
+ * lun_create (a LUN that had neither is taken as the same), then READ CAPACITY: another
+ * block size fails the LUN too (the same disk with other blocks puts every block
+ * elsewhere), a new size is applied as lun_check_capacity does. Blocks the calling thread
  * (not a session thread), budget_ms per command as lun_check_capacity. Returns 0 (same
  * disk), -ENODEV (another disk, or none: the LUN is failed for good), or -errno when
  * it could not be checked.

@@ -118,7 +118,13 @@ void session_submit(struct session *s, struct session_cmd *cmd);
 /* Submit and wait (any thread but the session's own). Returns cmd->result. */
 int session_run(struct session *s, struct session_cmd *cmd);
 
-/* After a re-login, check that INQUIRY VPD `page` of `lun` still returns these bytes. */
+/* After a re-login, check that INQUIRY VPD `page` of `lun` still returns these bytes,
+ * before anything queued is sent. `page` SESSION_IDENT_BLOCK_SIZE instead checks the
+ * logical block length: `data` is its 4 bytes (big-endian, as READ CAPACITY(16)
+ * returns them in bytes 8-11, SBC-4 5.20.2); a target that refuses READ CAPACITY(16)
+ * leaves it unchecked here (the LUN layer checks with what the LUN was read with). A
+ * LUN whose page or block length changed fails (its commands: -ENODEV). */
+#define SESSION_IDENT_BLOCK_SIZE 0
 void session_set_identity(struct session *s, uint64_t lun, uint8_t page, const uint8_t *data,
 			  size_t len);
 

@@ -162,9 +162,61 @@ EOF2
 	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
 }
 
+# blocksize_case NAME HOW: the SAME disk (backing file, serial) comes back exported with
+# 4096-byte blocks instead of 512 - `live`: deleted and re-created while mounted (no
+# re-login); `relogin`: tgtd restarted so. Its identity pages are unchanged, but every
+# LBA now names a place 8 times further in: a write sent with the old block size lands
+# elsewhere on the disk. The 8 MiB of 'A' held dirty must never land past 8 MiB.
+blocksize_case()
+{
+	local name=bs-$1 how=$1 out rc=0 n img
+	log "--- $name: LUN 1 comes back with 4096-byte blocks ($how)"
+	img=$T/old-$name.img
+	tgt_sparse "$img" 128M
+	tgt_adm --op new --mode logicalunit --tid 1 --lun 1 --backing-store "$img" >/dev/null
+	tgt_adm --op update --mode logicalunit --tid 1 --lun 1 --params "scsi_sn=BS$how" >/dev/null
+	iscsifs_mount "$URL" "$M" -o noop_interval=1,rescan_interval=0
+	rm -f "$T/flag" "$T/writer.out"
+	python3 "$T/writer.py" "$M/lun1" "$T/flag" "$T/writer.out" &
+	local W=$!
+	track_pid $W
+	wait_for 20 grep -qs written "$T/writer.out" || fail "$name: the writer did not write: $(cat "$T/writer.out" 2>/dev/null)"
+	if [[ $how == live ]]; then
+		tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
+	else
+		tgt_kill9
+		printf '%s\n' "--op new --mode target --tid 1 --targetname $IQN" \
+			"--op new --mode logicalunit --tid 1 --lun 1 --backing-store $img --blocksize 4096" \
+			"--op update --mode logicalunit --tid 1 --lun 1 --params scsi_sn=BS$how" \
+			"--op bind --mode target --tid 1 --initiator-address ALL" >"$T/tgt/config.log"
+		tgt_restart
+	fi
+	if [[ $how == live ]]; then
+		tgt_adm --op new --mode logicalunit --tid 1 --lun 1 --backing-store "$img" --blocksize 4096 >/dev/null
+		tgt_adm --op update --mode logicalunit --tid 1 --lun 1 --params "scsi_sn=BS$how" >/dev/null
+	fi
+	sleep 2 # the write-back delay (dirty_expire=1) has passed: whatever it does, it did
+	touch "$T/flag"
+	wait_for 60 eval '! pid_alive $W' || fail "$name: the writer did not finish within 60 s"
+	wait "$W" || true
+	out=$(cat "$T/writer.out")
+	log "$name: writer: $(tr '\n' ';' <<<"$out")"
+	grep -qE '^(fsync|close) (EIO|ENODEV)$' <<<"$out" ||
+		fail "$name: neither fsync nor close of the writer reported an error: $out"
+	grep -qE "LUN 1.*(block size changed)" "$DAEMON_LOG" ||
+		fail "$name: the daemon did not log that LUN 1's block size changed"
+	iscsifs_umount "$M" || rc=$?
+	((rc == 0 || rc == 6)) || fail "$name: unmount: daemon exit status $rc"
+	n=$(tail -c +$((8 * MiB + 1)) "$img" | tr -cd A | wc -c)
+	check_eq "$name: bytes of the data written below 8 MiB found past 8 MiB" "$n" 0
+	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
+}
+
 swap_case nogap 0 noop_interval=1
 swap_case gap 2 noop_interval=1
 swap_case gap-norescan 2 noop_interval=1,rescan_interval=0
 swap_case nogap-norescan 0 noop_interval=1,rescan_interval=0
 stream_case
-pass "another disk at LUN 1 never gets the old disk's dirty data (no gap, 2 s gap, with and without polling, in a stream of writes); the writer sees an error; lun1 becomes the new disk's file"
+blocksize_case live
+blocksize_case relogin
+pass "another disk at LUN 1 never gets the old disk's dirty data (no gap, 2 s gap, with and without polling, in a stream of writes), nor the same disk with another block size (live or across a re-login); the writer sees an error; lun1 becomes the new disk's file"
