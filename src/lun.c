@@ -1181,7 +1181,8 @@ static void chunk_done(struct session_cmd *c)
  * created again with another disk between two write-backs answers the next WRITE with
  * GOOD. The commands of the request wait (parked) for the verdict like those after a
  * unit attention; a stream of writes pays nothing, the first write after a pause two
- * INQUIRY round trips. (Reads are not checked: they change nothing on any disk.)
+ * INQUIRY and a READ CAPACITY round trip (id_capacity). (Reads are not checked: they
+ * change nothing on any disk.)
  */
 static void check_after_pause(struct lun *l)
 {
