@@ -42,10 +42,33 @@ EOF
 # fill FILE BYTES: BYTES of 'N' (the new disk's own data; no 'A' in it)
 fill_n() { python3 -c 'import sys; open(sys.argv[1], "r+b").write(b"N" * int(sys.argv[2]))' "$1" "$2"; }
 
+# no_old_data NAME WHEN: the new disk's backing file holds no byte of the old data
+no_old_data() { check_eq "$1: bytes of the old disk's data $2" "$(tr -cd A <"$T/new-$1.img" | wc -c)" 0; }
+
+# after_swap NAME INO_OLD: the daemon said LUN 1 changed or went; after a rescan lun1 is
+# a new file (another inode) showing the new disk's data, which never gets the old
+# data (checked after the rescan and after unmount); LUN 1 is deleted for the next case.
+after_swap()
+{
+	local name=$1 ino_old=$2 out rc=0
+	grep -qE "LUN 1: failed for good \((another disk answers at its address|it is gone)" "$DAEMON_LOG" ||
+		fail "$name: the daemon did not log that the disk at LUN 1 changed or went"
+	out=$(run_bounded 60 "$ISCSIFS" rescan "$M" 2>&1) || fail "$name: iscsifs rescan: $out"
+	wait_for 20 test -e "$M/lun1" || fail "$name: lun1 is not there after the rescan: $(ls "$M")"
+	[[ $(stat -c %i "$M/lun1") != "$ino_old" ]] ||
+		fail "$name: the new disk at LUN 1 got the old file's inode $ino_old"
+	check_cmp "$T/new-$name.img" "$M/lun1" $((2 * MiB))
+	no_old_data "$name" "on the NEW disk after the rescan"
+	iscsifs_umount "$M" || rc=$?
+	((rc == 0 || rc == 6)) || fail "$name: unmount: daemon exit status $rc"
+	no_old_data "$name" "on the NEW disk after unmount"
+	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
+}
+
 # case NAME GAP MOUNT-OPTIONS
 swap_case()
 {
-	local name=$1 gap=$2 opts=$3 out rc=0 ino_old ino_new n
+	local name=$1 gap=$2 opts=$3 out ino_old
 	log "--- $name: gap ${gap}s, -o $opts"
 	tgt_sparse "$T/old-$name.img" 64M
 	tgt_sparse "$T/new-$name.img" 64M
@@ -73,25 +96,10 @@ swap_case()
 	wait "$W" || true
 	out=$(cat "$T/writer.out")
 	log "$name: writer: $(tr '\n' ';' <<<"$out")"
-	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
-	check_eq "$name: bytes of the old disk's data on the NEW disk" "$n" 0
+	no_old_data "$name" "on the NEW disk"
 	grep -qE '^(fsync|close) (EIO|ENODEV)$' <<<"$out" ||
 		fail "$name: neither fsync nor close of the writer reported an error: $out"
-	grep -qE "LUN 1: failed for good \((another disk answers at its address|it is gone)" "$DAEMON_LOG" ||
-		fail "$name: the daemon did not log that the disk at LUN 1 changed or went"
-	# the new disk becomes lun1 again: a new file with its data
-	out=$(run_bounded 60 "$ISCSIFS" rescan "$M" 2>&1) || fail "$name: iscsifs rescan: $out"
-	wait_for 20 test -e "$M/lun1" || fail "$name: lun1 is not there after the rescan: $(ls "$M")"
-	ino_new=$(stat -c %i "$M/lun1")
-	[[ $ino_new != "$ino_old" ]] || fail "$name: the new disk at LUN 1 got the old file's inode $ino_old"
-	check_cmp "$T/new-$name.img" "$M/lun1" $((2 * MiB))
-	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
-	check_eq "$name: after the rescan, bytes of the old data on the NEW disk" "$n" 0
-	iscsifs_umount "$M" || rc=$?
-	((rc == 0 || rc == 6)) || fail "$name: unmount: daemon exit status $rc"
-	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
-	check_eq "$name: after unmount, bytes of the old data on the NEW disk" "$n" 0
-	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
+	after_swap "$name" "$ino_old"
 }
 
 # stream: the LUN is deleted between two writes of a stream (tgt refuses to delete a LUN
@@ -100,7 +108,7 @@ swap_case()
 # created at LUN 1 a second later.
 stream_case()
 {
-	local name=stream out rc=0 ino_old ino_new n i
+	local name=stream out ino_old i
 	log "--- $name: writes and fsyncs while LUN 1 is replaced"
 	tgt_sparse "$T/old-$name.img" 64M
 	tgt_sparse "$T/new-$name.img" 64M
@@ -144,22 +152,10 @@ EOF2
 	wait "$W" || true
 	out=$(cat "$T/stream.out")
 	log "$name: writer: $out"
-	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
-	check_eq "$name: bytes of the old disk's data on the NEW disk" "$n" 0
+	no_old_data "$name" "on the NEW disk"
 	grep -qE 'errors [1-9][0-9]* last (EIO|ENODEV)$' <<<"$out" ||
 		fail "$name: the writer saw no error: $out"
-	grep -qE "LUN 1: failed for good \((another disk answers at its address|it is gone)" "$DAEMON_LOG" ||
-		fail "$name: the daemon did not log that the disk at LUN 1 changed or went"
-	out=$(run_bounded 60 "$ISCSIFS" rescan "$M" 2>&1) || fail "$name: iscsifs rescan: $out"
-	wait_for 20 test -e "$M/lun1" || fail "$name: lun1 is not there after the rescan: $(ls "$M")"
-	ino_new=$(stat -c %i "$M/lun1")
-	[[ $ino_new != "$ino_old" ]] || fail "$name: the new disk at LUN 1 got the old file's inode $ino_old"
-	check_cmp "$T/new-$name.img" "$M/lun1" $((2 * MiB))
-	iscsifs_umount "$M" || rc=$?
-	((rc == 0 || rc == 6)) || fail "$name: unmount: daemon exit status $rc"
-	n=$(tr -cd A <"$T/new-$name.img" | wc -c)
-	check_eq "$name: after unmount, bytes of the old data on the NEW disk" "$n" 0
-	tgt_adm --op delete --mode logicalunit --tid 1 --lun 1 >/dev/null
+	after_swap "$name" "$ino_old"
 }
 
 # blocksize_case NAME HOW: the SAME disk (backing file, serial) comes back exported with
